@@ -1,0 +1,100 @@
+# smolvm: one non-recursive Makefile. `make` builds the VMM and its plugins,
+# `make guest` the guests, `make test` everything the tests need and runs them.
+
+BUILD ?= build
+PREFIX ?= /usr/local
+LIBDIR ?= $(PREFIX)/lib
+WERROR ?= 1
+V ?= 0
+
+CC ?= cc
+PKG_CONFIG ?= pkg-config
+
+ifeq ($(V),0)
+Q := @
+say = @printf '  %-7s %s\n' $(1) $(2);
+else
+Q :=
+say :=
+endif
+
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+	-Wpointer-arith -Wformat=2 -Wvla -Wno-format-truncation
+ifeq ($(WERROR),1)
+WARN += -Werror
+endif
+
+CFLAGS ?= -O2 -g
+BASE_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -MMD -MP
+SDK_CFLAGS := -Isdk/include
+
+LUA_CFLAGS := $(shell $(PKG_CONFIG) --cflags lua5.4)
+LUA_LIBS := $(shell $(PKG_CONFIG) --libs lua5.4)
+INIH_LIBS := $(shell $(PKG_CONFIG) --libs inih)
+CHECK_CFLAGS := $(shell $(PKG_CONFIG) --cflags check)
+CHECK_LIBS := $(shell $(PKG_CONFIG) --libs check)
+
+# ---- the VMM ---------------------------------------------------------------
+
+CORE_SRCS := $(wildcard core/*.c)
+CORE_LIB_SRCS := $(filter-out core/main.c,$(CORE_SRCS))
+CORE_CFLAGS := $(BASE_CFLAGS) $(SDK_CFLAGS) $(LUA_CFLAGS) \
+	-DSMOLVM_LIBDIR='"$(LIBDIR)"' -pthread
+CORE_LIBS := $(LUA_LIBS) $(INIH_LIBS) -ldl -pthread
+
+SMOLVM := $(BUILD)/smolvm
+
+$(BUILD)/core/%.o: core/%.c
+	$(call say,CC,$@)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CORE_CFLAGS) $(CFLAGS) -c $< -o $@
+
+$(SMOLVM): $(CORE_SRCS:%.c=$(BUILD)/%.o)
+	$(call say,LINK,$@)
+	$(Q)$(CC) $(CFLAGS) -rdynamic -o $@ $^ $(CORE_LIBS)
+
+# ---- plugins: each folder under backends/ and plugins/ is one .so ---------
+# They see sdk/include and nothing of core/.
+
+PLUGIN_CFLAGS := $(BASE_CFLAGS) $(SDK_CFLAGS) -fPIC -fvisibility=hidden -pthread
+PLUGIN_DIRS := $(wildcard backends/*/ plugins/*/)
+PLUGIN_SOS := $(foreach d,$(PLUGIN_DIRS),$(BUILD)/plugins/$(notdir $(d:%/=%)).so)
+
+$(BUILD)/plugins/obj/%.o: %.c
+	$(call say,CC,$@)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(PLUGIN_CFLAGS) $(CFLAGS) -c $< -o $@
+
+define plugin_rule
+$(BUILD)/plugins/$(notdir $(1:%/=%)).so: $(patsubst %.c,$(BUILD)/plugins/obj/%.o,$(wildcard $(1)*.c))
+	$$(call say,LINK,$$@)
+	$(Q)$$(CC) $$(CFLAGS) -shared -pthread -Wl,-z,defs -o $$@ $$^
+endef
+$(foreach d,$(PLUGIN_DIRS),$(eval $(call plugin_rule,$(d))))
+
+.PHONY: all
+all: $(SMOLVM) $(PLUGIN_SOS)
+.DEFAULT_GOAL := all
+
+# ---- guests ----------------------------------------------------------------
+
+include tests/guests/guests.mk
+
+GUEST_DIR := $(BUILD)/guest
+
+.PHONY: guest guest-linux test-guests
+guest: guest-linux test-guests
+guest-linux:
+	$(Q)scripts/guest/build-kernel.sh $(GUEST_DIR)
+	$(Q)scripts/guest/build-initramfs.sh $(GUEST_DIR)
+test-guests: $(TEST_GUESTS)
+
+# ---- tests -----------------------------------------------------------------
+
+include tests/tests.mk
+
+.PHONY: clean
+clean:
+	rm -rf $(BUILD)/core $(BUILD)/plugins $(BUILD)/tests $(SMOLVM) $(BUILD)/guest/obj
+
+-include $(shell find $(BUILD)/core $(BUILD)/plugins $(BUILD)/tests -name '*.d' 2>/dev/null)

@@ -1,0 +1,137 @@
+#include "console.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+#include <unistd.h>
+
+size_t console_filter(struct console *c, const unsigned char *in, size_t n,
+		      unsigned char *out)
+{
+	size_t o = 0;
+
+	for (size_t i = 0; i < n && !c->quit; i++) {
+		unsigned char ch = in[i];
+		if (!c->escape && c->is_tty && ch == CONSOLE_ESCAPE) {
+			c->escape = 1;
+			continue;
+		}
+		if (c->escape) {
+			c->escape = 0;
+			if (ch == 'x' || ch == 'X') {
+				c->quit = 1;
+				break;
+			}
+			if (ch != CONSOLE_ESCAPE)
+				out[o++] = CONSOLE_ESCAPE;
+		}
+		out[o++] = ch;
+	}
+	return o;
+}
+
+static void update_watch(struct console *c)
+{
+	/* Stop reading while the device has not taken what we hold. */
+	if (c->in_open)
+		loop_set_events(c->loop, c->in_fd, c->pending_len ? 0 : POLLIN);
+}
+
+void console_deliver(struct console *c)
+{
+	if (c->pending_len && c->rx) {
+		size_t took = c->rx(c->rx_opaque, c->pending, c->pending_len);
+		if (took > c->pending_len)
+			took = c->pending_len;
+		memmove(c->pending, c->pending + took, c->pending_len - took);
+		c->pending_len -= took;
+	}
+	update_watch(c);
+}
+
+static void on_input(void *opaque, int fd, uint32_t revents)
+{
+	struct console *c = opaque;
+	unsigned char buf[sizeof(c->pending) / 2];
+	ssize_t n;
+
+	(void)revents;
+	n = read(fd, buf, sizeof(buf));
+	if (n < 0 && (errno == EINTR || errno == EAGAIN))
+		return;
+	if (n <= 0) {
+		/* End of input: a ^D tells the guest's tty the same. */
+		loop_unwatch(c->loop, fd);
+		c->in_open = 0;
+		if (!c->is_tty && c->pending_len < sizeof(c->pending))
+			c->pending[c->pending_len++] = 0x04;
+		console_deliver(c);
+		return;
+	}
+	c->pending_len += console_filter(c, buf, (size_t)n, c->pending + c->pending_len);
+	if (c->quit && c->on_quit)
+		c->on_quit(c->quit_opaque);
+	console_deliver(c);
+}
+
+int console_init(struct console *c, struct loop *l, int in_fd, int out_fd,
+		 struct err *e)
+{
+	memset(c, 0, sizeof(*c));
+	c->loop = l;
+	c->in_fd = in_fd;
+	c->out_fd = out_fd;
+	if (in_fd < 0)
+		return 0;
+	c->is_tty = isatty(in_fd);
+	if (c->is_tty && tcgetattr(in_fd, &c->saved) == 0) {
+		struct termios raw = c->saved;
+		cfmakeraw(&raw);
+		raw.c_oflag |= OPOST | ONLCR; /* our own messages stay readable */
+		if (tcsetattr(in_fd, TCSANOW, &raw) == 0)
+			c->raw = 1;
+	}
+	if (loop_watch(l, in_fd, POLLIN, on_input, c)) {
+		console_close(c);
+		return err_set(e, -ENOMEM, "console: cannot watch input");
+	}
+	c->in_open = 1;
+	return 0;
+}
+
+void console_close(struct console *c)
+{
+	if (c->raw) {
+		tcsetattr(c->in_fd, TCSANOW, &c->saved);
+		c->raw = 0;
+	}
+	if (c->in_open) {
+		loop_unwatch(c->loop, c->in_fd);
+		c->in_open = 0;
+	}
+}
+
+int console_attach(struct console *c, smolvm_console_rx rx, void *opaque)
+{
+	if (c->rx)
+		return -EBUSY;
+	c->rx = rx;
+	c->rx_opaque = opaque;
+	return 0;
+}
+
+void console_write(struct console *c, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len) {
+		ssize_t n = write(c->out_fd, p, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return; /* nobody reads the console any more */
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+}

@@ -1,0 +1,71 @@
+#include "machine.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+void machine_config_free(struct machine_config *c)
+{
+	for (size_t i = 0; i < c->ndevices; i++) {
+		struct dev_config *d = &c->devices[i];
+		for (size_t k = 0; k < d->n; k++) {
+			free(d->keys[k]);
+			free(d->vals[k]);
+		}
+		free(d->keys);
+		free(d->vals);
+		free(d->type);
+		free(d->name);
+	}
+	free(c->devices);
+	free(c->script);
+	free(c->name);
+	free(c->kernel);
+	free(c->initrd);
+	free(c->cmdline);
+	free(c->append);
+	free(c->backend);
+	memset(c, 0, sizeof(*c));
+}
+
+const char *dev_config_get(const struct dev_config *d, const char *key)
+{
+	for (size_t i = 0; i < d->n; i++)
+		if (!strcmp(d->keys[i], key))
+			return d->vals[i];
+	return NULL;
+}
+
+int parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+	uint64_t mul = 1ull << 20; /* a bare number is MiB */
+
+	if (!s || !isdigit((unsigned char)*s))
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno)
+		return -EINVAL;
+	if (*end) {
+		switch (toupper((unsigned char)*end)) {
+		case 'B': mul = 1; break;
+		case 'K': mul = 1ull << 10; break;
+		case 'M': mul = 1ull << 20; break;
+		case 'G': mul = 1ull << 30; break;
+		default: return -EINVAL;
+		}
+		end++;
+		if (mul > 1 && *end && strcasecmp(end, "iB") && strcasecmp(end, "B"))
+			return -EINVAL;
+		if (mul == 1 && *end)
+			return -EINVAL;
+	}
+	if (v > UINT64_MAX / mul)
+		return -ERANGE;
+	*out = v * mul;
+	return 0;
+}

@@ -1,0 +1,34 @@
+#include "mem.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+
+int mem_init(struct guest_mem *m, uint64_t size, struct err *e)
+{
+	void *p;
+
+	memset(m, 0, sizeof(*m));
+	if (size < MEM_MIN_SIZE || size > MEM_MAX_SIZE || size % 4096)
+		return err_set(e, -EINVAL, "memory: %llu MiB is outside %llu MiB..%llu MiB",
+			       (unsigned long long)(size >> 20),
+			       (unsigned long long)(MEM_MIN_SIZE >> 20),
+			       (unsigned long long)(MEM_MAX_SIZE >> 20));
+	/* NORESERVE: untouched guest pages cost nothing. */
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p == MAP_FAILED)
+		return err_set(e, -errno, "memory: cannot map %llu MiB: %s",
+			       (unsigned long long)(size >> 20), strerror(errno));
+	madvise(p, size, MADV_MERGEABLE);
+	m->base = p;
+	m->size = size;
+	return 0;
+}
+
+void mem_free(struct guest_mem *m)
+{
+	if (m->base)
+		munmap(m->base, m->size);
+	memset(m, 0, sizeof(*m));
+}

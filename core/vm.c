@@ -1,0 +1,362 @@
+#include "vm.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "i8042.h"
+#include "x86_boot.h"
+
+/* Keeps a Linux guest off the instructions a soft-emulated host cannot run
+ * (PLATFORM.md) and tells its init (smolvm.quirks=1). */
+#define SOFT_EMULATION_CMDLINE                                                 \
+	"noxsave nopku clearcpuid=cx16,umip,smap,smep,rdrand,rdseed,fsgsbase,"  \
+	"popcnt,movbe,abm,bmi1,bmi2,avx,avx2 smolvm.quirks=1"
+
+void vm_request_stop(struct vm *vm, enum vm_stop why, const char *msg)
+{
+	pthread_mutex_lock(&vm->stop_lock);
+	if (atomic_load(&vm->stop) == VM_RUNNING) {
+		if (msg)
+			snprintf(vm->stop_msg, sizeof(vm->stop_msg), "%s", msg);
+		atomic_store(&vm->stop, why);
+		for (uint32_t i = 0; i < vm->ncpus; i++)
+			if (vm->vcpus[i].be)
+				vm->be->vcpu_kick(vm->vcpus[i].be);
+		loop_stop(&vm->loop);
+	}
+	pthread_mutex_unlock(&vm->stop_lock);
+}
+
+static void unhandled(struct vm *vm, const char *space, const struct smolvm_exit *x)
+{
+	if (vm->verbose >= 2)
+		fprintf(stderr, "smolvm: unhandled %s %s 0x%llx (%u bytes)\r\n", space,
+			x->io.is_write ? "write" : "read", (unsigned long long)x->io.addr,
+			x->io.size);
+}
+
+static void handle_io(struct vm *vm, const struct bus *b, const char *space,
+		      struct smolvm_exit *x)
+{
+	uint8_t *data = x->io.data;
+
+	for (uint32_t i = 0; i < x->io.count; i++, data += x->io.size) {
+		if (bus_access(b, x->io.addr, data, x->io.size, x->io.is_write) < 0) {
+			/* Nothing there: reads float high, writes vanish. */
+			if (!x->io.is_write)
+				memset(data, 0xff, x->io.size);
+			unhandled(vm, space, x);
+		}
+	}
+}
+
+static void *vcpu_thread(void *arg)
+{
+	struct vcpu *c = arg;
+	struct vm *vm = c->vm;
+	char name[16];
+
+	snprintf(name, sizeof(name), "vcpu%u", c->index);
+	pthread_setname_np(pthread_self(), name);
+	while (atomic_load(&vm->stop) == VM_RUNNING) {
+		if (vm->be->vcpu_run(c->be, &c->exit) < 0) {
+			vm_request_stop(vm, VM_STOP_ERROR, host_last_error());
+			break;
+		}
+		switch (c->exit.reason) {
+		case SMOLVM_EXIT_PIO:
+			handle_io(vm, &vm->pio, "port", &c->exit);
+			break;
+		case SMOLVM_EXIT_MMIO:
+			handle_io(vm, &vm->mmio, "MMIO", &c->exit);
+			break;
+		case SMOLVM_EXIT_INTR:
+			break;
+		case SMOLVM_EXIT_RESET:
+			vm_request_stop(vm, VM_STOP_RESET, NULL);
+			break;
+		case SMOLVM_EXIT_POWEROFF:
+			vm_request_stop(vm, VM_STOP_POWEROFF, NULL);
+			break;
+		case SMOLVM_EXIT_SHUTDOWN: {
+			char msg[64];
+			snprintf(msg, sizeof(msg), "vcpu %u: triple fault", c->index);
+			vm_request_stop(vm, VM_STOP_TRIPLE_FAULT, msg);
+			break;
+		}
+		case SMOLVM_EXIT_HLT:
+		default: {
+			char msg[96];
+			snprintf(msg, sizeof(msg), "vcpu %u: unexpected exit %u from the backend",
+				 c->index, c->exit.reason);
+			vm_request_stop(vm, VM_STOP_ERROR, msg);
+		}
+		}
+	}
+	return NULL;
+}
+
+static int create_devices(struct vm *vm, const struct plugin_set *plugins, struct err *e)
+{
+	const struct machine_config *cfg = vm->cfg;
+
+	vm->devs = calloc(cfg->ndevices ? cfg->ndevices : 1, sizeof(*vm->devs));
+	if (!vm->devs)
+		return err_set(e, -ENOMEM, "out of memory");
+	for (size_t i = 0; i < cfg->ndevices; i++) {
+		const struct dev_config *dc = &cfg->devices[i];
+		struct device *d = &vm->devs[i];
+		const struct plugin *p = plugins_find(plugins, dc->type, SMOLVM_PLUGIN_DEVICE);
+		int rc;
+
+		if (!p)
+			return err_set(e, -ENOENT,
+				       "%s: no device plugin \"%s\" (see `smolvm plugins` for what is installed)",
+				       dc->name, dc->type);
+		d->plugin = p;
+		d->ctx.vm = vm;
+		d->ctx.cfg = dc;
+		snprintf(d->ctx.name, sizeof(d->ctx.name), "%s", dc->name);
+		host_clear_error();
+		rc = p->ops.dev.create(&d->ctx, &host_api, &d->dev);
+		if (rc < 0)
+			return err_set(e, rc, "%s", host_last_error());
+		vm->ndevs++;
+	}
+	return 0;
+}
+
+static int build_cmdline(struct vm *vm, struct err *e)
+{
+	const struct machine_config *cfg = vm->cfg;
+	const char *parts[3] = { cfg->cmdline, NULL, cfg->append };
+	size_t len = 1;
+	char *s;
+
+	if (vm->quirks & SMOLVM_QUIRK_SOFT_EMULATION)
+		parts[1] = SOFT_EMULATION_CMDLINE;
+	for (int i = 0; i < 3; i++)
+		if (parts[i])
+			len += strlen(parts[i]) + 1;
+	s = calloc(1, len);
+	if (!s)
+		return err_set(e, -ENOMEM, "out of memory");
+	for (int i = 0; i < 3; i++) {
+		if (!parts[i] || !*parts[i])
+			continue;
+		if (*s)
+			strcat(s, " ");
+		strcat(s, parts[i]);
+	}
+	vm->cmdline = s;
+	return 0;
+}
+
+static void on_wake(void *opaque)
+{
+	struct vm *vm = opaque;
+	console_deliver(&vm->console);
+}
+
+static void on_quit(void *opaque)
+{
+	vm_request_stop(opaque, VM_STOP_QUIT, NULL);
+}
+
+static void on_signal(void *opaque, int fd, uint32_t revents)
+{
+	struct vm *vm = opaque;
+	struct signalfd_siginfo si;
+
+	(void)revents;
+	if (read(fd, &si, sizeof(si)) == sizeof(si)) {
+		vm->stop_signal = (int)si.ssi_signo;
+		vm_request_stop(vm, VM_STOP_SIGNAL, NULL);
+	}
+}
+
+static int setup_signals(struct vm *vm, struct err *e)
+{
+	sigset_t set;
+
+	/* Blocked before vCPU threads exist, so they inherit the mask and
+	 * only the loop sees these signals. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	vm->signal_fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (vm->signal_fd < 0)
+		return err_set(e, -errno, "signalfd: %s", strerror(errno));
+	if (loop_watch(&vm->loop, vm->signal_fd, POLLIN, on_signal, vm))
+		return err_set(e, -ENOMEM, "out of memory");
+	return 0;
+}
+
+int vm_create(struct vm *vm, const struct machine_config *cfg,
+	      const struct plugin_set *plugins, int verbose, struct err *e)
+{
+	struct smolvm_vm_config vc = { 0 };
+	struct smolvm_mem_region region = { 0 };
+	struct smolvm_x86_boot boot;
+	struct x86_kernel kernel;
+	uint64_t initrd_addr = 0, initrd_size = 0;
+	int rc;
+
+	memset(vm, 0, sizeof(*vm));
+	vm->cfg = cfg;
+	vm->verbose = verbose;
+	vm->signal_fd = -1;
+	pthread_mutex_init(&vm->stop_lock, NULL);
+	rc = loop_init(&vm->loop, e);
+	if (rc)
+		return rc;
+	vm->loop.on_wake = on_wake;
+	vm->loop.wake_opaque = vm;
+
+	vm->backend = plugins_find(plugins, cfg->backend, SMOLVM_PLUGIN_BACKEND);
+	if (!vm->backend)
+		return err_set(e, -ENOENT,
+			       "no backend plugin \"%s\" (see `smolvm plugins` for what is installed)",
+			       cfg->backend);
+	vm->be = &vm->backend->ops.backend;
+	vm->be_ctx.vm = vm;
+	snprintf(vm->be_ctx.name, sizeof(vm->be_ctx.name), "%s", cfg->backend);
+
+	rc = mem_init(&vm->mem, cfg->memory, e);
+	if (rc)
+		return rc;
+	vc.struct_size = sizeof(vc);
+	vc.ncpus = cfg->cpus;
+	vc.mem_size = cfg->memory;
+	vc.quirk_mode = cfg->quirk_mode;
+	host_clear_error();
+	rc = vm->be->vm_create(&vm->be_ctx, &host_api, &vc, &vm->be_vm);
+	if (rc < 0)
+		return err_set(e, rc, "%s", host_last_error());
+	vm->quirks = vm->be->vm_quirks ? vm->be->vm_quirks(vm->be_vm) : 0;
+
+	region.struct_size = sizeof(region);
+	region.gpa = 0;
+	region.size = vm->mem.size;
+	region.hva = vm->mem.base;
+	rc = vm->be->mem_map(vm->be_vm, &region);
+	if (rc < 0)
+		return err_set(e, rc, "%s", host_last_error());
+
+	rc = console_init(&vm->console, &vm->loop, STDIN_FILENO, STDOUT_FILENO, e);
+	if (rc)
+		return rc;
+	vm->console.on_quit = on_quit;
+	vm->console.quit_opaque = vm;
+	rc = setup_signals(vm, e);
+	if (!rc)
+		rc = i8042_add(vm, e);
+	if (!rc)
+		rc = create_devices(vm, plugins, e);
+	if (!rc)
+		rc = build_cmdline(vm, e);
+	if (!rc)
+		rc = x86_load_kernel(&vm->mem, cfg->kernel, &kernel, e);
+	if (!rc && cfg->initrd)
+		rc = x86_load_initrd(&vm->mem, cfg->initrd, &kernel, &initrd_addr, &initrd_size, e);
+	if (!rc)
+		rc = x86_setup(&vm->mem, &kernel, vm->cmdline, initrd_addr, initrd_size,
+			       cfg->cpus, &boot, e);
+	if (rc)
+		return rc;
+
+	vm->vcpus = calloc(cfg->cpus, sizeof(*vm->vcpus));
+	if (!vm->vcpus)
+		return err_set(e, -ENOMEM, "out of memory");
+	for (uint32_t i = 0; i < cfg->cpus; i++) {
+		struct vcpu *c = &vm->vcpus[i];
+		c->vm = vm;
+		c->index = i;
+		c->exit.struct_size = sizeof(c->exit);
+		host_clear_error();
+		rc = vm->be->vcpu_create(vm->be_vm, i, &c->be);
+		if (rc < 0)
+			return err_set(e, rc, "%s", host_last_error());
+		vm->ncpus++;
+	}
+	/* Only the boot vCPU starts at the kernel; the others wait for the
+	 * guest's INIT/SIPI in the in-kernel LAPIC. */
+	host_clear_error();
+	rc = vm->be->vcpu_boot(vm->vcpus[0].be, &boot);
+	if (rc < 0)
+		return err_set(e, rc, "%s", host_last_error());
+	return 0;
+}
+
+int vm_run(struct vm *vm, struct err *e)
+{
+	int rc = 0, status;
+
+	for (uint32_t i = 0; i < vm->ncpus; i++) {
+		struct vcpu *c = &vm->vcpus[i];
+		rc = pthread_create(&c->thread, NULL, vcpu_thread, c);
+		if (rc) {
+			vm_request_stop(vm, VM_STOP_ERROR, "cannot start a vCPU thread");
+			break;
+		}
+		c->started = 1;
+	}
+	if (!rc)
+		rc = loop_run(&vm->loop);
+	if (rc)
+		vm_request_stop(vm, VM_STOP_ERROR, strerror(-rc));
+	for (uint32_t i = 0; i < vm->ncpus; i++)
+		if (vm->vcpus[i].started)
+			pthread_join(vm->vcpus[i].thread, NULL);
+	console_close(&vm->console);
+
+	switch (atomic_load(&vm->stop)) {
+	case VM_STOP_RESET:
+	case VM_STOP_POWEROFF:
+	case VM_STOP_QUIT:
+		status = 0;
+		break;
+	case VM_STOP_SIGNAL:
+		status = 128 + vm->stop_signal;
+		break;
+	case VM_STOP_TRIPLE_FAULT:
+		err_set(e, -EFAULT, "the guest stopped with a triple fault (%s)", vm->stop_msg);
+		status = 1;
+		break;
+	default:
+		err_set(e, -EIO, "%s", vm->stop_msg);
+		status = 1;
+	}
+	return status;
+}
+
+void vm_destroy(struct vm *vm)
+{
+	console_close(&vm->console);
+	for (size_t i = vm->ndevs; i-- > 0;)
+		if (vm->devs[i].plugin->ops.dev.destroy)
+			vm->devs[i].plugin->ops.dev.destroy(vm->devs[i].dev);
+	free(vm->devs);
+	for (uint32_t i = 0; i < vm->ncpus; i++)
+		if (vm->be->vcpu_destroy)
+			vm->be->vcpu_destroy(vm->vcpus[i].be);
+	free(vm->vcpus);
+	if (vm->be_vm && vm->be->vm_destroy)
+		vm->be->vm_destroy(vm->be_vm);
+	mem_free(&vm->mem);
+	bus_free(&vm->pio);
+	bus_free(&vm->mmio);
+	if (vm->signal_fd >= 0)
+		close(vm->signal_fd);
+	loop_free(&vm->loop);
+	free(vm->cmdline);
+	pthread_mutex_destroy(&vm->stop_lock);
+}

@@ -1,0 +1,91 @@
+/* A running machine: backend VM, guest RAM, buses, devices, vCPU threads
+ * and the main thread's event loop. */
+#ifndef SMOLVM_VM_H
+#define SMOLVM_VM_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "bus.h"
+#include "console.h"
+#include "loop.h"
+#include "machine.h"
+#include "mem.h"
+#include "plugin.h"
+
+/* The host API's per-instance handle (opaque to plugins). */
+struct smolvm_ctx {
+	struct vm *vm;
+	char name[64];
+	const struct dev_config *cfg;
+};
+
+struct device {
+	struct smolvm_ctx ctx;
+	const struct plugin *plugin;
+	void *dev;
+};
+
+struct vcpu {
+	struct vm *vm;
+	uint32_t index;
+	void *be;
+	pthread_t thread;
+	int started;
+	struct smolvm_exit exit;
+};
+
+enum vm_stop {
+	VM_RUNNING = 0,
+	VM_STOP_RESET,       /* the guest rebooted */
+	VM_STOP_POWEROFF,    /* the guest powered off */
+	VM_STOP_QUIT,        /* the user quit (escape key) */
+	VM_STOP_SIGNAL,      /* SIGINT/SIGTERM/SIGHUP */
+	VM_STOP_TRIPLE_FAULT,
+	VM_STOP_ERROR,
+};
+
+struct vm {
+	const struct machine_config *cfg;
+	int verbose;
+
+	const struct plugin *backend;
+	const struct smolvm_backend_ops *be;
+	void *be_vm;
+	struct smolvm_ctx be_ctx;
+	uint32_t quirks;
+
+	struct guest_mem mem;
+	struct bus pio, mmio;
+	struct loop loop;
+	struct console console;
+	int signal_fd;
+
+	struct device *devs;
+	size_t ndevs;
+	struct vcpu *vcpus;
+	uint32_t ncpus;
+	char *cmdline; /* as given to the guest */
+
+	pthread_mutex_t stop_lock;
+	atomic_int stop;
+	int stop_signal;
+	char stop_msg[1024];
+};
+
+int vm_create(struct vm *vm, const struct machine_config *cfg,
+	      const struct plugin_set *plugins, int verbose, struct err *e) WARN_UNUSED;
+/* Runs until the guest or the user stops it; returns the process exit
+ * status and fills `e` when the stop was a failure. */
+int vm_run(struct vm *vm, struct err *e);
+void vm_destroy(struct vm *vm);
+/* From any thread: the first caller's reason wins. */
+void vm_request_stop(struct vm *vm, enum vm_stop why, const char *msg);
+
+/* The host API table handed to plugins (host.c). */
+extern const struct smolvm_host_api host_api;
+/* The last set_error() message of this thread. */
+const char *host_last_error(void);
+void host_clear_error(void);
+
+#endif
