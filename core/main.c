@@ -129,7 +129,7 @@ static int cmd_boot(int argc, char **argv)
 	int verbose = 0, c, status = 1;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "+c:m:k:i:a:vh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:m:k:i:a:vh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c': cpus = optarg; break;
 		case 'm': memory = optarg; break;

@@ -77,6 +77,8 @@ static void *vcpu_thread(void *arg)
 			handle_io(vm, &vm->mmio, "MMIO", &c->exit);
 			break;
 		case SMOLVM_EXIT_INTR:
+			if (vm->verbose >= 2 && atomic_load(&vm->stop) != VM_RUNNING)
+				fprintf(stderr, "smolvm: %s\r\n", host_last_error());
 			break;
 		case SMOLVM_EXIT_RESET:
 			vm_request_stop(vm, VM_STOP_RESET, NULL);
@@ -84,12 +86,9 @@ static void *vcpu_thread(void *arg)
 		case SMOLVM_EXIT_POWEROFF:
 			vm_request_stop(vm, VM_STOP_POWEROFF, NULL);
 			break;
-		case SMOLVM_EXIT_SHUTDOWN: {
-			char msg[64];
-			snprintf(msg, sizeof(msg), "vcpu %u: triple fault", c->index);
-			vm_request_stop(vm, VM_STOP_TRIPLE_FAULT, msg);
+		case SMOLVM_EXIT_SHUTDOWN:
+			vm_request_stop(vm, VM_STOP_TRIPLE_FAULT, host_last_error());
 			break;
-		}
 		case SMOLVM_EXIT_HLT:
 		default: {
 			char msg[96];
@@ -328,7 +327,7 @@ int vm_run(struct vm *vm, struct err *e)
 		status = 128 + vm->stop_signal;
 		break;
 	case VM_STOP_TRIPLE_FAULT:
-		err_set(e, -EFAULT, "the guest stopped with a triple fault (%s)", vm->stop_msg);
+		err_set(e, -EFAULT, "the guest stopped with a triple fault: %s", vm->stop_msg);
 		status = 1;
 		break;
 	default:

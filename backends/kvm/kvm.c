@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/kvm.h>
+#include <linux/kvm_para.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -253,6 +254,14 @@ static int set_cpuid(struct kvm_vcpu *v)
 		case 0x1f:
 			e->edx = v->index; /* x2APIC ID */
 			break;
+		case KVM_CPUID_FEATURES:
+			/* Hypercalls never return on a soft-emulated host:
+			 * hide the PV features that make them. */
+			if (vm->quirks & SMOLVM_QUIRK_SOFT_EMULATION)
+				e->eax &= ~((1u << KVM_FEATURE_PV_UNHALT) |
+					    (1u << KVM_FEATURE_PV_SEND_IPI) |
+					    (1u << KVM_FEATURE_PV_SCHED_YIELD));
+			break;
 		}
 	}
 	if (ioctl(v->fd, KVM_SET_CPUID2, c) < 0)
@@ -458,6 +467,8 @@ static int kvm_vcpu_run(void *opaque, struct smolvm_exit *exit)
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
 				run->immediate_exit = 0;
+				/* Kicks are rare (a stop): say where the vCPU was. */
+				report(v, "interrupted");
 				exit->reason = SMOLVM_EXIT_INTR;
 				return 0;
 			}
@@ -487,6 +498,8 @@ static int kvm_vcpu_run(void *opaque, struct smolvm_exit *exit)
 			exit->reason = SMOLVM_EXIT_HLT;
 			return 0;
 		case KVM_EXIT_SHUTDOWN:
+			/* Leave the registers in the error for the core to show. */
+			report(v, "triple fault");
 			exit->reason = SMOLVM_EXIT_SHUTDOWN;
 			return 0;
 		case KVM_EXIT_SYSTEM_EVENT:
