@@ -131,22 +131,27 @@ static int create_devices(struct vm *vm, const struct plugin_set *plugins, struc
 	return 0;
 }
 
+/* The script's command line, then what the host adds for the guest's
+ * benefit, then --append (last, so the user can override). */
 static int build_cmdline(struct vm *vm, struct err *e)
 {
 	const struct machine_config *cfg = vm->cfg;
-	const char *parts[3] = { cfg->cmdline, NULL, cfg->append };
+	/* Input from a pipe or file, not a person: tell init (smolvm.tty=0)
+	 * to run its shell as a script reader, where ^D is a plain EOF. */
+	const char *parts[4] = { cfg->cmdline, NULL, vm->console.is_tty ? NULL : "smolvm.tty=0",
+				 cfg->append };
 	size_t len = 1;
 	char *s;
 
 	if (vm->quirks & SMOLVM_QUIRK_SOFT_EMULATION)
 		parts[1] = SOFT_EMULATION_CMDLINE;
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < 4; i++)
 		if (parts[i])
 			len += strlen(parts[i]) + 1;
 	s = calloc(1, len);
 	if (!s)
 		return err_set(e, -ENOMEM, "out of memory");
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; i < 4; i++) {
 		if (!parts[i] || !*parts[i])
 			continue;
 		if (*s)

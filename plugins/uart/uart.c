@@ -2,9 +2,10 @@
  *
  * Transmit is instantaneous (each THR write goes to the VM console), so THR
  * and the transmitter are always empty. Receive goes through a 16-byte FIFO
- * fed from the console; bytes wait in the core until the guest has turned
- * on the receive interrupt, because the 8250 driver clears the FIFO when it
- * opens the port and anything typed earlier would be lost.
+ * fed from the console. Bytes wait in the core until the guest takes
+ * receive interrupts for real (IER.RDI with MCR.OUT2, not in loopback):
+ * Linux's 8250 probe briefly sets IER to 0x0f with OUT2 clear and then
+ * clears the FIFO, which would eat whatever had been typed ahead.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -37,6 +38,7 @@ enum {
 
 #define LCR_DLAB 0x80
 
+#define MCR_OUT2 0x08
 #define MCR_LOOP 0x10
 
 #define LSR_DR 0x01
@@ -95,13 +97,18 @@ static uint8_t iir_of(const struct uart *u)
 	return IIR_NO_INT | fifo;
 }
 
+/* The guest is really listening: input may enter the FIFO. */
+static int rx_open(const struct uart *u)
+{
+	return (u->ier & IER_RDI) && (u->mcr & (MCR_OUT2 | MCR_LOOP)) == MCR_OUT2 &&
+	       !u->paused;
+}
+
 /* Called with the lock held after every state change. */
 static void update_irq(struct uart *u)
 {
-	int level = !(iir_of(u) & IIR_NO_INT) && (u->mcr & 0x08 /* OUT2 */);
+	int level = !(iir_of(u) & IIR_NO_INT) && (u->mcr & (MCR_OUT2 | MCR_LOOP)) == MCR_OUT2;
 
-	if (u->mcr & MCR_LOOP)
-		level = 0;
 	if (level != u->irq_level && !u->paused) {
 		u->irq_level = level;
 		u->api->irq_set(u->ctx, u->irq, level);
@@ -186,7 +193,7 @@ static void uart_write(void *opaque, uint64_t off, const void *data, uint32_t si
 {
 	struct uart *u = opaque;
 	uint8_t v = *(const uint8_t *)data;
-	int kick = 0;
+	int kick = 0, was_open;
 
 	(void)size;
 	pthread_mutex_lock(&u->lock);
@@ -210,8 +217,9 @@ static void uart_write(void *opaque, uint64_t off, const void *data, uint32_t si
 		/* Enabling THRI with an empty THR raises it at once. */
 		if ((v & IER_THRI) && !(u->ier & IER_THRI))
 			u->thr_pending = 1;
-		kick = (v & IER_RDI) && !(u->ier & IER_RDI);
+		was_open = rx_open(u);
 		u->ier = v & 0x0f;
+		kick = !was_open && rx_open(u);
 		break;
 	case FCR:
 		if (v & FCR_CLEAR_RX)
@@ -222,7 +230,9 @@ static void uart_write(void *opaque, uint64_t off, const void *data, uint32_t si
 		u->lcr = v;
 		break;
 	case MCR:
+		was_open = rx_open(u);
 		u->mcr = v & 0x1f;
+		kick = !was_open && rx_open(u);
 		break;
 	case SCR:
 		u->scr = v;
@@ -241,7 +251,7 @@ static size_t uart_rx(void *opaque, const uint8_t *buf, size_t len)
 	size_t n = 0;
 
 	pthread_mutex_lock(&u->lock);
-	if ((u->ier & IER_RDI) && !(u->mcr & MCR_LOOP) && !u->paused) {
+	if (rx_open(u)) {
 		while (n < len && u->rx_len < FIFO_SIZE)
 			rx_push(u, buf[n++]);
 		update_irq(u);
@@ -283,7 +293,7 @@ static void uart_reset_regs(struct uart *u)
 	u->dlm = 0;
 	u->ier = 0;
 	u->lcr = 0x03;
-	u->mcr = 0x08;
+	u->mcr = 0; /* OUT2 off: no interrupts until the driver wants them */
 	u->msr = MSR_DCD | MSR_DSR | MSR_CTS;
 	u->scr = 0;
 	u->fcr = 0;
