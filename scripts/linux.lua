@@ -8,7 +8,7 @@ machine {
   -- uncompressed: inflating gzip in an emulated guest kernel costs ~30 s
   initrd = "../build/guest/initramfs.cpio",
   -- reboot=k: the guest ends through the i8042 reset port (smolvm exits 0).
-  cmdline = "console=ttyS0 reboot=k panic=-1 random.trust_bootloader=on quiet",
+  cmdline = "console=ttyS0 reboot=k panic=-1 random.trust_bootloader=on",
   devices = {
     { type = "uart" },
   },

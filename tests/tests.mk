@@ -1,1 +1,13 @@
-# tests
+# Tests: `make test` builds everything and runs unit tests (plain and under
+# ASan+UBSan), then the integration tests that boot real guests.
+
+include tests/plugins/plugins.mk
+include tests/unit/unit.mk
+
+.PHONY: test integration
+test: all guest test-plugins
+	$(Q)$(MAKE) --no-print-directory unit unit-asan
+	$(Q)tests/integration/run.sh
+
+integration: all test-guests
+	$(Q)tests/integration/run.sh

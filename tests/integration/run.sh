@@ -1,0 +1,253 @@
+#!/usr/bin/env bash
+# Integration tests: boot real guests under KVM with build/smolvm.
+#
+#   tests/integration/run.sh [PATTERN]    run the tests whose name matches
+#
+# Each test is a function t_NAME below; it returns 0 (pass), 1 (fail) or 77
+# (skip, with the reason printed). Without a usable /dev/kvm every test that
+# needs it is a visible SKIP. Ends with "N passed, N failed, N skipped".
+set -u
+cd "$(dirname "$0")/../.." || exit 1
+
+SMOLVM=${SMOLVM:-build/smolvm}
+GUEST=${GUEST:-build/guest}
+WORK=$(mktemp -d /tmp/smolvm-it.XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
+pattern=${1:-}
+
+pass=0 fail=0 skip=0
+failed=()
+
+kvm_usable() {
+	[ -c /dev/kvm ] && [ -r /dev/kvm ] && [ -w /dev/kvm ] || return 1
+	# Opening is the real check (permissions, a broken module).
+	exec 9<>/dev/kvm 2>/dev/null || return 1
+	exec 9>&-
+}
+
+need_kvm() {
+	if ! kvm_usable; then
+		echo "SKIP: /dev/kvm cannot be opened (no KVM on this host or no permission)"
+		return 77
+	fi
+}
+
+# A throwaway machine script for a test guest.
+guest_script() { # name kernel [extra lines]
+	cat > "$WORK/$1.lua" <<LUA
+machine {
+  name = "$1",
+  memory = "64M",
+  kernel = "$(realpath "$2")",
+  devices = { { type = "uart" } },
+}
+LUA
+	echo "$WORK/$1.lua"
+}
+
+# run LOG TIMEOUT ARGS...: runs smolvm, stdout+stderr to LOG, returns its status.
+run() {
+	local log=$1 t=$2
+	shift 2
+	timeout -k 5 "$t" "$SMOLVM" "$@" > "$log" 2>&1 < /dev/null
+}
+
+show() { sed 's/^/    | /' "$1" | tail -n "${2:-20}"; }
+
+# ---- test guests -------------------------------------------------------------
+
+t_ticker() {
+	need_kvm || return
+	local log=$WORK/ticker.log
+	run "$log" 30 boot scripts/ticker.lua --append ticks=5
+	local rc=$?
+	local ticks
+	ticks=$(grep -o '^tick [0-9]*' "$log" | tr '\n' ' ')
+	if [ $rc -ne 0 ] || [ "$ticks" != "tick 0 tick 1 tick 2 tick 3 tick 4 " ]; then
+		echo "exit $rc, ticks: '$ticks'"; show "$log"; return 1
+	fi
+}
+
+t_smp_2cpus() {
+	need_kvm || return
+	local log=$WORK/smp2.log s
+	s=$(guest_script smp "$GUEST/smp.elf")
+	run "$log" 60 boot "$s" --cpus 2
+	local rc=$?
+	if [ $rc -ne 0 ] || ! grep -q '^smp: 2 cpus, counter=200000' "$log" ||
+	   ! grep -q '^smp: ok' "$log" || ! grep -q '^cpu 1 up' "$log"; then
+		echo "exit $rc"; show "$log"; return 1
+	fi
+}
+
+t_smp_4cpus() {
+	need_kvm || return
+	local log=$WORK/smp4.log s
+	s=$(guest_script smp "$GUEST/smp.elf")
+	run "$log" 60 boot "$s" --cpus 4
+	local rc=$?
+	if [ $rc -ne 0 ] || ! grep -q '^smp: 4 cpus, counter=400000' "$log" ||
+	   [ "$(grep -c '^cpu [123] up' "$log")" -ne 3 ]; then
+		echo "exit $rc"; show "$log"; return 1
+	fi
+}
+
+# The host probe tells whether a guest `syscall` reaches CPL0; the KVM
+# backend's own detection (host quirks on/off, shown with -v) must agree.
+t_host_probe() {
+	need_kvm || return
+	local log=$WORK/probe.log s
+	s=$(guest_script probe "$GUEST/probe.elf")
+	run "$log" 30 boot "$s" -v
+	local rc=$?
+	if [ $rc -ne 0 ] || ! grep -q '^probe: user mode ok' "$log"; then
+		echo "exit $rc"; show "$log"; return 1
+	fi
+	if grep -q '^probe: syscall stays at CPL3 (host defect)' "$log"; then
+		grep -q 'host quirks on' "$log" || { echo "defect seen but quirks off"; show "$log"; return 1; }
+		echo "host: syscall defect present, quirks on"
+	elif grep -q '^probe: syscall reaches CPL0' "$log"; then
+		grep -q 'host quirks on' "$log" && { echo "no defect but quirks on"; show "$log"; return 1; }
+		echo "host: syscall works, quirks off"
+	else
+		show "$log"; return 1
+	fi
+}
+
+# ---- errors ----------------------------------------------------------------
+
+t_bad_kernel_path() {
+	local log=$WORK/badk.log
+	run "$log" 10 boot scripts/ticker.lua --kernel /nonexistent/vmlinux
+	local rc=$?
+	if [ $rc -ne 1 ] || ! grep -q 'kernel /nonexistent/vmlinux: No such file or directory' "$log"; then
+		echo "exit $rc"; show "$log"; return 1
+	fi
+}
+
+t_bad_script_field() {
+	local log=$WORK/bads.log
+	printf 'machine {\n  kernel = "x",\n  memory = "lots",\n}\n' > "$WORK/bad.lua"
+	run "$log" 10 boot "$WORK/bad.lua"
+	local rc=$?
+	if [ $rc -ne 1 ] || ! grep -q "bad.lua:3: machine.memory: expected a size" "$log"; then
+		echo "exit $rc"; show "$log"; return 1
+	fi
+}
+
+t_unknown_device() {
+	local log=$WORK/baddev.log
+	printf 'machine { kernel = "x", devices = { { type = "nosuch" } } }\n' > "$WORK/baddev.lua"
+	run "$log" 10 boot "$WORK/baddev.lua"
+	local rc=$?
+	if [ $rc -ne 1 ] || ! grep -q 'no device plugin "nosuch"' "$log"; then
+		echo "exit $rc"; show "$log"; return 1
+	fi
+}
+
+# A kernel that faults at once with no IDT: a triple fault, reported with
+# the registers, non-zero exit.
+t_triple_fault() {
+	need_kvm || return
+	local log=$WORK/tf.log
+	python3 - "$WORK/ud2.elf" <<'PY'
+import struct, sys
+code = b"\x0f\x0b"                      # ud2, and no IDT to take it
+ehdr = struct.pack("<16sHHIQQQIHHHHHH", b"\x7fELF\x02\x01\x01" + b"\0" * 9,
+                   2, 62, 1, 0x100000, 64, 0, 0, 64, 56, 1, 0, 0, 0)
+phdr = struct.pack("<IIQQQQQQ", 1, 5, 120, 0x100000, 0x100000, len(code), len(code), 0x1000)
+open(sys.argv[1], "wb").write(ehdr + phdr + code)
+PY
+	local s
+	s=$(guest_script tf "$WORK/ud2.elf")
+	run "$log" 20 boot "$s"
+	local rc=$?
+	if [ $rc -ne 1 ] || ! grep -q 'triple fault' "$log" || ! grep -q 'rip=0000000000100000' "$log"; then
+		echo "exit $rc"; show "$log"; return 1
+	fi
+}
+
+t_plugins_list() {
+	local log=$WORK/plugins.log
+	run "$log" 10 plugins
+	if ! grep -Eq '^kvm +backend' "$log" || ! grep -Eq '^uart +device' "$log"; then
+		show "$log"; return 1
+	fi
+}
+
+t_plugins_refusals() {
+	local dir=build/tests/plugins log=$WORK/refusals.log
+	[ -d "$dir" ] || { echo "missing $dir (make test-plugins)"; return 1; }
+	SMOLVM_PLUGIN_PATH=$dir run "$log" 10 plugins
+	if ! grep -q 'refused .*: plugin ABI 2.0, host 1.0' "$log" ||
+	   ! grep -q 'refused .*no smolvm_plugin_v1 symbol' "$log"; then
+		show "$log" 40; return 1
+	fi
+}
+
+# ---- the default Linux guest -------------------------------------------------
+
+linux_ready() {
+	[ -f "$GUEST/vmlinux" ] && [ -f "$GUEST/initramfs.cpio" ] && return 0
+	echo "missing $GUEST/vmlinux or initramfs.cpio: run 'make guest'"
+	return 1
+}
+
+# The shell round trip of the boot issue: 42 and 2, clean exit 0.
+t_linux_shell_2cpus() {
+	need_kvm || return
+	linux_ready || return 1
+	local log=$WORK/linux.log
+	printf 'echo $((6*7))\nnproc\n' |
+		timeout -k 5 300 "$SMOLVM" boot scripts/linux.lua --cpus 2 > "$log" 2>&1
+	local rc=$?
+	if [ $rc -ne 0 ] || ! grep -q 'Brought up 1 node, 2 CPUs' "$log" ||
+	   ! grep -qx $'42\r\?' "$log" || ! grep -qx $'2\r\?' "$log"; then
+		echo "exit $rc"; show "$log" 30; return 1
+	fi
+}
+
+# Userspace for real: a pipeline, a background job and a hundred forks.
+t_linux_processes() {
+	need_kvm || return
+	linux_ready || return 1
+	local log=$WORK/linux-proc.log
+	cat > "$WORK/proc.sh" <<'SH'
+echo "pipe: $(echo a b c | wc -w)"
+sleep 1 &
+bg=$!
+wait $bg && echo "bg: done $?"
+i=0; while [ $i -lt 100 ]; do /bin/true || echo fork-failed; i=$((i+1)); done
+echo "forks: $i"
+ls /proc | wc -l > /tmp/n && echo "procs: ok"
+SH
+	timeout -k 5 600 "$SMOLVM" boot scripts/linux.lua < "$WORK/proc.sh" > "$log" 2>&1
+	local rc=$?
+	if [ $rc -ne 0 ] || ! grep -q '^pipe: 3' "$log" || ! grep -q '^bg: done 0' "$log" ||
+	   ! grep -q '^forks: 100' "$log" || grep -q 'fork-failed\|Segmentation' "$log" ||
+	   ! grep -q '^procs: ok' "$log"; then
+		echo "exit $rc"; show "$log" 30; return 1
+	fi
+}
+
+# ---- runner ------------------------------------------------------------------
+
+[ -x "$SMOLVM" ] || { echo "no $SMOLVM: run make"; exit 1; }
+for t in $(declare -F | awk '{print $3}' | grep '^t_'); do
+	name=${t#t_}
+	[ -n "$pattern" ] && [[ $name != *$pattern* ]] && continue
+	start=$(date +%s.%N)
+	out=$($t 2>&1)
+	rc=$?
+	secs=$(printf '%.1f' "$(echo "$(date +%s.%N) - $start" | bc)")
+	case $rc in
+	0) pass=$((pass + 1)); printf 'PASS %-24s %6ss\n' "$name" "$secs" ;;
+	77) skip=$((skip + 1)); printf 'SKIP %-24s %s\n' "$name" "$(echo "$out" | grep '^SKIP' | head -1)" ;;
+	*) fail=$((fail + 1)); failed+=("$name"); printf 'FAIL %-24s %6ss\n' "$name" "$secs" ;;
+	esac
+	[ $rc -ne 77 ] && [ -n "$out" ] && echo "$out" | sed 's/^/    /'
+done
+echo
+[ ${#failed[@]} -gt 0 ] && echo "failed: ${failed[*]}"
+echo "integration: $pass passed, $fail failed, $skip skipped"
+[ $fail -eq 0 ]
