@@ -93,6 +93,10 @@ test-guests: $(TEST_GUESTS)
 
 include tests/tests.mk
 
+.PHONY: demo
+demo:
+	$(Q)scripts/demo.sh
+
 .PHONY: clean
 clean:
 	rm -rf $(BUILD)/core $(BUILD)/plugins $(BUILD)/tests $(SMOLVM) $(BUILD)/guest/obj
