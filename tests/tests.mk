@@ -3,10 +3,11 @@
 
 include tests/plugins/plugins.mk
 include tests/unit/unit.mk
+include tests/fuzz/fuzz.mk
 
 .PHONY: test integration
 test: all guest test-plugins
-	$(Q)$(MAKE) --no-print-directory unit unit-asan
+	$(Q)$(MAKE) --no-print-directory unit unit-asan fuzz
 	$(Q)tests/integration/run.sh
 
 integration: all test-guests

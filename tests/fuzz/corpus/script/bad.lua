@@ -1,0 +1,1 @@
+machine { kernel = "x", memory = "lots" }

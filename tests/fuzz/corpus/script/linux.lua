@@ -1,0 +1,15 @@
+-- The default Linux guest: a minimal 6.1 kernel and a busybox initramfs,
+-- both built by `make guest` into build/guest/. Its console is ttyS0.
+machine {
+  name = "linux",
+  cpus = 1,
+  memory = "256M",
+  kernel = "../build/guest/vmlinux",
+  -- uncompressed: inflating gzip in an emulated guest kernel costs ~30 s
+  initrd = "../build/guest/initramfs.cpio",
+  -- reboot=k: the guest ends through the i8042 reset port (smolvm exits 0).
+  cmdline = "console=ttyS0 reboot=k panic=-1 random.trust_bootloader=on",
+  devices = {
+    { type = "uart" },
+  },
+}

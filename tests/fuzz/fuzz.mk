@@ -1,0 +1,34 @@
+# Fuzz targets (libFuzzer, clang) for the parsers of untrusted bytes.
+# `make fuzz` runs each briefly on its committed seed corpus (part of
+# `make test`); run longer by hand, e.g.
+#   build/tests/fuzz/fuzz_state -max_total_time=600 tests/fuzz/corpus/state
+
+FUZZ_CC ?= clang
+FUZZ_TIME ?= 10
+FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
+	-fno-sanitize-recover=undefined -Icore $(SDK_CFLAGS) $(LUA_CFLAGS)
+FUZZ_TARGETS := state kernel script
+FUZZ_BINS := $(FUZZ_TARGETS:%=$(BUILD)/tests/fuzz/fuzz_%)
+
+# Each target links the core sources it exercises.
+.SECONDEXPANSION:
+FUZZ_SRCS_state := core/state.c core/err.c
+FUZZ_SRCS_kernel := core/x86_boot.c core/x86_mptable.c core/err.c
+FUZZ_SRCS_script := core/script.c core/machine.c core/err.c
+
+$(BUILD)/tests/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $$(FUZZ_SRCS_$$*)
+	$(call say,FUZZCC,$@)
+	@mkdir -p $(dir $@)
+	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(FUZZ_SRCS_$*) $(LUA_LIBS)
+
+.PHONY: fuzz
+fuzz: $(FUZZ_BINS)
+	$(Q)for t in $(FUZZ_TARGETS); do \
+		mkdir -p $(BUILD)/tests/fuzz/corpus-$$t; \
+		echo "fuzz_$$t: $(FUZZ_TIME) s"; \
+		$(BUILD)/tests/fuzz/fuzz_$$t -max_total_time=$(FUZZ_TIME) -timeout=10 \
+			-rss_limit_mb=2048 $(BUILD)/tests/fuzz/corpus-$$t tests/fuzz/corpus/$$t \
+			> $(BUILD)/tests/fuzz/fuzz_$$t.log 2>&1 \
+			|| { tail -40 $(BUILD)/tests/fuzz/fuzz_$$t.log; exit 1; }; \
+		tail -1 $(BUILD)/tests/fuzz/fuzz_$$t.log; \
+	done
