@@ -23,6 +23,7 @@ struct machine_config {
 	size_t ndevices;
 	char *backend;
 	uint32_t quirk_mode; /* enum smolvm_quirk_mode */
+	int reboot_restart;  /* reboot = "restart": boot again instead of exiting */
 };
 
 #define MACHINE_DEFAULT_CPUS 1

@@ -51,7 +51,8 @@ static void usage_boot(FILE *f)
 		"Press Ctrl-A then x to quit; Ctrl-A Ctrl-A sends a Ctrl-A.\n"
 		"With stdin not a terminal, end of input reaches the guest as ^D.\n"
 		"\n"
-		"Exit status: 0 when the guest reboots or powers off (or on Ctrl-A x),\n"
+		"Exit status: 0 when the guest reboots (unless the script says\n"
+		"reboot = \"restart\") or powers off, or on Ctrl-A x;\n"
 		"1 on an error or a triple fault, 128+N on signal N.\n");
 }
 
@@ -185,19 +186,26 @@ static int cmd_boot(int argc, char **argv)
 	}
 
 	plugins_scan(&set, hc.plugin_dirs, hc.nplugin_dirs, quiet_refusal, &verbose);
-	if (vm_create(&vm, &cfg, &set, verbose, &e)) {
+	for (int restart = 1; restart;) {
+		if (vm_create(&vm, &cfg, &set, verbose, &e)) {
+			vm_destroy(&vm);
+			fprintf(stderr, "smolvm: %s\n", e.msg);
+			status = 1;
+			break;
+		}
+		if (verbose)
+			fprintf(stderr, "smolvm: %u vCPU, %llu MiB, kernel %s%s\nsmolvm: cmdline: %s\n",
+				cfg.cpus, (unsigned long long)(cfg.memory >> 20), cfg.kernel,
+				vm.quirks ? " (host quirks on)" : "", vm.cmdline);
+		status = vm_run(&vm, &e);
+		if (status == 1)
+			fprintf(stderr, "\r\nsmolvm: %s\n", e.msg);
+		/* reboot = "restart": a fresh machine of the same shape. */
+		restart = cfg.reboot_restart && vm_stop_reason(&vm) == VM_STOP_RESET;
+		if (restart && verbose)
+			fprintf(stderr, "smolvm: the guest rebooted; starting it again\n");
 		vm_destroy(&vm);
-		fprintf(stderr, "smolvm: %s\n", e.msg);
-		goto out;
 	}
-	if (verbose)
-		fprintf(stderr, "smolvm: %u vCPU, %llu MiB, kernel %s%s\nsmolvm: cmdline: %s\n",
-			cfg.cpus, (unsigned long long)(cfg.memory >> 20), cfg.kernel,
-			vm.quirks ? " (host quirks on)" : "", vm.cmdline);
-	status = vm_run(&vm, &e);
-	if (status == 1)
-		fprintf(stderr, "\r\nsmolvm: %s\n", e.msg);
-	vm_destroy(&vm);
 out:
 	plugins_free(&set);
 	machine_config_free(&cfg);

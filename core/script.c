@@ -210,7 +210,7 @@ static int verr(const struct vctx *v, const char *key, const char *field,
 	return err_set(v->e, -EINVAL, "%s:%d: %s: %s", v->name, key_line(v, key), field, msg);
 }
 
-enum ftype { F_CPUS, F_SIZE, F_STRING, F_PATH, F_DEVICES };
+enum ftype { F_CPUS, F_SIZE, F_STRING, F_PATH, F_DEVICES, F_REBOOT };
 
 struct field {
 	const char *key;
@@ -227,6 +227,7 @@ static const struct field machine_fields[] = {
 	{ "initrd", F_PATH, offsetof(struct machine_config, initrd), 0 },
 	{ "cmdline", F_STRING, offsetof(struct machine_config, cmdline), 0 },
 	{ "devices", F_DEVICES, offsetof(struct machine_config, devices), 0 },
+	{ "reboot", F_REBOOT, offsetof(struct machine_config, reboot_restart), 0 },
 };
 
 static char *resolve_path(const struct vctx *v, const char *p)
@@ -396,6 +397,14 @@ static int read_field(const struct vctx *v, const struct field *f, struct machin
 	}
 	case F_DEVICES:
 		return read_devices(v, cfg);
+	case F_REBOOT: {
+		const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
+		if (strcmp(s, "exit") && strcmp(s, "restart"))
+			return verr(v, f->key, field, "expected \"exit\" or \"restart\", got %s",
+				    luaL_tolstring(L, -1, NULL));
+		*(int *)dst = !strcmp(s, "restart");
+		return 0;
+	}
 	}
 	return -EINVAL;
 }
@@ -418,7 +427,7 @@ static int validate(const struct vctx *v, struct machine_config *cfg)
 			const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
 			char field[128];
 			snprintf(field, sizeof(field), "machine.%s", k);
-			rc = verr(v, k, field, "unknown key (known: name, cpus, memory, kernel, initrd, cmdline, devices)");
+			rc = verr(v, k, field, "unknown key (known: name, cpus, memory, kernel, initrd, cmdline, devices, reboot)");
 			lua_pop(L, 2);
 			return rc;
 		}

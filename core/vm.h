@@ -79,6 +79,10 @@ int vm_create(struct vm *vm, const struct machine_config *cfg,
  * status and fills `e` when the stop was a failure. */
 int vm_run(struct vm *vm, struct err *e);
 void vm_destroy(struct vm *vm);
+static inline enum vm_stop vm_stop_reason(struct vm *vm)
+{
+	return (enum vm_stop)atomic_load(&vm->stop);
+}
 /* From any thread: the first caller's reason wins. */
 void vm_request_stop(struct vm *vm, enum vm_stop why, const char *msg);
 

@@ -114,6 +114,23 @@ t_host_probe() {
 	fi
 }
 
+# reboot = "restart" boots the machine again; SIGTERM then ends it (143).
+t_reboot_restart() {
+	need_kvm || return
+	local log=$WORK/restart.log
+	sed -e 's/cmdline = "",/cmdline = "ticks=1", reboot = "restart",/' \
+	    -e "s|\.\./build|$PWD/build|" scripts/ticker.lua > "$WORK/restart.lua"
+	timeout -s TERM 3 "$SMOLVM" boot "$WORK/restart.lua" > "$log" 2>&1 < /dev/null &
+	local pid=$!
+	wait $pid
+	local rc=$? starts
+	starts=$(grep -c '^ticker: start' "$log")
+	if [ $rc -ne 124 ] || [ "$starts" -lt 2 ]; then
+		echo "exit $rc, $starts boots"; show "$log"; return 1
+	fi
+	echo "$starts boots in 3 s"
+}
+
 # ---- errors ----------------------------------------------------------------
 
 t_bad_kernel_path() {
