@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "state.h"
@@ -121,6 +122,68 @@ static void h_request_stop(smolvm_ctx *ctx, int reset)
 	vm_request_stop(ctx->vm, reset ? VM_STOP_RESET : VM_STOP_POWEROFF, NULL);
 }
 
+/* Interrupt lines free for devices: not the PIT (0), keyboard (1),
+ * cascade (2), serial ports (3, 4), RTC (8) or FPU (13). */
+static const uint8_t free_gsis[] = { 5, 6, 7, 9, 10, 11, 12, 14, 15,
+				     16, 17, 18, 19, 20, 21, 22, 23 };
+
+static int h_resource_alloc(smolvm_ctx *ctx, uint64_t size, uint64_t *base, uint32_t *gsi)
+{
+	struct vm *vm = ctx->vm;
+	uint64_t at = vm->next_mmio ? vm->next_mmio : VM_MMIO_BASE;
+
+	size = (size + 0xfff) & ~0xfffull;
+	if (!size || size > VM_MMIO_END - at) {
+		h_set_error(ctx, "no room for a %llu-byte MMIO window", (unsigned long long)size);
+		return -ENOSPC;
+	}
+	if (vm->next_gsi >= sizeof(free_gsis)) {
+		h_set_error(ctx, "no free interrupt line (at most %zu such devices)",
+			    sizeof(free_gsis));
+		return -ENOSPC;
+	}
+	*base = at;
+	*gsi = free_gsis[vm->next_gsi++];
+	vm->next_mmio = at + size;
+	return 0;
+}
+
+static int h_cmdline_append(smolvm_ctx *ctx, const char *text)
+{
+	struct vm *vm = ctx->vm;
+	size_t old = vm->dev_cmdline ? strlen(vm->dev_cmdline) : 0;
+	char *s = realloc(vm->dev_cmdline, old + strlen(text) + 2);
+
+	if (!s) {
+		h_set_error(ctx, "out of memory");
+		return -ENOMEM;
+	}
+	if (old)
+		s[old++] = ' ';
+	strcpy(s + old, text);
+	vm->dev_cmdline = s;
+	return 0;
+}
+
+static int h_ioeventfd(smolvm_ctx *ctx, uint64_t gpa, uint32_t len, uint64_t datamatch,
+		       int fd, int assign)
+{
+	struct vm *vm = ctx->vm;
+
+	if (!vm->be->ioeventfd)
+		return -ENOTSUP;
+	return vm->be->ioeventfd(vm->be_vm, gpa, len, datamatch, fd, assign);
+}
+
+static int h_irqfd(smolvm_ctx *ctx, uint32_t gsi, int fd, int assign)
+{
+	struct vm *vm = ctx->vm;
+
+	if (!vm->be->irqfd)
+		return -ENOTSUP;
+	return vm->be->irqfd(vm->be_vm, gsi, fd, assign);
+}
+
 const struct smolvm_host_api host_api = {
 	.struct_size = sizeof(struct smolvm_host_api),
 	.abi_major = SMOLVM_ABI_MAJOR,
@@ -143,4 +206,8 @@ const struct smolvm_host_api host_api = {
 	.state_enter = state_enter,
 	.state_leave = state_leave,
 	.request_stop = h_request_stop,
+	.resource_alloc = h_resource_alloc,
+	.cmdline_append = h_cmdline_append,
+	.ioeventfd = h_ioeventfd,
+	.irqfd = h_irqfd,
 };

@@ -138,20 +138,20 @@ static int build_cmdline(struct vm *vm, struct err *e)
 	const struct machine_config *cfg = vm->cfg;
 	/* Input from a pipe or file, not a person: tell init (smolvm.tty=0)
 	 * to run its shell as a script reader, where ^D is a plain EOF. */
-	const char *parts[4] = { cfg->cmdline, NULL, vm->console.is_tty ? NULL : "smolvm.tty=0",
-				 cfg->append };
+	const char *parts[5] = { cfg->cmdline, vm->dev_cmdline, NULL,
+				 vm->console.is_tty ? NULL : "smolvm.tty=0", cfg->append };
 	size_t len = 1;
 	char *s;
 
 	if (vm->quirks & SMOLVM_QUIRK_SOFT_EMULATION)
-		parts[1] = SOFT_EMULATION_CMDLINE;
-	for (int i = 0; i < 4; i++)
+		parts[2] = SOFT_EMULATION_CMDLINE;
+	for (int i = 0; i < 5; i++)
 		if (parts[i])
 			len += strlen(parts[i]) + 1;
 	s = calloc(1, len);
 	if (!s)
 		return err_set(e, -ENOMEM, "out of memory");
-	for (int i = 0; i < 4; i++) {
+	for (int i = 0; i < 5; i++) {
 		if (!parts[i] || !*parts[i])
 			continue;
 		if (*s)
@@ -362,5 +362,6 @@ void vm_destroy(struct vm *vm)
 		close(vm->signal_fd);
 	loop_free(&vm->loop);
 	free(vm->cmdline);
+	free(vm->dev_cmdline);
 	pthread_mutex_destroy(&vm->stop_lock);
 }

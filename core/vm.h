@@ -65,7 +65,10 @@ struct vm {
 	size_t ndevs;
 	struct vcpu *vcpus;
 	uint32_t ncpus;
-	char *cmdline; /* as given to the guest */
+	char *cmdline;     /* as given to the guest */
+	char *dev_cmdline; /* what devices asked to add (virtio_mmio.device=...) */
+	uint64_t next_mmio; /* next free system-bus MMIO window */
+	unsigned next_gsi;  /* index into the free interrupt lines */
 
 	pthread_mutex_t stop_lock;
 	atomic_int stop;
@@ -85,6 +88,10 @@ static inline enum vm_stop vm_stop_reason(struct vm *vm)
 }
 /* From any thread: the first caller's reason wins. */
 void vm_request_stop(struct vm *vm, enum vm_stop why, const char *msg);
+
+/* System-bus resources handed to devices (host.c). */
+#define VM_MMIO_BASE 0xd0000000ull
+#define VM_MMIO_END 0xfec00000ull /* the IOAPIC */
 
 /* The host API table handed to plugins (host.c). */
 extern const struct smolvm_host_api host_api;

@@ -1,7 +1,6 @@
 /* MP table: how a kernel without ACPI learns its CPUs, its IOAPIC and how
- * ISA interrupts reach it. ISA IRQ 0 (the PIT) arrives on IOAPIC pin 2, as
- * on PCs and in the KVM backend's routing; every other ISA IRQ n on pin n;
- * pins 16-23 are free for devices. */
+ * interrupts reach it. ISA IRQ 0 (the PIT) arrives on IOAPIC pin 2, as on
+ * PCs and in the KVM backend's routing; every other line n on pin n. */
 #include "x86_boot.h"
 
 #include <errno.h>
@@ -69,7 +68,7 @@ int x86_mptable_write(struct guest_mem *m, uint64_t addr, uint32_t ncpus, struct
 {
 	size_t size = sizeof(struct mpf_intel) + sizeof(struct mpc_table) +
 		      ncpus * sizeof(struct mpc_cpu) + sizeof(struct mpc_bus) +
-		      sizeof(struct mpc_ioapic) + 16 * sizeof(struct mpc_intsrc) +
+		      sizeof(struct mpc_ioapic) + IOAPIC_PINS * sizeof(struct mpc_intsrc) +
 		      2 * sizeof(struct mpc_intsrc);
 	uint8_t *base, *p;
 	struct mpf_intel *mpf;
@@ -127,8 +126,9 @@ int x86_mptable_write(struct guest_mem *m, uint64_t addr, uint32_t ncpus, struct
 	count++;
 
 	/* Pin 0 carries the 8259's ExtINT; ISA IRQ 0 goes to pin 2 and
-	 * IRQ 2 (the cascade) is not wired. */
-	for (uint8_t irq = 0; irq < 16; irq++) {
+	 * IRQ 2 (the cascade) is not wired; lines 16-23 (device interrupts)
+	 * are listed on the same bus, edge-triggered like the rest. */
+	for (uint8_t irq = 0; irq < IOAPIC_PINS; irq++) {
 		struct mpc_intsrc *s = (struct mpc_intsrc *)p;
 		if (irq == 2)
 			continue;

@@ -536,6 +536,38 @@ static void kvm_vcpu_kick(void *opaque)
 		pthread_kill(v->thread, kick_signal());
 }
 
+static int kvm_ioeventfd(void *opaque, uint64_t gpa, uint32_t len, uint64_t datamatch,
+			 int fd, int assign)
+{
+	struct kvm_vm *vm = opaque;
+	struct kvm_ioeventfd io = {
+		.datamatch = datamatch,
+		.addr = gpa,
+		.len = len,
+		.fd = fd,
+		.flags = KVM_IOEVENTFD_FLAG_DATAMATCH |
+			 (assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN),
+	};
+
+	if (ioctl(vm->vm_fd, KVM_IOEVENTFD, &io) < 0)
+		return -errno;
+	return 0;
+}
+
+static int kvm_irqfd(void *opaque, uint32_t gsi, int fd, int assign)
+{
+	struct kvm_vm *vm = opaque;
+	struct kvm_irqfd irq = {
+		.fd = (uint32_t)fd,
+		.gsi = gsi,
+		.flags = assign ? 0 : KVM_IRQFD_FLAG_DEASSIGN,
+	};
+
+	if (ioctl(vm->vm_fd, KVM_IRQFD, &irq) < 0)
+		return -errno;
+	return 0;
+}
+
 static const struct smolvm_backend_ops kvm_ops = {
 	.struct_size = sizeof(struct smolvm_backend_ops),
 	.vm_create = kvm_vm_create,
@@ -548,6 +580,8 @@ static const struct smolvm_backend_ops kvm_ops = {
 	.vcpu_boot = kvm_vcpu_boot,
 	.vcpu_run = kvm_vcpu_run,
 	.vcpu_kick = kvm_vcpu_kick,
+	.ioeventfd = kvm_ioeventfd,
+	.irqfd = kvm_irqfd,
 };
 
 SMOLVM_BACKEND_PLUGIN("kvm", "1.0.0", "Linux KVM (x86-64)", kvm_ops);

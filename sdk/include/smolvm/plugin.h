@@ -131,6 +131,19 @@ struct smolvm_host_api {
 
 	/* Ask the machine to stop (e.g. a reset register was written). */
 	void (*request_stop)(smolvm_ctx *ctx, int reset);
+
+	/* Devices on the system bus (virtio-mmio): reserve an MMIO window of
+	 * `size` bytes and an interrupt line for this instance. */
+	int (*resource_alloc)(smolvm_ctx *ctx, uint64_t size, uint64_t *base,
+			      uint32_t *gsi);
+	/* Add words to the guest kernel's command line. */
+	int (*cmdline_append)(smolvm_ctx *ctx, const char *text);
+	/* Fast paths, when the backend has them (else -ENOTSUP): a guest
+	 * write of `datamatch` to `gpa` signals `fd` without a vCPU exit;
+	 * a write to `fd` pulses interrupt line `gsi`. */
+	int (*ioeventfd)(smolvm_ctx *ctx, uint64_t gpa, uint32_t len,
+			 uint64_t datamatch, int fd, int assign);
+	int (*irqfd)(smolvm_ctx *ctx, uint32_t gsi, int fd, int assign);
 };
 
 /* ---- devices ---------------------------------------------------------- */
@@ -252,6 +265,11 @@ struct smolvm_backend_ops {
 	int (*vm_restore)(void *vm, struct smolvm_state_reader *r);
 	int (*vcpu_save)(void *vcpu, struct smolvm_state_writer *w);
 	int (*vcpu_restore)(void *vcpu, struct smolvm_state_reader *r);
+
+	/* Optional (NULL: the core falls back to exits and irq_line). */
+	int (*ioeventfd)(void *vm, uint64_t gpa, uint32_t len, uint64_t datamatch,
+			 int fd, int assign);
+	int (*irqfd)(void *vm, uint32_t gsi, int fd, int assign);
 };
 
 /* ---- the exported descriptor ------------------------------------------ */
