@@ -65,10 +65,20 @@ $(BUILD)/plugins/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(PLUGIN_CFLAGS) $(CFLAGS) -c $< -o $@
 
+# The SDK's helpers (virtio-mmio transport) as a static library that
+# plugins link; it uses only the host API, like the plugins themselves.
+SDK_LIB := $(BUILD)/sdk/libsmolvm-sdk.a
+SDK_LIB_OBJS := $(patsubst %.c,$(BUILD)/plugins/obj/%.o,$(wildcard sdk/src/*.c))
+
+$(SDK_LIB): $(SDK_LIB_OBJS)
+	$(call say,AR,$@)
+	@mkdir -p $(dir $@)
+	$(Q)$(AR) rcs $@ $^
+
 define plugin_rule
-$(BUILD)/plugins/$(notdir $(1:%/=%)).so: $(patsubst %.c,$(BUILD)/plugins/obj/%.o,$(wildcard $(1)*.c))
+$(BUILD)/plugins/$(notdir $(1:%/=%)).so: $(patsubst %.c,$(BUILD)/plugins/obj/%.o,$(wildcard $(1)*.c)) $(SDK_LIB)
 	$$(call say,LINK,$$@)
-	$(Q)$$(CC) $$(CFLAGS) -shared -pthread -Wl,-z,defs -o $$@ $$^
+	$(Q)$$(CC) $$(CFLAGS) -shared -pthread -Wl,-z,defs -o $$@ $$(filter %.o,$$^) $(SDK_LIB) $$(PLUGIN_LIBS_$(notdir $(1:%/=%)))
 endef
 $(foreach d,$(PLUGIN_DIRS),$(eval $(call plugin_rule,$(d))))
 

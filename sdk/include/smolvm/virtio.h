@@ -29,6 +29,7 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include <linux/virtio_ring.h>
 #include <smolvm/plugin.h>
 
 #define SMOLVM_VIRTIO_MAX_QUEUES 8
@@ -63,10 +64,10 @@ struct smolvm_virtq {
 	uint16_t num;       /* queue size the driver chose */
 	uint8_t ready;
 	uint64_t desc_gpa, avail_gpa, used_gpa;
-	/* Host views, valid while ready. */
-	struct virtq_desc *desc;
-	struct virtq_avail *avail;
-	struct virtq_used *used;
+	/* Host views (<linux/virtio_ring.h> layouts), valid while ready. */
+	struct vring_desc *desc;
+	struct vring_avail *avail;
+	struct vring_used *used;
 	uint16_t last_avail; /* next avail entry the device will take */
 	uint16_t used_idx;   /* next used entry the device will fill */
 	uint16_t signalled_used; /* used_idx at the last interrupt */
@@ -89,6 +90,7 @@ struct smolvm_virtio_dev {
 	void *dev;
 	pthread_mutex_t lock; /* register file and interrupt state */
 
+	pthread_mutex_t notify_lock; /* one queue_notify at a time */
 	uint64_t base;
 	uint32_t gsi;
 	int irq_fd; /* irqfd, or -1 */
