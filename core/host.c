@@ -184,6 +184,11 @@ static int h_irqfd(smolvm_ctx *ctx, uint32_t gsi, int fd, int assign)
 	return vm->be->irqfd(vm->be_vm, gsi, fd, assign);
 }
 
+static const char *h_config_path(smolvm_ctx *ctx, const char *key)
+{
+	return ctx->cfg ? dev_config_path(ctx->cfg, key, ctx->vm->cfg->script) : NULL;
+}
+
 const struct smolvm_host_api host_api = {
 	.struct_size = sizeof(struct smolvm_host_api),
 	.abi_major = SMOLVM_ABI_MAJOR,
@@ -210,4 +215,5 @@ const struct smolvm_host_api host_api = {
 	.cmdline_append = h_cmdline_append,
 	.ioeventfd = h_ioeventfd,
 	.irqfd = h_irqfd,
+	.config_path = h_config_path,
 };

@@ -2,6 +2,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -13,7 +14,10 @@ void machine_config_free(struct machine_config *c)
 		for (size_t k = 0; k < d->n; k++) {
 			free(d->keys[k]);
 			free(d->vals[k]);
+			if (d->paths)
+				free(d->paths[k]);
 		}
+		free(d->paths);
 		free(d->keys);
 		free(d->vals);
 		free(d->type);
@@ -35,6 +39,29 @@ const char *dev_config_get(const struct dev_config *d, const char *key)
 	for (size_t i = 0; i < d->n; i++)
 		if (!strcmp(d->keys[i], key))
 			return d->vals[i];
+	return NULL;
+}
+
+const char *dev_config_path(struct dev_config *d, const char *key, const char *script)
+{
+	const char *slash = script ? strrchr(script, '/') : NULL;
+
+	for (size_t i = 0; i < d->n; i++) {
+		if (strcmp(d->keys[i], key))
+			continue;
+		if (d->vals[i][0] == '/' || !slash)
+			return d->vals[i];
+		if (!d->paths && !(d->paths = calloc(d->n, sizeof(*d->paths))))
+			return NULL;
+		if (!d->paths[i]) {
+			size_t dir = (size_t)(slash - script);
+			d->paths[i] = malloc(dir + strlen(d->vals[i]) + 2);
+			if (!d->paths[i])
+				return NULL;
+			sprintf(d->paths[i], "%.*s/%s", (int)dir, script, d->vals[i]);
+		}
+		return d->paths[i];
+	}
 	return NULL;
 }
 

@@ -11,6 +11,7 @@ struct dev_config {
 	char *name; /* "uart0": type plus index among its type */
 	size_t n;
 	char **keys, **vals;
+	char **paths; /* config_path() results, parallel to vals, made on demand */
 };
 
 struct machine_config {
@@ -31,6 +32,8 @@ struct machine_config {
 
 void machine_config_free(struct machine_config *c);
 const char *dev_config_get(const struct dev_config *d, const char *key);
+/* The value of `key` as a path, relative ones taken from `base_dir`. */
+const char *dev_config_path(struct dev_config *d, const char *key, const char *script);
 
 /* "256M", "1G", "4096K", "1073741824B" or a bare number of MiB. */
 int parse_size(const char *s, uint64_t *out);

@@ -262,6 +262,44 @@ static int dev_value(const struct vctx *v, const char *key, char *field, char **
 	return *out ? 0 : err_set(v->e, -ENOMEM, "out of memory");
 }
 
+static int dev_add(const struct vctx *v, struct dev_config *d, const char *key, char *val)
+{
+	char **nk = realloc(d->keys, (d->n + 1) * sizeof(*nk));
+	char **nv = nk ? realloc(d->vals, (d->n + 1) * sizeof(*nv)) : NULL;
+
+	if (nk)
+		d->keys = nk;
+	if (nv)
+		d->vals = nv;
+	if (!nv || !(d->keys[d->n] = strdup(key))) {
+		free(val);
+		return err_set(v->e, -ENOMEM, "out of memory");
+	}
+	d->vals[d->n++] = val;
+	return 0;
+}
+
+/* A list value (forward = { "a", "b" }) becomes keys "forward[1]", ... */
+static int dev_list(const struct vctx *v, struct dev_config *d, const char *key,
+		    const char *field)
+{
+	lua_State *L = v->L;
+	size_t n = lua_rawlen(L, -1);
+	int rc = 0;
+
+	for (size_t i = 1; !rc && i <= n; i++) {
+		char sub[300], k[160], *val = NULL;
+		snprintf(sub, sizeof(sub), "%s[%zu]", field, i);
+		snprintf(k, sizeof(k), "%s[%zu]", key, i);
+		lua_rawgeti(L, -1, (lua_Integer)i);
+		rc = dev_value(v, key, sub, &val);
+		lua_pop(L, 1);
+		if (!rc)
+			rc = dev_add(v, d, k, val);
+	}
+	return rc;
+}
+
 static int read_device(const struct vctx *v, size_t idx, struct dev_config *d)
 {
 	lua_State *L = v->L;
@@ -281,22 +319,14 @@ static int read_device(const struct vctx *v, size_t idx, struct dev_config *d)
 		}
 		const char *key = lua_tostring(L, -2);
 		snprintf(sub, sizeof(sub), "%s.%s", field, key);
-		rc = dev_value(v, key, sub, &val);
-		if (!rc && !strcmp(key, "type")) {
-			d->type = val;
-		} else if (!rc) {
-			char **nk = realloc(d->keys, (d->n + 1) * sizeof(*nk));
-			char **nv = nk ? realloc(d->vals, (d->n + 1) * sizeof(*nv)) : NULL;
-			if (nk)
-				d->keys = nk;
-			if (!nv) {
-				free(val);
-				rc = err_set(v->e, -ENOMEM, "out of memory");
-			} else {
-				d->vals = nv;
-				d->keys[d->n] = strdup(key);
-				d->vals[d->n++] = val;
-			}
+		if (lua_istable(L, -1) && strcmp(key, "type")) {
+			rc = dev_list(v, d, key, sub);
+		} else {
+			rc = dev_value(v, key, sub, &val);
+			if (!rc && !strcmp(key, "type"))
+				d->type = val;
+			else if (!rc)
+				rc = dev_add(v, d, key, val);
 		}
 		lua_pop(L, 1);
 	}

@@ -109,7 +109,7 @@ static int create_devices(struct vm *vm, const struct plugin_set *plugins, struc
 	if (!vm->devs)
 		return err_set(e, -ENOMEM, "out of memory");
 	for (size_t i = 0; i < cfg->ndevices; i++) {
-		const struct dev_config *dc = &cfg->devices[i];
+		struct dev_config *dc = &cfg->devices[i];
 		struct device *d = &vm->devs[i];
 		const struct plugin *p = plugins_find(plugins, dc->type, SMOLVM_PLUGIN_DEVICE);
 		int rc;
@@ -204,7 +204,7 @@ static int setup_signals(struct vm *vm, struct err *e)
 	return 0;
 }
 
-int vm_create(struct vm *vm, const struct machine_config *cfg,
+int vm_create(struct vm *vm, struct machine_config *cfg,
 	      const struct plugin_set *plugins, int verbose, struct err *e)
 {
 	struct smolvm_vm_config vc = { 0 };

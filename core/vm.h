@@ -17,7 +17,7 @@
 struct smolvm_ctx {
 	struct vm *vm;
 	char name[64];
-	const struct dev_config *cfg;
+	struct dev_config *cfg;
 };
 
 struct device {
@@ -46,7 +46,7 @@ enum vm_stop {
 };
 
 struct vm {
-	const struct machine_config *cfg;
+	struct machine_config *cfg;
 	int verbose;
 
 	const struct plugin *backend;
@@ -76,7 +76,7 @@ struct vm {
 	char stop_msg[1024];
 };
 
-int vm_create(struct vm *vm, const struct machine_config *cfg,
+int vm_create(struct vm *vm, struct machine_config *cfg,
 	      const struct plugin_set *plugins, int verbose, struct err *e) WARN_UNUSED;
 /* Runs until the guest or the user stops it; returns the process exit
  * status and fills `e` when the stop was a failure. */

@@ -92,7 +92,8 @@ struct smolvm_host_api {
 	void (*set_error)(smolvm_ctx *ctx, const char *fmt, ...) SMOLVM_PRINTF(2, 3);
 
 	/* Configuration of this instance (its table in the machine script),
-	 * as text; NULL when absent. */
+	 * as text; NULL when absent. A list option `k = { "a", "b" }` reads
+	 * as keys "k[1]", "k[2]". */
 	const char *(*config_get)(smolvm_ctx *ctx, const char *key);
 
 	/* Host pointer to guest-physical [gpa, gpa+len), or NULL unless the
@@ -144,6 +145,10 @@ struct smolvm_host_api {
 	int (*ioeventfd)(smolvm_ctx *ctx, uint64_t gpa, uint32_t len,
 			 uint64_t datamatch, int fd, int assign);
 	int (*irqfd)(smolvm_ctx *ctx, uint32_t gsi, int fd, int assign);
+
+	/* Like config_get, for a file name: a relative path is resolved
+	 * against the machine script's directory. NULL when absent. */
+	const char *(*config_path)(smolvm_ctx *ctx, const char *key);
 };
 
 /* ---- devices ---------------------------------------------------------- */
