@@ -37,7 +37,8 @@ void console_write(struct console *c, const void *buf, size_t len);
 void console_deliver(struct console *c);
 
 /* Pure input filter for the escape key, exposed for tests: copies bytes
- * from `in` to `out` (at least as big), returns bytes written and sets
+ * from `in` to `out` (n + 1 bytes: a Ctrl-A held over from the previous
+ * call may come out first), returns bytes written and sets
  * c->quit when Ctrl-A x was typed. */
 size_t console_filter(struct console *c, const unsigned char *in, size_t n,
 		      unsigned char *out);

@@ -186,7 +186,8 @@ static void scan_dir(struct plugin_set *set, const char *dir, plugin_refusal_cb 
 	}
 	closedir(d);
 	/* Sorted, so which duplicate wins does not depend on readdir order. */
-	qsort(names, n, sizeof(*names), cmp_str);
+	if (n)
+		qsort(names, n, sizeof(*names), cmp_str);
 
 	for (size_t i = 0; i < n; i++) {
 		char path[4096];

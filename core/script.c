@@ -46,9 +46,13 @@ static void sb_count(lua_State *L, lua_Debug *ar)
 	(void)ar;
 	lua_getallocf(L, (void **)&sb);
 	sb->steps += HOOK_EVERY;
-	if (sb->steps > sb->max_steps)
-		luaL_error(L, "instruction budget of %llu exhausted (endless loop?)",
-			   sb->max_steps);
+	if (sb->steps > sb->max_steps) {
+		/* From now on every instruction fails, so a pcall() in the
+		 * script cannot swallow the error and keep looping. */
+		lua_sethook(L, sb_count, LUA_MASKCOUNT, 1);
+		luaL_error(L, "instruction budget of %I exhausted (endless loop?)",
+			   (lua_Integer)sb->max_steps);
+	}
 }
 
 static int traceback(lua_State *L)
@@ -180,7 +184,7 @@ static int key_line(const struct vctx *v, const char *key)
 	size_t klen = strlen(key);
 
 	for (size_t i = 0; i < v->src_len; i++) {
-		if (line >= v->line && !strncmp(v->src + i, key, klen) &&
+		if (line >= v->line && klen <= v->src_len - i && !memcmp(v->src + i, key, klen) &&
 		    (i == 0 || !(isalnum((unsigned char)v->src[i - 1]) || v->src[i - 1] == '_'))) {
 			size_t j = i + klen;
 			while (j < v->src_len && (v->src[j] == ' ' || v->src[j] == '\t'))
@@ -476,6 +480,23 @@ static int validate(const struct vctx *v, struct machine_config *cfg)
 	return 0;
 }
 
+/* Validation quotes values with __tostring, which is script code: it runs
+ * protected like any other call into Lua. */
+struct validate_args {
+	const struct vctx *v;
+	struct machine_config *cfg;
+	int rc;
+};
+
+static int l_validate(lua_State *L)
+{
+	struct validate_args *a = lua_touserdata(L, 1);
+
+	lua_getfield(L, LUA_REGISTRYINDEX, MACHINE_KEY);
+	a->rc = validate(a->v, a->cfg);
+	return 0;
+}
+
 int script_load_machine_buffer(const char *name, const char *src, size_t len,
 			       struct machine_config *cfg, struct err *e)
 {
@@ -519,7 +540,13 @@ int script_load_machine_buffer(const char *name, const char *src, size_t len,
 		rc = err_set(e, -EINVAL, "%s: the script never calls machine { ... }", name);
 		goto out;
 	}
-	rc = validate(&v, cfg);
+	lua_pop(L, 1);
+	struct validate_args a = { &v, cfg, 0 };
+	lua_pushcfunction(L, l_validate);
+	lua_pushlightuserdata(L, &a);
+	rc = pcall(L, 1, 0, e);
+	if (!rc)
+		rc = a.rc;
 out:
 	lua_close(L);
 	free(v.dir);

@@ -135,8 +135,9 @@ int state_reader_init(struct smolvm_state_reader *r, const void *buf, size_t len
 
 		switch (rec.kind) {
 		case REC_FIELD:
-			if (!rec.name_len || (rec.type != SMOLVM_STATE_BYTES &&
-					      type_size(rec.type) != dlen))
+			if (!rec.name_len ||
+			    (rec.type != SMOLVM_STATE_BYTES &&
+			     (!type_size(rec.type) || type_size(rec.type) != dlen)))
 				goto bad;
 			break;
 		case REC_BEGIN:

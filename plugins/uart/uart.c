@@ -392,6 +392,13 @@ static int uart_restore(void *dev, struct smolvm_state_reader *r, uint32_t versi
 				  tmp.rx_len, tmp.rx_head);
 		rc = -EINVAL;
 	}
+	/* Only values the registers can hold (see the write handler). */
+	if (!rc && ((tmp.ier & ~0x0f) || (tmp.mcr & ~0x1f) || (tmp.fcr & ~0xc1) ||
+		    tmp.thr_pending > 1)) {
+		u->api->set_error(u->ctx, "register values out of range (ier %#x mcr %#x fcr %#x)",
+				  tmp.ier, tmp.mcr, tmp.fcr);
+		rc = -EINVAL;
+	}
 	if (!rc) {
 		/* Only the guest-visible prefix; the host side stays ours. */
 		memcpy(u, &tmp, offsetof(struct uart, ctx));
