@@ -63,7 +63,13 @@ PLUGIN_SOS := $(foreach d,$(PLUGIN_DIRS),$(BUILD)/plugins/$(notdir $(d:%/=%)).so
 $(BUILD)/plugins/obj/%.o: %.c
 	$(call say,CC,$@)
 	@mkdir -p $(dir $@)
-	$(Q)$(CC) $(PLUGIN_CFLAGS) $(CFLAGS) -c $< -o $@
+	$(Q)$(CC) $(PLUGIN_CFLAGS) $(PLUGIN_EXTRA_CFLAGS) $(CFLAGS) -c $< -o $@
+
+# Libraries a plugin needs: PLUGIN_LIBS_<folder> for the link, and its
+# headers (as system headers: their warnings are not ours) for compiling.
+SLIRP_CFLAGS := $(patsubst -I%,-isystem %,$(shell $(PKG_CONFIG) --cflags slirp 2>/dev/null))
+PLUGIN_LIBS_virtio-net := $(shell $(PKG_CONFIG) --libs slirp 2>/dev/null)
+$(BUILD)/plugins/obj/plugins/virtio-net/%.o: PLUGIN_EXTRA_CFLAGS := $(SLIRP_CFLAGS)
 
 # The SDK's helpers (virtio-mmio transport) as a static library that
 # plugins link; it uses only the host API, like the plugins themselves.
