@@ -31,6 +31,7 @@ SDK_CFLAGS := -Isdk/include
 LUA_CFLAGS := $(shell $(PKG_CONFIG) --cflags lua5.4)
 LUA_LIBS := $(shell $(PKG_CONFIG) --libs lua5.4)
 INIH_LIBS := $(shell $(PKG_CONFIG) --libs inih)
+SNAP_LIBS := $(shell $(PKG_CONFIG) --libs libzstd libxxhash)
 CHECK_CFLAGS := $(shell $(PKG_CONFIG) --cflags check)
 CHECK_LIBS := $(shell $(PKG_CONFIG) --libs check)
 
@@ -40,7 +41,7 @@ CORE_SRCS := $(wildcard core/*.c)
 CORE_LIB_SRCS := $(filter-out core/main.c,$(CORE_SRCS))
 CORE_CFLAGS := $(BASE_CFLAGS) $(SDK_CFLAGS) $(LUA_CFLAGS) \
 	-DSMOLVM_LIBDIR='"$(LIBDIR)"' -pthread
-CORE_LIBS := $(LUA_LIBS) $(INIH_LIBS) -ldl -pthread
+CORE_LIBS := $(LUA_LIBS) $(INIH_LIBS) $(SNAP_LIBS) -ldl -pthread
 
 SMOLVM := $(BUILD)/smolvm
 

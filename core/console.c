@@ -78,6 +78,7 @@ int console_init(struct console *c, struct loop *l, int in_fd, int out_fd,
 		 struct err *e)
 {
 	memset(c, 0, sizeof(*c));
+	pthread_mutex_init(&c->line_lock, NULL);
 	c->loop = l;
 	c->in_fd = in_fd;
 	c->out_fd = out_fd;
@@ -120,9 +121,31 @@ int console_attach(struct console *c, smolvm_console_rx rx, void *opaque)
 	return 0;
 }
 
+/* Guest output, line by line, for whoever watches it (pack's ready line).
+ * A longer line is cut: the watcher sees its first part. */
+static void feed_lines(struct console *c, const char *p, size_t len)
+{
+	pthread_mutex_lock(&c->line_lock);
+	for (size_t i = 0; i < len; i++) {
+		if (p[i] == '\n' || c->line_len == sizeof(c->line) - 1) {
+			c->line[c->line_len] = 0;
+			c->on_line(c->line_opaque, c->line);
+			c->line_len = 0;
+			if (p[i] == '\n')
+				continue;
+		}
+		if (p[i] != '\r')
+			c->line[c->line_len++] = p[i];
+	}
+	pthread_mutex_unlock(&c->line_lock);
+}
+
 void console_write(struct console *c, const void *buf, size_t len)
 {
 	const char *p = buf;
+
+	if (c->on_line)
+		feed_lines(c, p, len);
 
 	while (len) {
 		ssize_t n = write(c->out_fd, p, len);

@@ -3,6 +3,7 @@
 #ifndef SMOLVM_CONSOLE_H
 #define SMOLVM_CONSOLE_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <termios.h>
 #include <smolvm/plugin.h>
@@ -25,6 +26,12 @@ struct console {
 	void *rx_opaque;
 	void (*on_quit)(void *opaque);
 	void *quit_opaque;
+	/* Each complete line of guest output (without the newline). */
+	void (*on_line)(void *opaque, const char *line);
+	void *line_opaque;
+	pthread_mutex_t line_lock;
+	char line[512];
+	size_t line_len;
 };
 
 /* in_fd < 0: no input at all. */

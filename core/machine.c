@@ -25,6 +25,8 @@ void machine_config_free(struct machine_config *c)
 	}
 	free(c->devices);
 	free(c->script);
+	free(c->script_src);
+	free(c->ready);
 	free(c->name);
 	free(c->kernel);
 	free(c->initrd);

@@ -16,6 +16,9 @@ struct dev_config {
 
 struct machine_config {
 	char *script;  /* path of the machine script */
+	char *script_src; /* its text (stored in bundles) */
+	size_t script_len;
+	char *ready;   /* pack: console text that means "ready" */
 	char *name;
 	uint32_t cpus;
 	uint64_t memory; /* bytes */

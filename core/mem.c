@@ -4,7 +4,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
-int mem_init(struct guest_mem *m, uint64_t size, struct err *e)
+static int map(struct guest_mem *m, uint64_t size, int fd, struct err *e)
 {
 	void *p;
 
@@ -16,7 +16,7 @@ int mem_init(struct guest_mem *m, uint64_t size, struct err *e)
 			       (unsigned long long)(MEM_MAX_SIZE >> 20));
 	/* NORESERVE: untouched guest pages cost nothing. */
 	p = mmap(NULL, size, PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		 MAP_PRIVATE | MAP_NORESERVE | (fd < 0 ? MAP_ANONYMOUS : 0), fd, 0);
 	if (p == MAP_FAILED)
 		return err_set(e, -errno, "memory: cannot map %llu MiB: %s",
 			       (unsigned long long)(size >> 20), strerror(errno));
@@ -24,6 +24,16 @@ int mem_init(struct guest_mem *m, uint64_t size, struct err *e)
 	m->base = p;
 	m->size = size;
 	return 0;
+}
+
+int mem_init(struct guest_mem *m, uint64_t size, struct err *e)
+{
+	return map(m, size, -1, e);
+}
+
+int mem_init_fd(struct guest_mem *m, uint64_t size, int fd, struct err *e)
+{
+	return map(m, size, fd, e);
 }
 
 void mem_free(struct guest_mem *m)

@@ -16,6 +16,10 @@ struct guest_mem {
 };
 
 int mem_init(struct guest_mem *m, uint64_t size, struct err *e) WARN_UNUSED;
+/* RAM as a private, copy-on-write mapping of `fd` (a snapshot's memory
+ * image): pages are read in when the guest touches them, never copied up
+ * front, and shared with every other VM mapping the same file. */
+int mem_init_fd(struct guest_mem *m, uint64_t size, int fd, struct err *e) WARN_UNUSED;
 void mem_free(struct guest_mem *m);
 
 /* Host pointer for [gpa, gpa+len) when it lies wholly in RAM, else NULL. */

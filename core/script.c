@@ -232,6 +232,7 @@ static const struct field machine_fields[] = {
 	{ "cmdline", F_STRING, offsetof(struct machine_config, cmdline), 0 },
 	{ "devices", F_DEVICES, offsetof(struct machine_config, devices), 0 },
 	{ "reboot", F_REBOOT, offsetof(struct machine_config, reboot_restart), 0 },
+	{ "ready", F_STRING, offsetof(struct machine_config, ready), 0 },
 };
 
 static char *resolve_path(const struct vctx *v, const char *p)
@@ -461,7 +462,7 @@ static int validate(const struct vctx *v, struct machine_config *cfg)
 			const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
 			char field[128];
 			snprintf(field, sizeof(field), "machine.%s", k);
-			rc = verr(v, k, field, "unknown key (known: name, cpus, memory, kernel, initrd, cmdline, devices, reboot)");
+			rc = verr(v, k, field, "unknown key (known: name, cpus, memory, kernel, initrd, cmdline, devices, reboot, ready)");
 			lua_pop(L, 2);
 			return rc;
 		}
@@ -510,10 +511,17 @@ int script_load_machine_buffer(const char *name, const char *src, size_t len,
 	cfg->cpus = MACHINE_DEFAULT_CPUS;
 	cfg->memory = MACHINE_DEFAULT_MEMORY;
 	cfg->script = strdup(name);
+	cfg->script_src = malloc(len + 1);
+	if (cfg->script_src) {
+		memcpy(cfg->script_src, src, len);
+		cfg->script_src[len] = 0;
+		cfg->script_len = len;
+	}
 	L = sandbox_new(&sb);
-	if (!L || !cfg->script) {
+	if (!L || !cfg->script || !cfg->script_src) {
 		if (L)
 			lua_close(L);
+		machine_config_free(cfg);
 		return err_set(e, -ENOMEM, "out of memory");
 	}
 	tmp = strdup(name);

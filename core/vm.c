@@ -7,9 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "i8042.h"
+#include "snapshot.h"
 #include "x86_boot.h"
 
 /* Keeps a Linux guest off the instructions a soft-emulated host cannot run
@@ -25,6 +27,9 @@ void vm_request_stop(struct vm *vm, enum vm_stop why, const char *msg)
 		if (msg)
 			snprintf(vm->stop_msg, sizeof(vm->stop_msg), "%s", msg);
 		atomic_store(&vm->stop, why);
+		pthread_mutex_lock(&vm->park_lock);
+		pthread_cond_broadcast(&vm->park_cond);
+		pthread_mutex_unlock(&vm->park_lock);
 		for (uint32_t i = 0; i < vm->ncpus; i++)
 			if (vm->vcpus[i].be)
 				vm->be->vcpu_kick(vm->vcpus[i].be);
@@ -56,6 +61,56 @@ static void handle_io(struct vm *vm, const struct bus *b, const char *space,
 	}
 }
 
+double vm_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* Waits here while a snapshot is taken. */
+static void park(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->park_lock);
+	vm->parked++;
+	pthread_cond_broadcast(&vm->park_cond);
+	while (atomic_load(&vm->pause_req) && atomic_load(&vm->stop) == VM_RUNNING)
+		pthread_cond_wait(&vm->park_cond, &vm->park_lock);
+	vm->parked--;
+	pthread_mutex_unlock(&vm->park_lock);
+}
+
+int vm_pause(struct vm *vm, struct err *e)
+{
+	atomic_store(&vm->pause_req, 1);
+	for (uint32_t i = 0; i < vm->ncpus; i++)
+		vm->be->vcpu_kick(vm->vcpus[i].be);
+	pthread_mutex_lock(&vm->park_lock);
+	while (vm->parked < vm->running && atomic_load(&vm->stop) == VM_RUNNING)
+		pthread_cond_wait(&vm->park_cond, &vm->park_lock);
+	pthread_mutex_unlock(&vm->park_lock);
+	if (atomic_load(&vm->stop) != VM_RUNNING) {
+		vm_resume(vm);
+		return err_set(e, -ECANCELED, "the machine stopped while pausing");
+	}
+	/* Devices finish what is in flight and stop touching memory. */
+	for (size_t i = 0; i < vm->ndevs; i++)
+		if (vm->devs[i].plugin->ops.dev.pause)
+			vm->devs[i].plugin->ops.dev.pause(vm->devs[i].dev);
+	return 0;
+}
+
+void vm_resume(struct vm *vm)
+{
+	for (size_t i = 0; i < vm->ndevs; i++)
+		if (vm->devs[i].plugin->ops.dev.resume)
+			vm->devs[i].plugin->ops.dev.resume(vm->devs[i].dev);
+	pthread_mutex_lock(&vm->park_lock);
+	atomic_store(&vm->pause_req, 0);
+	pthread_cond_broadcast(&vm->park_cond);
+	pthread_mutex_unlock(&vm->park_lock);
+}
+
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu *c = arg;
@@ -65,6 +120,15 @@ static void *vcpu_thread(void *arg)
 	snprintf(name, sizeof(name), "vcpu%u", c->index);
 	pthread_setname_np(pthread_self(), name);
 	while (atomic_load(&vm->stop) == VM_RUNNING) {
+		/* Park only right after an interrupted run: KVM completes a
+		 * pending port or MMIO read on the next run, so any other exit
+		 * would leave the vCPU mid-instruction. The kick guarantees
+		 * that next run returns at once. */
+		if (atomic_load(&vm->pause_req) && c->exit.reason == SMOLVM_EXIT_INTR) {
+			park(vm);
+			c->exit.reason = SMOLVM_EXIT_NONE;
+			continue;
+		}
 		if (vm->be->vcpu_run(c->be, &c->exit) < 0) {
 			vm_request_stop(vm, VM_STOP_ERROR, host_last_error());
 			break;
@@ -98,6 +162,10 @@ static void *vcpu_thread(void *arg)
 		}
 		}
 	}
+	pthread_mutex_lock(&vm->park_lock);
+	vm->running--;
+	pthread_cond_broadcast(&vm->park_cond);
+	pthread_mutex_unlock(&vm->park_lock);
 	return NULL;
 }
 
@@ -162,10 +230,40 @@ static int build_cmdline(struct vm *vm, struct err *e)
 	return 0;
 }
 
+/* Snapshots are taken here, on the main thread, between loop rounds. */
+static void take_requested_snapshots(struct vm *vm)
+{
+	struct err e = { "" };
+	int pack = atomic_exchange(&vm->ready_hit, 0) && vm->opts.ready;
+	int req = atomic_exchange(&vm->snapshot_req, 0);
+
+	if ((!pack && !req) || atomic_load(&vm->stop) != VM_RUNNING)
+		return;
+	if (!vm->opts.save_to) {
+		fprintf(stderr, "\r\nsmolvm: snapshot requested, but there is nowhere to save it\r\n");
+		return;
+	}
+	if (snapshot_save(vm, vm->opts.save_to, &e)) {
+		vm_request_stop(vm, VM_STOP_ERROR, e.msg);
+		return;
+	}
+	if (pack)
+		vm_request_stop(vm, VM_STOP_PACKED, NULL);
+}
+
 static void on_wake(void *opaque)
 {
 	struct vm *vm = opaque;
 	console_deliver(&vm->console);
+	take_requested_snapshots(vm);
+}
+
+static void on_line(void *opaque, const char *line)
+{
+	struct vm *vm = opaque;
+
+	if (vm->opts.ready && strstr(line, vm->opts.ready) && !atomic_exchange(&vm->ready_hit, 1))
+		loop_wake(&vm->loop);
 }
 
 static void on_quit(void *opaque)
@@ -179,10 +277,15 @@ static void on_signal(void *opaque, int fd, uint32_t revents)
 	struct signalfd_siginfo si;
 
 	(void)revents;
-	if (read(fd, &si, sizeof(si)) == sizeof(si)) {
-		vm->stop_signal = (int)si.ssi_signo;
-		vm_request_stop(vm, VM_STOP_SIGNAL, NULL);
+	if (read(fd, &si, sizeof(si)) != sizeof(si))
+		return;
+	if (si.ssi_signo == SIGUSR1) {
+		atomic_store(&vm->snapshot_req, 1);
+		take_requested_snapshots(vm);
+		return;
 	}
+	vm->stop_signal = (int)si.ssi_signo;
+	vm_request_stop(vm, VM_STOP_SIGNAL, NULL);
 }
 
 static int setup_signals(struct vm *vm, struct err *e)
@@ -195,6 +298,7 @@ static int setup_signals(struct vm *vm, struct err *e)
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1); /* snapshot now (see smolvm help) */
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	vm->signal_fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (vm->signal_fd < 0)
@@ -205,7 +309,7 @@ static int setup_signals(struct vm *vm, struct err *e)
 }
 
 int vm_create(struct vm *vm, struct machine_config *cfg,
-	      const struct plugin_set *plugins, int verbose, struct err *e)
+	      const struct plugin_set *plugins, const struct vm_opts *opts, struct err *e)
 {
 	struct smolvm_vm_config vc = { 0 };
 	struct smolvm_mem_region region = { 0 };
@@ -216,9 +320,12 @@ int vm_create(struct vm *vm, struct machine_config *cfg,
 
 	memset(vm, 0, sizeof(*vm));
 	vm->cfg = cfg;
-	vm->verbose = verbose;
+	vm->opts = *opts;
+	vm->verbose = opts->verbose;
 	vm->signal_fd = -1;
 	pthread_mutex_init(&vm->stop_lock, NULL);
+	pthread_mutex_init(&vm->park_lock, NULL);
+	pthread_cond_init(&vm->park_cond, NULL);
 	rc = loop_init(&vm->loop, e);
 	if (rc)
 		return rc;
@@ -234,7 +341,8 @@ int vm_create(struct vm *vm, struct machine_config *cfg,
 	vm->be_ctx.vm = vm;
 	snprintf(vm->be_ctx.name, sizeof(vm->be_ctx.name), "%s", cfg->backend);
 
-	rc = mem_init(&vm->mem, cfg->memory, e);
+	rc = opts->mem_fd >= 0 ? mem_init_fd(&vm->mem, cfg->memory, opts->mem_fd, e)
+			       : mem_init(&vm->mem, cfg->memory, e);
 	if (rc)
 		return rc;
 	vc.struct_size = sizeof(vc);
@@ -260,6 +368,8 @@ int vm_create(struct vm *vm, struct machine_config *cfg,
 		return rc;
 	vm->console.on_quit = on_quit;
 	vm->console.quit_opaque = vm;
+	vm->console.on_line = on_line;
+	vm->console.line_opaque = vm;
 	rc = setup_signals(vm, e);
 	if (!rc)
 		rc = i8042_add(vm, e);
@@ -267,11 +377,12 @@ int vm_create(struct vm *vm, struct machine_config *cfg,
 		rc = create_devices(vm, plugins, e);
 	if (!rc)
 		rc = build_cmdline(vm, e);
-	if (!rc)
+	/* A restored machine's RAM already holds the running kernel. */
+	if (!rc && !opts->restore)
 		rc = x86_load_kernel(&vm->mem, cfg->kernel, &kernel, e);
-	if (!rc && cfg->initrd)
+	if (!rc && !opts->restore && cfg->initrd)
 		rc = x86_load_initrd(&vm->mem, cfg->initrd, &kernel, &initrd_addr, &initrd_size, e);
-	if (!rc)
+	if (!rc && !opts->restore)
 		rc = x86_setup(&vm->mem, &kernel, vm->cmdline, initrd_addr, initrd_size,
 			       cfg->cpus, &boot, e);
 	if (rc)
@@ -291,6 +402,8 @@ int vm_create(struct vm *vm, struct machine_config *cfg,
 			return err_set(e, rc, "%s", host_last_error());
 		vm->ncpus++;
 	}
+	if (opts->restore)
+		return 0;
 	/* Only the boot vCPU starts at the kernel; the others wait for the
 	 * guest's INIT/SIPI in the in-kernel LAPIC. */
 	host_clear_error();
@@ -306,8 +419,14 @@ int vm_run(struct vm *vm, struct err *e)
 
 	for (uint32_t i = 0; i < vm->ncpus; i++) {
 		struct vcpu *c = &vm->vcpus[i];
+		pthread_mutex_lock(&vm->park_lock);
+		vm->running++;
+		pthread_mutex_unlock(&vm->park_lock);
 		rc = pthread_create(&c->thread, NULL, vcpu_thread, c);
 		if (rc) {
+			pthread_mutex_lock(&vm->park_lock);
+			vm->running--;
+			pthread_mutex_unlock(&vm->park_lock);
 			vm_request_stop(vm, VM_STOP_ERROR, "cannot start a vCPU thread");
 			break;
 		}
@@ -326,6 +445,7 @@ int vm_run(struct vm *vm, struct err *e)
 	case VM_STOP_RESET:
 	case VM_STOP_POWEROFF:
 	case VM_STOP_QUIT:
+	case VM_STOP_PACKED:
 		status = 0;
 		break;
 	case VM_STOP_SIGNAL:
@@ -364,4 +484,6 @@ void vm_destroy(struct vm *vm)
 	free(vm->cmdline);
 	free(vm->dev_cmdline);
 	pthread_mutex_destroy(&vm->stop_lock);
+	pthread_mutex_destroy(&vm->park_lock);
+	pthread_cond_destroy(&vm->park_cond);
 }

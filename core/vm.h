@@ -43,6 +43,15 @@ enum vm_stop {
 	VM_STOP_SIGNAL,      /* SIGINT/SIGTERM/SIGHUP */
 	VM_STOP_TRIPLE_FAULT,
 	VM_STOP_ERROR,
+	VM_STOP_PACKED,      /* pack: the snapshot is written */
+};
+
+struct vm_opts {
+	int verbose;
+	int mem_fd;          /* >= 0: RAM is a private mapping of this image */
+	int restore;         /* build the machine only: state comes from a bundle */
+	const char *ready;   /* pack: snapshot at the first console line containing it */
+	const char *save_to; /* bundle written on SIGUSR1 (and by pack) */
 };
 
 struct vm {
@@ -74,10 +83,27 @@ struct vm {
 	atomic_int stop;
 	int stop_signal;
 	char stop_msg[1024];
+
+	/* Parking vCPU threads outside the backend for a snapshot. */
+	pthread_mutex_t park_lock;
+	pthread_cond_t park_cond;
+	atomic_int pause_req;
+	unsigned parked, running;
+
+	struct vm_opts opts;
+	atomic_int ready_hit;      /* the ready line was printed */
+	atomic_int snapshot_req;   /* SIGUSR1 */
+	double t_start_ms;         /* process-relative, for timings */
 };
 
 int vm_create(struct vm *vm, struct machine_config *cfg,
-	      const struct plugin_set *plugins, int verbose, struct err *e) WARN_UNUSED;
+	      const struct plugin_set *plugins, const struct vm_opts *opts,
+	      struct err *e) WARN_UNUSED;
+/* Stops every vCPU outside the backend (and pauses devices); resume lets
+ * them go on. Main thread only. */
+int vm_pause(struct vm *vm, struct err *e) WARN_UNUSED;
+void vm_resume(struct vm *vm);
+double vm_now_ms(void);
 /* Runs until the guest or the user stops it; returns the process exit
  * status and fills `e` when the stop was a failure. */
 int vm_run(struct vm *vm, struct err *e);

@@ -6,6 +6,7 @@ machine {
   memory = "64M",
   kernel = "../build/guest/ticker.elf",
   cmdline = "",
+  ready = "tick 5",
   devices = {
     { type = "uart" },
   },

@@ -21,6 +21,7 @@
 #include <smolvm/plugin.h>
 
 #include "quirks.h"
+#include "state.h"
 
 #define KVM_TSS_ADDR 0xfffbd000
 #define KVM_IDENTITY_MAP_ADDR 0xfffbc000
@@ -568,6 +569,51 @@ static int kvm_irqfd(void *opaque, uint32_t gsi, int fd, int assign)
 	return 0;
 }
 
+/* ---- snapshots: state.c saves and restores, given these handles ------- */
+
+static struct kvm_state_env state_env(struct kvm_vm *vm, struct kvm_vcpu *v)
+{
+	return (struct kvm_state_env){
+		.ctx = vm->ctx,
+		.api = vm->api,
+		.kvm_fd = vm->kvm_fd,
+		.vm_fd = vm->vm_fd,
+		.vcpu_fd = v ? v->fd : -1,
+		.vcpu_index = v ? v->index : 0,
+		.supported = vm->cpuid,
+	};
+}
+
+static int kvm_vm_save(void *opaque, struct smolvm_state_writer *w)
+{
+	struct kvm_state_env e = state_env(opaque, NULL);
+
+	return kvm_state_vm_save(&e, w);
+}
+
+static int kvm_vm_restore(void *opaque, struct smolvm_state_reader *r)
+{
+	struct kvm_state_env e = state_env(opaque, NULL);
+
+	return kvm_state_vm_restore(&e, r);
+}
+
+static int kvm_vcpu_save(void *opaque, struct smolvm_state_writer *w)
+{
+	struct kvm_vcpu *v = opaque;
+	struct kvm_state_env e = state_env(v->vm, v);
+
+	return kvm_state_vcpu_save(&e, w);
+}
+
+static int kvm_vcpu_restore(void *opaque, struct smolvm_state_reader *r)
+{
+	struct kvm_vcpu *v = opaque;
+	struct kvm_state_env e = state_env(v->vm, v);
+
+	return kvm_state_vcpu_restore(&e, r);
+}
+
 static const struct smolvm_backend_ops kvm_ops = {
 	.struct_size = sizeof(struct smolvm_backend_ops),
 	.vm_create = kvm_vm_create,
@@ -580,6 +626,10 @@ static const struct smolvm_backend_ops kvm_ops = {
 	.vcpu_boot = kvm_vcpu_boot,
 	.vcpu_run = kvm_vcpu_run,
 	.vcpu_kick = kvm_vcpu_kick,
+	.vm_save = kvm_vm_save,
+	.vm_restore = kvm_vm_restore,
+	.vcpu_save = kvm_vcpu_save,
+	.vcpu_restore = kvm_vcpu_restore,
 	.ioeventfd = kvm_ioeventfd,
 	.irqfd = kvm_irqfd,
 };
