@@ -7,7 +7,7 @@ FUZZ_CC ?= clang
 FUZZ_TIME ?= 10
 FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
 	-fno-sanitize-recover=undefined -Icore $(SDK_CFLAGS) $(LUA_CFLAGS)
-FUZZ_TARGETS := state kernel script
+FUZZ_TARGETS := state kernel script bundle manifest
 FUZZ_BINS := $(FUZZ_TARGETS:%=$(BUILD)/tests/fuzz/fuzz_%)
 
 # Each target links the core sources it exercises.
@@ -15,11 +15,13 @@ FUZZ_BINS := $(FUZZ_TARGETS:%=$(BUILD)/tests/fuzz/fuzz_%)
 FUZZ_SRCS_state := core/state.c core/err.c
 FUZZ_SRCS_kernel := core/x86_boot.c core/x86_mptable.c core/err.c
 FUZZ_SRCS_script := core/script.c core/machine.c core/err.c
+FUZZ_SRCS_bundle := core/bundle.c core/manifest.c core/snapmem.c core/err.c
+FUZZ_SRCS_manifest := core/manifest.c core/err.c
 
 $(BUILD)/tests/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $$(FUZZ_SRCS_$$*)
 	$(call say,FUZZCC,$@)
 	@mkdir -p $(dir $@)
-	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(FUZZ_SRCS_$*) $(LUA_LIBS)
+	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(FUZZ_SRCS_$*) $(LUA_LIBS) $(INIH_LIBS) $(SNAP_LIBS) -pthread
 
 .PHONY: fuzz
 fuzz: $(FUZZ_BINS)
