@@ -63,7 +63,7 @@ static void on_input(void *opaque, int fd, uint32_t revents)
 		/* End of input: a ^D tells the guest's tty the same. */
 		loop_unwatch(c->loop, fd);
 		c->in_open = 0;
-		if (!c->is_tty && c->pending_len < sizeof(c->pending))
+		if (!c->is_tty && c->eof_ctrl_d && c->pending_len < sizeof(c->pending))
 			c->pending[c->pending_len++] = 0x04;
 		console_deliver(c);
 		return;

@@ -18,6 +18,7 @@ struct console {
 	int is_tty, raw;
 	struct termios saved;
 	int in_open;     /* still reading input */
+	int eof_ctrl_d;  /* end of (non-tty) input reaches the guest as ^D */
 	int escape;      /* Ctrl-A seen */
 	int quit;        /* user asked to quit */
 	unsigned char pending[4096];

@@ -278,7 +278,8 @@ static int boot_or_pack(int argc, char **argv, int pack)
 	plugins_scan(&set, hc.plugin_dirs, hc.nplugin_dirs, quiet_refusal, &o.verbose);
 	for (int restart = 1; restart;) {
 		struct vm_opts vo = { .verbose = o.verbose, .mem_fd = -1,
-				      .ready = pack ? cfg.ready : NULL, .save_to = o.out };
+				      .ready = pack ? cfg.ready : NULL, .save_to = o.out,
+				      .keep_input_open = pack };
 		if (vm_create(&vm, &cfg, &set, &vo, &e)) {
 			vm_destroy(&vm);
 			fprintf(stderr, "smolvm: %s\n", e.msg);

@@ -368,6 +368,7 @@ int vm_create(struct vm *vm, struct machine_config *cfg,
 		return rc;
 	vm->console.on_quit = on_quit;
 	vm->console.quit_opaque = vm;
+	vm->console.eof_ctrl_d = !opts->keep_input_open;
 	vm->console.on_line = on_line;
 	vm->console.line_opaque = vm;
 	rc = setup_signals(vm, e);

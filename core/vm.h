@@ -52,6 +52,8 @@ struct vm_opts {
 	int restore;         /* build the machine only: state comes from a bundle */
 	const char *ready;   /* pack: snapshot at the first console line containing it */
 	const char *save_to; /* bundle written on SIGUSR1 (and by pack) */
+	int keep_input_open; /* pack: end of input is not passed on as ^D, so
+			      * the saved guest does not carry it */
 };
 
 struct vm {
