@@ -206,8 +206,10 @@ static int build_cmdline(struct vm *vm, struct err *e)
 	const struct machine_config *cfg = vm->cfg;
 	/* Input from a pipe or file, not a person: tell init (smolvm.tty=0)
 	 * to run its shell as a script reader, where ^D is a plain EOF. */
+	/* (Not for pack: a bundle may later run on a terminal.) */
 	const char *parts[5] = { cfg->cmdline, vm->dev_cmdline, NULL,
-				 vm->console.is_tty ? NULL : "smolvm.tty=0", cfg->append };
+				 vm->console.is_tty || vm->opts.keep_input_open ? NULL : "smolvm.tty=0",
+				 cfg->append };
 	size_t len = 1;
 	char *s;
 
