@@ -11,24 +11,29 @@
  *   fpu       xsave_size + xsave (KVM_GET_XSAVE[2]) or legacy (kvm_fpu)
  *   xcrs      nr, xcr<N>                     (hosts with KVM_CAP_XCRS)
  *   debugregs db0..db3, dr6, dr7
- *   msrs      count, indices (le32[count]), one U64 per MSR named "0x<index>"
+ *   msrs      count, indices (le32[count]), one U64 per MSR named "0x<index>",
+ *             tsc_kvmclock
  *   lapic     regs (kvm_lapic_state)
  *   events    the kvm_vcpu_events members by name ("exception.nr", ...)
  * and of the VM:
  *   pic_master, pic_slave   the kvm_pic_state members
  *   ioapic    base_address ioregsel id irr redirtbl[0..23]
  *   pit       flags; ch0 ch1 ch2 {count latched_count ... count_load_time}
- *   clock     kvmclock, realtime_ns, flags
+ *   clock     kvmclock, realtime_ns
  *
- * Restore reads and checks everything before the first KVM_SET_* call.
+ * Time: the guest must not live in the past. vm_restore moves the kvmclock
+ * forward by the host's wall time between save and restore (as after a
+ * suspend), never backwards. Each vCPU's TSC moves forward with it: the
+ * TSC is saved with the kvmclock it was read at ("msrs.tsc_kvmclock") and
+ * restored as TSC + (kvmclock now - that) * tsc_khz, so TSC and kvmclock
+ * stay consistent (KVM's documented migration rule) and a guest whose
+ * clocksource is the TSC sees the same jump; TSC-deadline timers that
+ * expired meanwhile fire at once. The vCPUs' TSCs stay in step (the same
+ * rule for each; KVM also matches TSC writes made within a second). On
+ * kvm_pvm the guest's TSC is the host's and writes to it are ignored,
+ * which amounts to the same thing.
  *
- * Time: the kvmclock is moved forward by the host's wall time between save
- * and restore (as after a suspend); the guest's TSC is restored to the value
- * it had at the save, i.e. it stands still while the VM is not running, as
- * QEMU and Firecracker do (TSC-deadline timers keep their remaining delay;
- * KVM rebases the pvclock pages on the new kvmclock). KVM treats TSC writes
- * of the vCPUs made within a second of each other as one synchronised
- * write, so the vCPUs' TSCs stay in step. */
+ * Restore reads and checks everything before its first KVM_SET_* call. */
 #include "state.h"
 
 #include <asm/kvm_para.h>
@@ -49,6 +54,11 @@
 #define XSAVE_LEGACY_SIZE 4096 /* struct kvm_xsave */
 #define IOAPIC_DEFAULT_BASE 0xfec00000ull
 #define RFLAGS_VALID 0x3f7fd7ull /* defined bits, bit 1 included */
+/* SCE LME LMA NXE SVME LMSLE FFXSR TCE AUTOIBRS: KVM_SET_SREGS does not
+ * check EFER's reserved bits itself. */
+#define EFER_VALID 0x20fd01ull
+#define MAX_TSC_KHZ 100000000u /* 100 GHz */
+#define MAX_CLOCK_NS ((uint64_t)INT64_MAX) /* KVM keeps the offset signed */
 
 #define MSR_IA32_TSC 0x10
 #define MSR_IA32_TSC_DEADLINE 0x6e0
@@ -603,6 +613,7 @@ static const struct {
 	{ 0xd, 1, EAX, 0, xsave_leaf1 },
 	{ 0xd, 1, ECX, 0, NULL },              /* IA32_XSS bits */
 	{ 0xd, 1, EDX, 0, NULL },
+	{ KVM_CPUID_FEATURES, 0, EAX, 0, NULL }, /* paravirtual features */
 };
 
 static const char *const reg_names[] = { "EAX", "EBX", "ECX", "EDX" };
@@ -643,14 +654,18 @@ static int check_cpuid(const struct kvm_state_env *e, const struct kvm_cpuid2 *s
 			const char *n = feature_regs[i].names ? feature_regs[i].names[b] : NULL;
 			if (!(missing & (1u << b)) || len >= sizeof(names))
 				continue;
-			len += (size_t)snprintf(names + len, sizeof(names) - len, "%s%s%s%d",
-						len ? ", " : "", n ? n : "", n ? " = bit " : "bit ", b);
+			if (n)
+				len += (size_t)snprintf(names + len, sizeof(names) - len,
+							"%s%s (bit %d)", len ? ", " : "", n, b);
+			else
+				len += (size_t)snprintf(names + len, sizeof(names) - len,
+							"%sbit %d", len ? ", " : "", b);
 		}
 		/* Restored from a foreign host: refuse rather than show the guest
 		 * features it would fault on. */
 		rc = fail(e, ENOTSUP,
-			  "the saved CPUID leaf 0x%x subleaf %u %s has bits 0x%08x (%s) that "
-			  "this host's KVM does not support",
+			  "the saved CPUID leaf 0x%x subleaf %u %s has bits 0x%08x that this "
+			  "host's KVM does not support: %s",
 			  leaf, sub, reg_names[reg], missing, names);
 	}
 	free(emulated);
@@ -763,6 +778,7 @@ static int save_msrs(const struct kvm_state_env *e, struct out *o)
 {
 	struct kvm_msr_list *list = NULL;
 	struct kvm_msrs *m = NULL;
+	struct kvm_clock_data clock;
 	uint32_t *indices = NULL;
 	uint32_t n = 0, cap;
 	int rc = msr_index_list(e, &list);
@@ -818,11 +834,18 @@ static int save_msrs(const struct kvm_state_env *e, struct out *o)
 		rc = fail(e, E2BIG, "%u MSRs, more than the %u a restore accepts", n, MAX_MSRS);
 		goto out;
 	}
+	/* The kvmclock at (about) the time the TSC was read. */
+	memset(&clock, 0, sizeof(clock));
+	if (ioctl(e->vm_fd, KVM_GET_CLOCK, &clock) < 0) {
+		rc = fail_ioctl(e, "KVM_GET_CLOCK");
+		goto out;
+	}
 	for (uint32_t i = 0; i < n; i++)
 		indices[i] = htole32(m->entries[i].index);
 	begin(o, "msrs");
 	put_u32(o, "count", n);
 	put_bytes(o, "indices", indices, n * (uint32_t)sizeof(*indices));
+	put_u64(o, "tsc_kvmclock", clock.clock);
 	for (uint32_t i = 0; i < n; i++) {
 		char name[16];
 		snprintf(name, sizeof(name), "0x%x", m->entries[i].index);
@@ -911,12 +934,13 @@ struct vcpu_state {
 	struct kvm_sregs2 sregs;
 	uint64_t bitmap[(KVM_NR_INTERRUPTS + 63) / 64];
 	void *xsave; /* or fpu */
-	uint32_t xsave_size;
 	struct kvm_fpu fpu;
 	int have_xcrs;
 	struct kvm_xcrs xcrs;
 	struct kvm_debugregs dregs;
 	struct kvm_msrs *msrs; /* without TSC_DEADLINE */
+	int tsc_slot;          /* MSR_IA32_TSC in msrs, or -1 */
+	uint64_t tsc_kvmclock; /* the kvmclock when the TSC was read */
 	int have_deadline;
 	uint64_t deadline;
 	struct kvm_lapic_state lapic;
@@ -967,6 +991,12 @@ static int load_sregs(struct in *in, struct vcpu_state *s)
 	}
 	if ((rc = get_fields(in, sregs_fields, SMOLVM_ARRAY_LEN(sregs_fields), &s->sregs)))
 		return rc;
+	if (s->sregs.efer & ~EFER_VALID)
+		return bad(in, "efer", "0x%llx has reserved bits set",
+			   (unsigned long long)s->sregs.efer);
+	if (s->sregs.cr8 > 15)
+		return bad(in, "cr8", "0x%llx is not a task priority (0..15)",
+			   (unsigned long long)s->sregs.cr8);
 	for (int i = 0; i < 4; i++) {
 		char name[8];
 		snprintf(name, sizeof(name), "pdptr%d", i);
@@ -1022,8 +1052,7 @@ static int load_fpu(struct in *in, struct vcpu_state *s)
 
 	if (!p)
 		return fail(e, ENOMEM, "out of memory");
-	s->xsave = p;
-	s->xsave_size = host;
+	s->xsave = p; /* KVM_SET_XSAVE reads `host` bytes */
 	if ((rc = get(in, "xsave", SMOLVM_STATE_BYTES, p, size)))
 		return rc;
 	/* A larger area from another host is fine when its tail is unused. */
@@ -1098,8 +1127,10 @@ static int load_msrs(struct in *in, struct vcpu_state *s)
 		return rc;
 	if (count > MAX_MSRS)
 		return bad(in, "count", "%u MSRs (at most %u)", count, MAX_MSRS);
-	if ((rc = msr_index_list(e, &host)))
+	if ((rc = get_u64(in, "tsc_kvmclock", &s->tsc_kvmclock)) ||
+	    (rc = msr_index_list(e, &host)))
 		return rc;
+	s->tsc_slot = -1;
 	idx = calloc(count ? count : 1, sizeof(*idx));
 	s->msrs = calloc(1, sizeof(*s->msrs) + (size_t)count * sizeof(struct kvm_msr_entry));
 	if (!idx || !s->msrs) {
@@ -1135,6 +1166,8 @@ static int load_msrs(struct in *in, struct vcpu_state *s)
 			early = 1; /* before MSR_KVM_ASYNC_PF_EN, as KVM expects */
 			early_data = v;
 		} else {
+			if (index == MSR_IA32_TSC)
+				s->tsc_slot = (int)n;
 			s->msrs->entries[n].index = index;
 			s->msrs->entries[n++].data = v;
 		}
@@ -1144,6 +1177,8 @@ static int load_msrs(struct in *in, struct vcpu_state *s)
 		s->msrs->entries[0].index = MSR_KVM_ASYNC_PF_INT;
 		s->msrs->entries[0].data = early_data;
 		n++;
+		if (s->tsc_slot >= 0)
+			s->tsc_slot++;
 	}
 	s->msrs->nmsrs = n;
 	leave(in);
@@ -1191,6 +1226,8 @@ static int load_vcpu(struct in *in, struct vcpu_state *s)
 		return rc;
 	if (index != e->vcpu_index)
 		return bad(in, "index", "state of vcpu %u, restoring vcpu %u", index, e->vcpu_index);
+	if (s->tsc_khz > MAX_TSC_KHZ)
+		return bad(in, "tsc_khz", "%u kHz is not a TSC rate", s->tsc_khz);
 	if (s->mp_state > KVM_MP_STATE_SIPI_RECEIVED)
 		return bad(in, "mp_state", "%u is not an x86 run state", s->mp_state);
 	leave(in);
@@ -1251,11 +1288,29 @@ static void restore_tsc_khz(const struct kvm_state_env *e, uint32_t khz)
 		    e->vcpu_index, khz, now);
 }
 
+/* The guest's TSC moves forward with the kvmclock (which vm_restore moved
+ * forward by the wall time since the save): by the kvmclock's advance since
+ * the TSC was read, at the guest's TSC rate. The same rule for every vCPU
+ * keeps their TSCs in step. */
+static uint64_t advance_tsc(const struct kvm_state_env *e, const struct vcpu_state *s,
+			    uint64_t tsc)
+{
+	struct kvm_clock_data now;
+	unsigned __int128 t;
+
+	memset(&now, 0, sizeof(now));
+	if (!s->tsc_khz || ioctl(e->vm_fd, KVM_GET_CLOCK, &now) < 0 ||
+	    now.clock <= s->tsc_kvmclock)
+		return tsc;
+	t = tsc + (unsigned __int128)(now.clock - s->tsc_kvmclock) * s->tsc_khz / 1000000u;
+	return t > UINT64_MAX ? UINT64_MAX : (uint64_t)t;
+}
+
 static int apply_vcpu(const struct kvm_state_env *e, struct vcpu_state *s)
 {
 	struct kvm_mp_state mp = { .mp_state = s->mp_state };
 	struct kvm_msrs *rest;
-	int fd = e->vcpu_fd, r;
+	int fd = e->vcpu_fd, r, rc;
 
 	if (ioctl(fd, KVM_SET_CPUID2, s->cpuid) < 0)
 		return fail_ioctl(e, "KVM_SET_CPUID2 (saved CPUID)");
@@ -1284,48 +1339,57 @@ static int apply_vcpu(const struct kvm_state_env *e, struct vcpu_state *s)
 	if (ioctl(fd, KVM_SET_DEBUGREGS, &s->dregs) < 0)
 		return fail_ioctl(e, "KVM_SET_DEBUGREGS");
 
+	if (s->tsc_slot >= 0)
+		s->msrs->entries[s->tsc_slot].data =
+			advance_tsc(e, s, s->msrs->entries[s->tsc_slot].data);
+
 	/* KVM_SET_MSRS stops at the first MSR it refuses. Writing 0 is refused
 	 * for an MSR the guest's CPUID does not have (e.g. XSS without
 	 * xsaves): 0 is its reset value, so skip it and go on. */
-	rest = calloc(1, sizeof(*rest) + s->msrs->nmsrs * sizeof(struct kvm_msr_entry));
+	rest = calloc(1, sizeof(*rest) + (s->msrs->nmsrs + 1) * sizeof(struct kvm_msr_entry));
 	if (!rest)
 		return fail(e, ENOMEM, "out of memory");
 	for (uint32_t done = 0; done < s->msrs->nmsrs;) {
-		const struct kvm_msr_entry *bad_msr;
+		const struct kvm_msr_entry *refused;
 
 		rest->nmsrs = s->msrs->nmsrs - done;
 		memcpy(rest->entries, &s->msrs->entries[done],
 		       rest->nmsrs * sizeof(struct kvm_msr_entry));
 		r = ioctl(fd, KVM_SET_MSRS, rest);
 		if (r < 0) {
-			free(rest);
-			return fail_ioctl(e, "KVM_SET_MSRS");
+			rc = fail_ioctl(e, "KVM_SET_MSRS");
+			goto out;
 		}
 		done += (uint32_t)r;
 		if (done == s->msrs->nmsrs)
 			break;
-		bad_msr = &s->msrs->entries[done++];
-		if (bad_msr->data) {
-			free(rest);
-			return fail(e, EINVAL, "KVM refused MSR 0x%x = 0x%llx", bad_msr->index,
-				    (unsigned long long)bad_msr->data);
+		refused = &s->msrs->entries[done++];
+		if (refused->data) {
+			rc = fail(e, EINVAL, "KVM refused MSR 0x%x = 0x%llx", refused->index,
+				  (unsigned long long)refused->data);
+			goto out;
+		}
+	}
+
+	if (ioctl(fd, KVM_SET_LAPIC, &s->lapic) < 0) {
+		rc = fail_ioctl(e, "KVM_SET_LAPIC");
+		goto out;
+	}
+	if (s->have_deadline) {
+		rest->nmsrs = 1;
+		rest->entries[0].index = MSR_IA32_TSC_DEADLINE;
+		rest->entries[0].data = s->deadline;
+		r = ioctl(fd, KVM_SET_MSRS, rest);
+		if (r != 1) {
+			rc = r < 0 ? fail_ioctl(e, "KVM_SET_MSRS (TSC deadline)")
+				   : fail(e, EINVAL, "KVM refused MSR 0x%x = 0x%llx",
+					  MSR_IA32_TSC_DEADLINE, (unsigned long long)s->deadline);
+			goto out;
 		}
 	}
 	free(rest);
+	rest = NULL;
 
-	if (ioctl(fd, KVM_SET_LAPIC, &s->lapic) < 0)
-		return fail_ioctl(e, "KVM_SET_LAPIC");
-	if (s->have_deadline) {
-		struct {
-			struct kvm_msrs h;
-			struct kvm_msr_entry e;
-		} d = { .h.nmsrs = 1, .e = { .index = MSR_IA32_TSC_DEADLINE, .data = s->deadline } };
-		r = ioctl(fd, KVM_SET_MSRS, &d);
-		if (r != 1)
-			return r < 0 ? fail_ioctl(e, "KVM_SET_MSRS (TSC deadline)")
-				     : fail(e, EINVAL, "KVM refused MSR 0x%x = 0x%llx",
-					    MSR_IA32_TSC_DEADLINE, (unsigned long long)s->deadline);
-	}
 	if (ioctl(fd, KVM_SET_MP_STATE, &mp) < 0)
 		return fail_ioctl(e, "KVM_SET_MP_STATE");
 	if (ioctl(fd, KVM_SET_VCPU_EVENTS, &s->ev) < 0)
@@ -1334,6 +1398,9 @@ static int apply_vcpu(const struct kvm_state_env *e, struct vcpu_state *s)
 	 * then ignores the jump); EINVAL when it has no kvm-clock. */
 	(void)ioctl(fd, KVM_KVMCLOCK_CTRL, 0);
 	return 0;
+out:
+	free(rest);
+	return rc;
 }
 
 int kvm_state_vcpu_restore(const struct kvm_state_env *e, struct smolvm_state_reader *r)
@@ -1422,7 +1489,6 @@ int kvm_state_vm_save(const struct kvm_state_env *e, struct smolvm_state_writer 
 	begin(&o, "clock");
 	put_u64(&o, "kvmclock", clock.clock);
 	put_u64(&o, "realtime_ns", realtime);
-	put_u32(&o, "flags", clock.flags);
 	end(&o);
 	return out_done(&o);
 }
@@ -1498,6 +1564,9 @@ static int load_vm(struct in *in, struct vm_state *s)
 	if ((rc = enter(in, "clock")) || (rc = get_u64(in, "kvmclock", &s->kvmclock)) ||
 	    (rc = get_u64(in, "realtime_ns", &s->realtime)))
 		return rc;
+	if (s->kvmclock > MAX_CLOCK_NS)
+		return bad(in, "kvmclock", "%llu ns is out of range",
+			   (unsigned long long)s->kvmclock);
 	leave(in);
 	return 0;
 }
@@ -1531,7 +1600,7 @@ int kvm_state_vm_restore(const struct kvm_state_env *e, struct smolvm_state_read
 	now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 	elapsed = now > s.realtime ? now - s.realtime : 0;
 	memset(&clock, 0, sizeof(clock));
-	clock.clock = s.kvmclock + elapsed < s.kvmclock ? UINT64_MAX : s.kvmclock + elapsed;
+	clock.clock = elapsed > MAX_CLOCK_NS - s.kvmclock ? MAX_CLOCK_NS : s.kvmclock + elapsed;
 	if (ioctl(e->vm_fd, KVM_SET_CLOCK, &clock) < 0)
 		return fail_ioctl(e, "KVM_SET_CLOCK");
 	return 0;
