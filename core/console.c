@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <string.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 size_t console_filter(struct console *c, const unsigned char *in, size_t n,
@@ -49,6 +50,43 @@ void console_deliver(struct console *c)
 	update_watch(c);
 }
 
+/* A ^D means end-of-file only to a reader of a canonical tty; one that
+ * lands while the guest's shell has its line editor on (or before the
+ * shell runs) is lost. So at end of input the console sends ^D now and
+ * again every second, whenever the last one has been taken, until the
+ * machine stops: stdin stays at end-of-file, as it would on the host. */
+static void send_eof(struct console *c)
+{
+	if (!c->pending_len) {
+		c->pending[c->pending_len++] = 0x04;
+		console_deliver(c);
+	}
+}
+
+static void on_eof_timer(void *opaque, int fd, uint32_t revents)
+{
+	uint64_t n;
+
+	(void)revents;
+	if (read(fd, &n, sizeof(n)) == sizeof(n))
+		send_eof(opaque);
+}
+
+static void start_eof_timer(struct console *c)
+{
+	struct itimerspec every = { .it_interval = { 1, 0 }, .it_value = { 1, 0 } };
+
+	send_eof(c);
+	c->eof_timer = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (c->eof_timer < 0)
+		return;
+	if (timerfd_settime(c->eof_timer, 0, &every, NULL) < 0 ||
+	    loop_watch(c->loop, c->eof_timer, POLLIN, on_eof_timer, c)) {
+		close(c->eof_timer);
+		c->eof_timer = -1;
+	}
+}
+
 static void on_input(void *opaque, int fd, uint32_t revents)
 {
 	struct console *c = opaque;
@@ -63,9 +101,8 @@ static void on_input(void *opaque, int fd, uint32_t revents)
 		/* End of input: a ^D tells the guest's tty the same. */
 		loop_unwatch(c->loop, fd);
 		c->in_open = 0;
-		if (!c->is_tty && c->eof_ctrl_d && c->pending_len < sizeof(c->pending))
-			c->pending[c->pending_len++] = 0x04;
-		console_deliver(c);
+		if (!c->is_tty && c->eof_ctrl_d)
+			start_eof_timer(c);
 		return;
 	}
 	c->pending_len += console_filter(c, buf, (size_t)n, c->pending + c->pending_len);
@@ -78,6 +115,7 @@ int console_init(struct console *c, struct loop *l, int in_fd, int out_fd,
 		 struct err *e)
 {
 	memset(c, 0, sizeof(*c));
+	c->eof_timer = -1;
 	pthread_mutex_init(&c->line_lock, NULL);
 	c->loop = l;
 	c->in_fd = in_fd;
@@ -109,6 +147,11 @@ void console_close(struct console *c)
 	if (c->in_open) {
 		loop_unwatch(c->loop, c->in_fd);
 		c->in_open = 0;
+	}
+	if (c->eof_timer >= 0) {
+		loop_unwatch(c->loop, c->eof_timer);
+		close(c->eof_timer);
+		c->eof_timer = -1;
 	}
 }
 

@@ -19,6 +19,7 @@ struct console {
 	struct termios saved;
 	int in_open;     /* still reading input */
 	int eof_ctrl_d;  /* end of (non-tty) input reaches the guest as ^D */
+	int eof_timer;   /* repeats that ^D (see console.c) */
 	int escape;      /* Ctrl-A seen */
 	int quit;        /* user asked to quit */
 	unsigned char pending[4096];

@@ -172,7 +172,7 @@ t_snapshot_linux_counter() {
 	for n in 1 2; do
 		SMOLVM_CACHE_DIR=$WORK/cache timeout 120 "$SMOLVM" run "$b" --pristine -v > "$log" 2>&1 < /dev/null
 		local rc=$?
-		if [ $rc -ne 0 ] || [ "$(grep -m1 '^count' "$log")" != "count 3" ] ||
+		if [ $rc -ne 0 ] || [ "$(grep -m1 '^count' "$log" | tr -d '\r')" != "count 3" ] ||
 		   ! grep -q '^count 5' "$log" || ! grep -q '^loop-done' "$log" || grep -q '^count [012]' "$log"; then
 			echo "restore $n: exit $rc"; show "$log" 30; return 1
 		fi
