@@ -164,7 +164,8 @@ int console_attach(struct console *c, smolvm_console_rx rx, void *opaque)
 	return 0;
 }
 
-/* Guest output, line by line, for whoever watches it (pack's ready line).
+/* Guest output for whoever watches it (pack's ready text): the line so
+ * far after every write, so a prompt that ends without a newline counts.
  * A longer line is cut: the watcher sees its first part. */
 static void feed_lines(struct console *c, const char *p, size_t len)
 {
@@ -179,6 +180,10 @@ static void feed_lines(struct console *c, const char *p, size_t len)
 		}
 		if (p[i] != '\r')
 			c->line[c->line_len++] = p[i];
+	}
+	if (c->line_len) {
+		c->line[c->line_len] = 0;
+		c->on_line(c->line_opaque, c->line);
 	}
 	pthread_mutex_unlock(&c->line_lock);
 }

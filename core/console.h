@@ -28,7 +28,8 @@ struct console {
 	void *rx_opaque;
 	void (*on_quit)(void *opaque);
 	void *quit_opaque;
-	/* Each complete line of guest output (without the newline). */
+	/* The current line of guest output after each write (without the
+	 * newline): complete lines once, and the partial one as it grows. */
 	void (*on_line)(void *opaque, const char *line);
 	void *line_opaque;
 	pthread_mutex_t line_lock;

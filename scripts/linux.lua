@@ -9,6 +9,8 @@ machine {
   initrd = "../build/guest/initramfs.cpio",
   -- reboot=k: the guest ends through the i8042 reset port (smolvm exits 0).
   cmdline = "console=ttyS0 reboot=k panic=-1 random.trust_bootloader=on",
+  -- `smolvm pack` saves the machine when its shell prompt appears.
+  ready = "root@smolvm:/# ",
   devices = {
     { type = "uart" },
   },
