@@ -11,6 +11,7 @@
 #include <linux/virtio_config.h>
 #include <linux/virtio_mmio.h>
 
+#include <smolvm/state.h>
 #include <smolvm/virtio.h>
 
 #define MMIO_MAGIC 0x74726976 /* "virt" */
@@ -449,9 +450,11 @@ int smolvm_virtq_pop(struct smolvm_virtio_dev *vd, uint32_t q, struct smolvm_vir
 		if (d.flags & VRING_DESC_F_INDIRECT)
 			return bad_chain(vd, q, "indirect descriptor (not offered)");
 		p = vd->api->guest_ptr(vd->ctx, d.addr, d.len);
-		if (!p && d.len)
+		if (!d.len) {
+			/* Legal and empty: the device never sees it. */
+		} else if (!p) {
 			return bad_chain(vd, q, "buffer outside guest memory");
-		if (d.flags & VRING_DESC_F_WRITE) {
+		} else if (d.flags & VRING_DESC_F_WRITE) {
 			if (e->nin == SMOLVM_VIRTIO_MAX_SEGS)
 				return bad_chain(vd, q, "too many buffers");
 			e->in[e->nin].iov_base = p;
@@ -563,17 +566,30 @@ size_t smolvm_iov_from_buf(const struct iovec *iov, unsigned n, uint64_t off,
 
 /* ---- state ------------------------------------------------------------------ */
 
-static int put32(struct smolvm_virtio_dev *vd, struct smolvm_state_writer *w,
-		 const char *name, uint32_t v)
-{
-	return vd->api->state_put(w, name, SMOLVM_STATE_U32, &v, 4);
-}
+static const struct smolvm_state_field dev_fields[] = {
+	SMOLVM_FIELD(struct smolvm_virtio_dev, status, SMOLVM_STATE_U32, 1),
+	SMOLVM_FIELD(struct smolvm_virtio_dev, driver_features, SMOLVM_STATE_U64, 1),
+	SMOLVM_FIELD(struct smolvm_virtio_dev, dev_features_sel, SMOLVM_STATE_U32, 1),
+	SMOLVM_FIELD(struct smolvm_virtio_dev, drv_features_sel, SMOLVM_STATE_U32, 1),
+	SMOLVM_FIELD(struct smolvm_virtio_dev, queue_sel, SMOLVM_STATE_U32, 1),
+	SMOLVM_FIELD(struct smolvm_virtio_dev, isr, SMOLVM_STATE_U32, 1),
+	SMOLVM_FIELD(struct smolvm_virtio_dev, config_generation, SMOLVM_STATE_U32, 1),
+	SMOLVM_FIELD(struct smolvm_virtio_dev, broken, SMOLVM_STATE_U32, 1),
+};
 
-static int put64(struct smolvm_virtio_dev *vd, struct smolvm_state_writer *w,
-		 const char *name, uint64_t v)
-{
-	return vd->api->state_put(w, name, SMOLVM_STATE_U64, &v, 8);
-}
+static const struct smolvm_state_field queue_fields[] = {
+	SMOLVM_FIELD(struct smolvm_virtq, num, SMOLVM_STATE_U16, 1),
+	SMOLVM_FIELD(struct smolvm_virtq, ready, SMOLVM_STATE_U8, 1),
+	SMOLVM_FIELD(struct smolvm_virtq, desc_gpa, SMOLVM_STATE_U64, 1),
+	SMOLVM_FIELD(struct smolvm_virtq, avail_gpa, SMOLVM_STATE_U64, 1),
+	SMOLVM_FIELD(struct smolvm_virtq, used_gpa, SMOLVM_STATE_U64, 1),
+	SMOLVM_FIELD(struct smolvm_virtq, last_avail, SMOLVM_STATE_U16, 1),
+	SMOLVM_FIELD(struct smolvm_virtq, used_idx, SMOLVM_STATE_U16, 1),
+	SMOLVM_FIELD(struct smolvm_virtq, signalled_used, SMOLVM_STATE_U16, 1),
+	SMOLVM_FIELD(struct smolvm_virtq, signalled_valid, SMOLVM_STATE_U8, 1),
+};
+
+#define TRANSPORT_STATE_VERSION 1
 
 int smolvm_virtio_save(struct smolvm_virtio_dev *vd, struct smolvm_state_writer *w)
 {
@@ -582,105 +598,77 @@ int smolvm_virtio_save(struct smolvm_virtio_dev *vd, struct smolvm_state_writer 
 
 	pthread_mutex_lock(&vd->lock);
 	rc = api->state_begin(w, "virtio", 0);
-	rc = rc ? rc : put32(vd, w, "status", vd->status);
-	rc = rc ? rc : put64(vd, w, "driver_features", vd->driver_features);
-	rc = rc ? rc : put32(vd, w, "dev_features_sel", vd->dev_features_sel);
-	rc = rc ? rc : put32(vd, w, "drv_features_sel", vd->drv_features_sel);
-	rc = rc ? rc : put32(vd, w, "queue_sel", vd->queue_sel);
-	rc = rc ? rc : put32(vd, w, "isr", vd->isr);
-	rc = rc ? rc : put32(vd, w, "config_generation", vd->config_generation);
-	rc = rc ? rc : put32(vd, w, "broken", (uint32_t)vd->broken);
+	if (!rc)
+		rc = smolvm_state_save_fields(api, w, dev_fields, SMOLVM_ARRAY_LEN(dev_fields), vd);
 	for (uint32_t i = 0; !rc && i < vd->ops->num_queues; i++) {
-		const struct smolvm_virtq *q = &vd->vq[i];
 		char name[8];
 		snprintf(name, sizeof(name), "q%u", i);
 		rc = api->state_begin(w, name, 0);
-		rc = rc ? rc : put32(vd, w, "num", q->num);
-		rc = rc ? rc : put32(vd, w, "ready", q->ready);
-		rc = rc ? rc : put64(vd, w, "desc", q->desc_gpa);
-		rc = rc ? rc : put64(vd, w, "avail", q->avail_gpa);
-		rc = rc ? rc : put64(vd, w, "used", q->used_gpa);
-		rc = rc ? rc : put32(vd, w, "last_avail", q->last_avail);
-		rc = rc ? rc : put32(vd, w, "used_idx", q->used_idx);
-		rc = rc ? rc : put32(vd, w, "signalled_used", q->signalled_used);
-		rc = rc ? rc : put32(vd, w, "signalled_valid", q->signalled_valid);
-		rc = rc ? rc : api->state_end(w);
+		if (!rc)
+			rc = smolvm_state_save_fields(api, w, queue_fields,
+						      SMOLVM_ARRAY_LEN(queue_fields), &vd->vq[i]);
+		if (!rc)
+			rc = api->state_end(w);
 	}
-	rc = rc ? rc : api->state_end(w);
+	if (!rc)
+		rc = api->state_end(w);
 	pthread_mutex_unlock(&vd->lock);
 	return rc;
-}
-
-static int get32(struct smolvm_virtio_dev *vd, struct smolvm_state_reader *r,
-		 const char *name, uint32_t *v)
-{
-	return vd->api->state_get(r, name, SMOLVM_STATE_U32, v, 4);
-}
-
-static int get64(struct smolvm_virtio_dev *vd, struct smolvm_state_reader *r,
-		 const char *name, uint64_t *v)
-{
-	return vd->api->state_get(r, name, SMOLVM_STATE_U64, v, 8);
 }
 
 int smolvm_virtio_restore(struct smolvm_virtio_dev *vd, struct smolvm_state_reader *r)
 {
 	const struct smolvm_host_api *api = vd->api;
-	uint32_t broken = 0;
+	struct smolvm_virtio_dev tmp;
 	int rc;
 
 	rc = api->state_enter(r, "virtio");
 	if (rc)
 		return rc;
 	pthread_mutex_lock(&vd->lock);
-	rc = get32(vd, r, "status", &vd->status);
-	rc = rc ? rc : get64(vd, r, "driver_features", &vd->driver_features);
-	rc = rc ? rc : get32(vd, r, "dev_features_sel", &vd->dev_features_sel);
-	rc = rc ? rc : get32(vd, r, "drv_features_sel", &vd->drv_features_sel);
-	rc = rc ? rc : get32(vd, r, "queue_sel", &vd->queue_sel);
-	rc = rc ? rc : get32(vd, r, "isr", &vd->isr);
-	rc = rc ? rc : get32(vd, r, "config_generation", &vd->config_generation);
-	rc = rc ? rc : get32(vd, r, "broken", &broken);
-	vd->broken = !!broken;
-	if (!rc && (vd->driver_features & ~dev_features(vd)))
+	/* Into a copy: nothing changes unless all of it is valid. */
+	tmp = *vd;
+	rc = smolvm_state_load_fields(api, r, dev_fields, SMOLVM_ARRAY_LEN(dev_fields), &tmp,
+				      TRANSPORT_STATE_VERSION);
+	if (!rc && ((tmp.driver_features & ~dev_features(vd)) || tmp.broken > 1))
 		rc = -EINVAL; /* features this build does not offer */
 	for (uint32_t i = 0; !rc && i < vd->ops->num_queues; i++) {
-		struct smolvm_virtq *q = &vd->vq[i];
-		uint32_t num, ready, last, used, sig, sigv;
+		struct smolvm_virtq *q = &tmp.vq[i];
 		char name[8];
 
 		snprintf(name, sizeof(name), "q%u", i);
 		rc = api->state_enter(r, name);
-		rc = rc ? rc : get32(vd, r, "num", &num);
-		rc = rc ? rc : get32(vd, r, "ready", &ready);
-		rc = rc ? rc : get64(vd, r, "desc", &q->desc_gpa);
-		rc = rc ? rc : get64(vd, r, "avail", &q->avail_gpa);
-		rc = rc ? rc : get64(vd, r, "used", &q->used_gpa);
-		rc = rc ? rc : get32(vd, r, "last_avail", &last);
-		rc = rc ? rc : get32(vd, r, "used_idx", &used);
-		rc = rc ? rc : get32(vd, r, "signalled_used", &sig);
-		rc = rc ? rc : get32(vd, r, "signalled_valid", &sigv);
+		if (!rc)
+			rc = smolvm_state_load_fields(api, r, queue_fields, SMOLVM_ARRAY_LEN(queue_fields),
+						      q, TRANSPORT_STATE_VERSION);
 		if (!rc)
 			rc = api->state_leave(r);
-		if (rc)
-			break;
-		/* Hostile input: every value is checked like a driver write. */
-		if (num > 0xffff || last > 0xffff || used > 0xffff || sig > 0xffff) {
-			rc = -EINVAL;
-			break;
-		}
-		q->num = (uint16_t)num;
-		q->last_avail = (uint16_t)last;
-		q->used_idx = (uint16_t)used;
-		q->signalled_used = (uint16_t)sig;
-		q->signalled_valid = !!sigv;
-		q->ready = 0;
-		if (ready) {
+		/* Hostile input: the rings are checked like a driver's setup. */
+		if (!rc && q->ready)
 			rc = map_queue(vd, q);
-			q->ready = !rc;
+		if (!rc && !q->ready)
+			q->desc = NULL, q->avail = NULL, q->used = NULL;
+	}
+	if (!rc) {
+		/* Only the saved registers; locks, fds and ops stay ours. */
+		vd->status = tmp.status;
+		vd->driver_features = tmp.driver_features;
+		vd->dev_features_sel = tmp.dev_features_sel;
+		vd->drv_features_sel = tmp.drv_features_sel;
+		vd->queue_sel = tmp.queue_sel;
+		vd->isr = tmp.isr;
+		vd->config_generation = tmp.config_generation;
+		vd->broken = tmp.broken;
+		for (uint32_t i = 0; i < vd->ops->num_queues; i++) {
+			int fd = vd->vq[i].kick_fd;
+			vd->vq[i] = tmp.vq[i];
+			vd->vq[i].kick_fd = fd;
 		}
 	}
 	pthread_mutex_unlock(&vd->lock);
 	api->state_leave(r);
+	if (rc)
+		api->set_error(vd->ctx, "virtio transport state invalid (%s)",
+			       rc == -ENOENT ? "a field is missing" : "a value is out of range");
 	return rc;
 }

@@ -7,7 +7,7 @@ FUZZ_CC ?= clang
 FUZZ_TIME ?= 10
 FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
 	-fno-sanitize-recover=undefined -Icore $(SDK_CFLAGS) $(LUA_CFLAGS)
-FUZZ_TARGETS := state kernel script bundle manifest
+FUZZ_TARGETS := state kernel script bundle manifest virtq
 FUZZ_BINS := $(FUZZ_TARGETS:%=$(BUILD)/tests/fuzz/fuzz_%)
 
 # Each target links the core sources it exercises.
@@ -17,6 +17,7 @@ FUZZ_SRCS_kernel := core/x86_boot.c core/x86_mptable.c core/err.c
 FUZZ_SRCS_script := core/script.c core/machine.c core/err.c
 FUZZ_SRCS_bundle := core/bundle.c core/manifest.c core/snapmem.c core/err.c
 FUZZ_SRCS_manifest := core/manifest.c core/err.c
+FUZZ_SRCS_virtq := sdk/src/virtio_mmio.c
 
 $(BUILD)/tests/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $$(FUZZ_SRCS_$$*)
 	$(call say,FUZZCC,$@)

@@ -103,7 +103,7 @@ struct smolvm_virtio_dev {
 	uint32_t isr;
 	uint32_t config_generation;
 	struct smolvm_virtq vq[SMOLVM_VIRTIO_MAX_QUEUES];
-	int broken;
+	uint32_t broken;
 };
 
 /* Claims an MMIO window and an interrupt line, registers the register
