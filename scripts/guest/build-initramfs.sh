@@ -3,6 +3,7 @@
 #
 # Contents: /bin/busybox from busybox-static with every applet linked the way
 # `busybox --install -s` would (bin/, sbin/, usr/bin/, usr/sbin/), our /init,
+# udhcpc's default script (udhcpc.script, for virtio-net),
 # a few /etc files, and the /dev/console node the kernel opens for init's
 # stdio (written directly as a newc entry: no root, no mknod needed).
 # Outputs: OUTDIR/initramfs.cpio.gz and, because inflating costs the emulated
@@ -21,6 +22,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 OUT=$(realpath -m "$1")
 BUSYBOX=${BUSYBOX:-/bin/busybox}
 INIT=$HERE/init
+UDHCPC_SCRIPT=$HERE/udhcpc.script
 STAMP=$OUT/initramfs.stamp
 STAGE=$OUT/initramfs-root
 # fixed timestamps: same inputs, same archive
@@ -28,6 +30,7 @@ EPOCH=${SOURCE_DATE_EPOCH:-1}
 
 [ -x "$BUSYBOX" ] || die "$BUSYBOX not found; install it with: apt-get install busybox-static"
 [ -f "$INIT" ] || die "missing $INIT"
+[ -f "$UDHCPC_SCRIPT" ] || die "missing $UDHCPC_SCRIPT"
 for t in cpio gzip sha256sum; do
     command -v "$t" >/dev/null || die "missing tool: $t (apt-get install cpio gzip coreutils)"
 done
@@ -36,7 +39,7 @@ if command -v file >/dev/null && ! file -L "$BUSYBOX" | grep -q "statically link
 fi
 
 mkdir -p "$OUT"
-HASH=$( { sha256sum < "$BUSYBOX"; sha256sum < "$INIT"; sha256sum < "${BASH_SOURCE[0]}"; echo "$EPOCH"; } |
+HASH=$( { sha256sum < "$BUSYBOX"; sha256sum < "$INIT"; sha256sum < "$UDHCPC_SCRIPT"; sha256sum < "${BASH_SOURCE[0]}"; echo "$EPOCH"; } |
         sha256sum | cut -d' ' -f1)
 if [ -f "$OUT/initramfs.cpio.gz" ] && [ -f "$OUT/initramfs.cpio" ] && [ -f "$STAMP" ] &&
    [ "$(cat "$STAMP")" = "$HASH" ]; then
@@ -89,6 +92,9 @@ halt()     { /bin/busybox reboot -f; }
 poweroff() { /bin/busybox reboot -f; }
 EOF
 ln -s /proc/mounts etc/mtab
+# DHCP for virtio-net: `udhcpc -i eth0 -q` runs udhcpc's default script
+mkdir -p etc/udhcpc
+install -m 0755 "$UDHCPC_SCRIPT" etc/udhcpc/default.script
 
 # ---- archive ---------------------------------------------------------------
 # dev/ and dev/console come first as newc entries written by hand (GNU cpio

@@ -478,6 +478,10 @@ int smolvm_virtq_pop(struct smolvm_virtio_dev *vd, uint32_t q, struct smolvm_vir
 		/* Ask to be kicked when the driver adds past what we took. */
 		uint16_t *avail_event = (uint16_t *)&vq->used->ring[vq->num];
 		__atomic_store_n(avail_event, htole16(vq->last_avail), __ATOMIC_RELEASE);
+		/* The next pop's read of avail->idx must not pass this store
+		 * (store-load order needs a full fence even on x86), or the
+		 * driver may skip a kick while we see an empty ring. */
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	}
 	return 1;
 }

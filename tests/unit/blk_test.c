@@ -16,7 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../../plugins/virtio-blk/cow.c"
+#include "../../plugins/virtio-blk/cow.c" /* the tests reach its internals */
 #include "../../plugins/virtio-blk/disk.c"
 
 Suite *blk_suite(void);

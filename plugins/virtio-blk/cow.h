@@ -1,0 +1,73 @@
+/* Copy-on-write overlay over a read-only base image.
+ *
+ * The base is opened read-only (and share-locked) and never modified; many
+ * machines may use one base at once, each with its own overlay. The overlay
+ * holds only what was written, in a sparse file:
+ *
+ *   [0, 4096)            header (little-endian, see cow.c)
+ *   [4096, +map_size)    allocation map, one bit per cluster (LSB first)
+ *   [data_offset, ...)   cluster i at data_offset + i * cluster_size
+ *
+ * Reads of unwritten clusters come from the base; the first write to a
+ * cluster copies the rest of it from the base (copy-up). The on-disk map
+ * only changes in cow_flush(), after the data it points to is durable, so a
+ * crash never exposes a cluster whose copy-up did not reach the disk.
+ * Deleting the overlay resets the disk to the base.
+ *
+ * Not thread-safe: one caller at a time per struct cow.
+ */
+#ifndef BLK_COW_H
+#define BLK_COW_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define COW_MAGIC "SMOLCOW\0"
+#define COW_VERSION 1
+#define COW_HEADER_SIZE 4096u
+#define COW_DEFAULT_CLUSTER (64u * 1024)
+#define COW_MIN_CLUSTER 512u
+#define COW_MAX_CLUSTER (2u * 1024 * 1024)
+/* How much of the base goes into the identity hash kept in the header. */
+#define COW_HASH_BYTES (64u * 1024)
+
+struct cow;
+
+struct cow_params {
+	uint32_t cluster_size; /* for a new overlay (power of two); 0: default */
+	int readonly;          /* open an existing overlay without writing it */
+};
+
+/* Opens `base` read-only and `overlay`, creating and initialising the
+ * overlay when it does not exist or is empty (unless readonly). An existing
+ * overlay is validated: magic, version, header checksum, sizes, map, and
+ * that it was made for this base (size and a hash of its first 64 KiB).
+ * Returns 0, or -errno with a message naming the files in `err`. */
+__attribute__((warn_unused_result))
+int cow_open(const char *base, const char *overlay, const struct cow_params *p,
+	     struct cow **out, char *err, size_t errlen);
+/* Flushes (see cow_flush) and frees; returns the flush result. */
+int cow_close(struct cow *c);
+
+/* Byte-granular I/O inside [0, cow_size()): 0 or -errno (-EINVAL out of
+ * range, -EROFS for a write to a readonly overlay, -EIO for a base that
+ * shrank). */
+__attribute__((warn_unused_result))
+int cow_read(struct cow *c, void *buf, size_t len, uint64_t off);
+__attribute__((warn_unused_result))
+int cow_write(struct cow *c, const void *buf, size_t len, uint64_t off);
+/* Makes every completed write durable: data, then the map, then data
+ * again (fdatasync). 0 or -errno. */
+__attribute__((warn_unused_result))
+int cow_flush(struct cow *c);
+
+uint64_t cow_size(const struct cow *c); /* the virtual size, = the base's */
+uint32_t cow_cluster_size(const struct cow *c);
+uint64_t cow_clusters(const struct cow *c);
+int cow_allocated(const struct cow *c, uint64_t cluster);
+uint64_t cow_allocated_count(const struct cow *c);
+/* A non-fatal note from cow_open (the base's mtime changed since the
+ * overlay was made), or NULL. */
+const char *cow_warning(const struct cow *c);
+
+#endif

@@ -1,0 +1,216 @@
+# virtio-blk: raw images and copy-on-write overlays, in the default Linux
+# guest. Sourced by run.sh. Two rounds of Linux boots in all (the first
+# runs two machines at once), plus quick refusals that stop before booting.
+
+blk_tools() {
+	local t
+	for t in mkfs.ext4 debugfs e2fsck sha256sum; do
+		if ! command -v "$t" > /dev/null; then
+			echo "SKIP: $t not found (apt-get install e2fsprogs)"
+			return 77
+		fi
+	done
+}
+
+# blk_linux NAME DEVICE-LINE...: scripts/linux.lua as $WORK/NAME.lua, with
+# absolute paths and the given device tables after the uart.
+blk_linux() {
+	local name=$1 guest lines="" d
+	shift
+	guest=$(realpath "$GUEST")
+	for d in "$@"; do
+		lines+="    $d,\n"
+	done
+	sed -e "s|\"\.\./build/guest/|\"$guest/|" \
+	    -e "s|^\( *{ type = \"uart\" },\)\$|\1\n$lines|" \
+	    scripts/linux.lua > "$WORK/$name.lua"
+	echo "$WORK/$name.lua"
+}
+
+# A 16 MiB ext4 base image holding hello.txt, made on the host.
+blk_base() {
+	mkdir -p "$WORK/blk-root"
+	echo from-base > "$WORK/blk-root/hello.txt"
+	rm -f "$WORK/base.img"
+	truncate -s 16M "$WORK/base.img"
+	mkfs.ext4 -q -F -E nodiscard -d "$WORK/blk-root" "$WORK/base.img"
+}
+
+blk_has() { grep -qx "$2"$'\r\\?' "$1"; } # LOG LINE: the guest printed exactly LINE
+
+# Bad options are refused before anything runs, each with its own message.
+t_blk_refusals() {
+	need_kvm || return
+	blk_tools || return
+	local k log=$WORK/blk-err.log fail=0
+	k=$(realpath "$GUEST/ticker.elf")
+	[ -f "$k" ] || { echo "missing $GUEST/ticker.elf: run 'make guest'"; return 1; }
+	blk_base
+	head -c 1000 /dev/zero > "$WORK/odd.img"
+	truncate -s 8M "$WORK/small.img"
+	# blk_expect DEVICE-OPTIONS MESSAGE
+	blk_expect() {
+		cat > "$WORK/blk-err.lua" <<LUA
+machine { kernel = "$k", memory = "64M",
+  devices = { { type = "uart" }, { type = "virtio-blk", $1 } } }
+LUA
+		run "$log" 20 boot "$WORK/blk-err.lua"
+		local rc=$?
+		if [ $rc -ne 1 ] || ! grep -qF -- "$2" "$log"; then
+			echo "options { $1 }: exit $rc, expected 1 and: $2"
+			show "$log" 5
+			fail=1
+		fi
+	}
+	blk_expect 'readonly = true' 'virtio-blk0: missing option "path"'
+	blk_expect 'path = "nope.img"' "cannot open disk image $WORK/nope.img: No such file or directory"
+	blk_expect 'path = "odd.img"' 'odd.img is 1000 bytes, not a positive multiple of 512'
+	blk_expect 'path = "base.img", readonly = "maybe"' 'readonly: expected true or false, got "maybe"'
+	blk_expect 'path = "base.img", serial = "a-serial-of-21-chars!"' 'at most 20 characters'
+	# An overlay made for base.img, then used over another base. The
+	# ticker guest runs until the timeout; the overlay exists by then.
+	cat > "$WORK/blk-mk.lua" <<LUA
+machine { kernel = "$k", memory = "64M",
+  devices = { { type = "uart" }, { type = "virtio-blk", path = "base.img", overlay = "mm.cow" } } }
+LUA
+	run "$WORK/blk-mk.log" 3 boot "$WORK/blk-mk.lua"
+	if [ "$(head -c 7 "$WORK/mm.cow" 2>/dev/null)" != SMOLCOW ]; then
+		echo "no overlay made"; show "$WORK/blk-mk.log" 5; return 1
+	fi
+	blk_expect 'path = "small.img", overlay = "mm.cow"' \
+		"mm.cow was made for a base of 16777216 bytes, but $WORK/small.img has 8388608 bytes"
+	printf 'garbage!' | dd of="$WORK/mm.cow" conv=notrunc status=none
+	blk_expect 'path = "base.img", overlay = "mm.cow"' 'not a smolvm overlay (bad magic)'
+	return $fail
+}
+
+# The copy-on-write round trip: two machines share one base at once, each
+# writing its own overlay; a second boot sees its files again, a writable
+# raw image is written in place, a readonly one refuses writes, and the
+# base never changes.
+t_blk_overlay() {
+	need_kvm || return
+	linux_ready || return 1
+	blk_tools || return
+	local sa sb base_sum head1m a_rc b_rc rc
+	blk_base
+	base_sum=$(sha256sum < "$WORK/base.img")
+	rm -f "$WORK/a.cow" "$WORK/b.cow"
+	sa=$(blk_linux blk-a '{ type = "virtio-blk", path = "base.img", overlay = "a.cow", serial = "vm-a" }')
+	sb=$(blk_linux blk-b '{ type = "virtio-blk", path = "base.img", overlay = "b.cow" }')
+
+	cat > "$WORK/blk-a.sh" <<'SH'
+read -r s < /sys/block/vda/serial; echo "serial=$s"
+mount -t ext4 /dev/vda /mnt && cat /mnt/hello.txt
+echo data-from-a > /mnt/a.txt
+cp /bin/busybox /mnt/big
+sha256sum /mnt/big > /mnt/big.sha
+sync && umount /mnt && echo a-done
+SH
+	cat > "$WORK/blk-b.sh" <<'SH'
+read -r s < /sys/block/vda/serial; echo "serial=$s"
+mount -t ext4 /dev/vda /mnt && cat /mnt/hello.txt
+echo data-from-b > /mnt/b.txt
+sync && umount /mnt && echo b-done
+SH
+	local t0=$SECONDS
+	timeout -k 5 400 "$SMOLVM" boot "$sa" < "$WORK/blk-a.sh" > "$WORK/blk-a.log" 2>&1 &
+	local pa=$!
+	timeout -k 5 400 "$SMOLVM" boot "$sb" < "$WORK/blk-b.sh" > "$WORK/blk-b.log" 2>&1
+	b_rc=$?
+	wait $pa
+	a_rc=$?
+	if [ $a_rc -ne 0 ] || ! blk_has "$WORK/blk-a.log" a-done ||
+	   ! blk_has "$WORK/blk-a.log" from-base || ! blk_has "$WORK/blk-a.log" serial=vm-a; then
+		echo "machine A (overlay a.cow): exit $a_rc"; show "$WORK/blk-a.log" 25; return 1
+	fi
+	if [ $b_rc -ne 0 ] || ! blk_has "$WORK/blk-b.log" b-done ||
+	   ! blk_has "$WORK/blk-b.log" from-base || ! blk_has "$WORK/blk-b.log" serial=smolvm0; then
+		echo "machine B (overlay b.cow): exit $b_rc"; show "$WORK/blk-b.log" 25; return 1
+	fi
+	echo "two machines on one base ($((SECONDS - t0)) s): A and B wrote their overlays" \
+	     "($(du -k "$WORK/a.cow" | cut -f1) KiB and $(du -k "$WORK/b.cow" | cut -f1) KiB on disk)"
+	[ "$(sha256sum < "$WORK/base.img")" = "$base_sum" ] ||
+		{ echo "base.img changed after the first boots"; return 1; }
+
+	# Second boot: A's overlay again, a writable raw copy, the base readonly.
+	cp "$WORK/base.img" "$WORK/raw.img"
+	sa=$(blk_linux blk-a2 \
+		'{ type = "virtio-blk", path = "base.img", overlay = "a.cow", serial = "vm-a" }' \
+		'{ type = "virtio-blk", path = "raw.img", serial = "raw" }' \
+		'{ type = "virtio-blk", path = "base.img", readonly = true, serial = "ro" }')
+	cat > "$WORK/blk-a2.sh" <<'SH'
+for d in /sys/block/vd*; do read -r s < $d/serial; read -r ro < $d/ro; echo "disk ${d##*/} $s ro=$ro"; case $s in vm-a) A=/dev/${d##*/};; raw) R=/dev/${d##*/};; ro) B=/dev/${d##*/};; esac; done
+mount -t ext4 $A /mnt && cat /mnt/a.txt
+[ -e /mnt/b.txt ] || echo no-b-here
+sha256sum -c /mnt/big.sha
+umount /mnt
+mount -t ext4 $R /mnt && echo raw-data > /mnt/raw.txt && sync && umount /mnt && echo raw-done
+dd if=/dev/zero of=$B bs=512 count=1 2>/dev/null || echo ro-refused
+dd if=$B bs=64k count=16 2>/dev/null | sha256sum
+SH
+	t0=$SECONDS
+	timeout -k 5 400 "$SMOLVM" boot "$sa" < "$WORK/blk-a2.sh" > "$WORK/blk-a2.log" 2>&1
+	rc=$?
+	echo "second boot: $((SECONDS - t0)) s"
+	head1m=$(head -c 1M "$WORK/base.img" | sha256sum | cut -d' ' -f1)
+	if [ $rc -ne 0 ] || ! blk_has "$WORK/blk-a2.log" data-from-a ||
+	   ! blk_has "$WORK/blk-a2.log" no-b-here || ! blk_has "$WORK/blk-a2.log" '/mnt/big: OK' ||
+	   ! blk_has "$WORK/blk-a2.log" raw-done || ! blk_has "$WORK/blk-a2.log" ro-refused ||
+	   ! grep -q "disk vd. ro ro=1" "$WORK/blk-a2.log" ||
+	   ! grep -q "^$head1m  -" "$WORK/blk-a2.log"; then
+		echo "second boot: exit $rc"; show "$WORK/blk-a2.log" 30; return 1
+	fi
+	grep -a '^disk vd\|: OK' "$WORK/blk-a2.log" | tr -d '\r'
+	[ "$(sha256sum < "$WORK/base.img")" = "$base_sum" ] ||
+		{ echo "base.img changed"; return 1; }
+	echo "base.img unchanged: sha256 $(echo "$base_sum" | cut -c1-16)..., its first MiB read back through the readonly disk"
+	if [ "$(debugfs -R 'cat /raw.txt' "$WORK/raw.img" 2>/dev/null)" != raw-data ] ||
+	   ! e2fsck -fn "$WORK/raw.img" > "$WORK/fsck.log" 2>&1; then
+		echo "raw.img: raw.txt missing or the file system is damaged"
+		show "$WORK/fsck.log" 10; return 1
+	fi
+	echo "raw.img written in place: raw.txt found by debugfs, e2fsck clean"
+}
+
+# Save and restore (pack, then run): the restored machine goes on using its
+# disks where it left them; a disk whose size changed since is refused.
+t_blk_snapshot() {
+	need_kvm || return
+	linux_ready || return 1
+	blk_tools || return
+	if ! "$SMOLVM" help pack > /dev/null 2>&1; then
+		echo "SKIP: this smolvm has no pack command"
+		return 77
+	fi
+	local s b=$WORK/blk.smolmachine log=$WORK/blk-snap.log rc
+	blk_base
+	cp "$WORK/base.img" "$WORK/snap-raw.img"
+	rm -f "$WORK/snap.cow"
+	s=$(blk_linux blk-snap \
+		'{ type = "virtio-blk", path = "base.img", overlay = "snap.cow", serial = "cow" }' \
+		'{ type = "virtio-blk", path = "snap-raw.img", serial = "raw" }')
+	if ! timeout -k 5 300 "$SMOLVM" pack "$s" -o "$b" < /dev/null > "$log" 2>&1; then
+		echo "pack failed"; show "$log"; return 1
+	fi
+	truncate -s 32M "$WORK/snap-raw.img"
+	run "$log" 60 run -p "$b"
+	rc=$?
+	if [ $rc -ne 1 ] ||
+	   ! grep -qF 'virtio-blk1: snapshot has a disk of 32768 sectors, this one has 65536' "$log"; then
+		echo "restore with a resized disk: exit $rc"; show "$log" 5; return 1
+	fi
+	grep -F 'snapshot has a disk' "$log"
+	truncate -s 16M "$WORK/snap-raw.img"
+	cat > "$WORK/blk-snap.sh" <<'SH'
+read -r s < /sys/block/vda/serial; echo "serial=$s"
+mount -t ext4 /dev/vda /mnt && cat /mnt/hello.txt && echo restored > /mnt/r.txt && sync && umount /mnt && echo snap-done
+SH
+	timeout -k 5 300 "$SMOLVM" run -p "$b" < "$WORK/blk-snap.sh" > "$log" 2>&1
+	rc=$?
+	if [ $rc -ne 0 ] || ! blk_has "$log" serial=cow || ! blk_has "$log" from-base ||
+	   ! blk_has "$log" snap-done; then
+		echo "restored machine: exit $rc"; show "$log" 20; return 1
+	fi
+	echo "restored machine mounted, wrote and synced its overlay disk"
+}
