@@ -101,9 +101,14 @@ GUEST_DIR := $(BUILD)/guest
 
 .PHONY: guest guest-linux test-guests
 guest: guest-linux test-guests
-guest-linux:
+guest-linux: $(GUEST_DIR)/disk.img
 	$(Q)scripts/guest/build-kernel.sh $(GUEST_DIR)
 	$(Q)scripts/guest/build-initramfs.sh $(GUEST_DIR)
+
+# An empty ext4 disk for the example machines (scripts/linux-net-disk.lua).
+$(GUEST_DIR)/disk.img:
+	@mkdir -p $(dir $@)
+	$(Q)truncate -s 64M $@.tmp && mkfs.ext4 -q -F -L smolvm $@.tmp && mv $@.tmp $@
 test-guests: $(TEST_GUESTS)
 
 # ---- tests -----------------------------------------------------------------
