@@ -17,7 +17,7 @@ t_linux_shell_2cpus() {
 		timeout -k 5 300 "$SMOLVM" boot scripts/linux.lua --cpus 2 > "$log" 2>&1
 	local rc=$?
 	if [ $rc -ne 0 ] || ! grep -q 'Brought up 1 node, 2 CPUs' "$log" ||
-	   ! grep -qx $'42\r\?' "$log" || ! grep -qx $'2\r\?' "$log"; then
+	   ! grep -qE $'^42\r?$' "$log" || ! grep -qE $'^2\r?$' "$log"; then
 		echo "exit $rc"; show "$log" 30; return 1
 	fi
 }
@@ -39,7 +39,7 @@ SH
 	timeout -k 5 600 "$SMOLVM" boot scripts/linux.lua < "$WORK/proc.sh" > "$log" 2>&1
 	local rc=$?
 	if [ $rc -ne 0 ] || ! grep -q '^pipe: 3' "$log" || ! grep -q '^bg: done 0' "$log" ||
-	   ! grep -q '^forks: 100' "$log" || grep -q 'fork-failed\|Segmentation' "$log" ||
+	   ! grep -q '^forks: 100' "$log" || grep -q '^fork-failed\|Segmentation' "$log" ||
 	   ! grep -q '^procs: ok' "$log"; then
 		echo "exit $rc"; show "$log" 30; return 1
 	fi
