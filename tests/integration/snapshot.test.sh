@@ -165,17 +165,30 @@ t_snapshot_linux_counter() {
 	linux_ready || return 1
 	local b=$WORK/linux.smolmachine log=$WORK/lin-run.log
 	sed -e "s|\.\./build|$PWD/build|" scripts/linux.lua > "$WORK/lin.lua"
-	printf 'i=0; while [ $i -lt 6 ]; do echo "count $i"; i=$((i+1)); sleep 1; done; echo loop-done\n' |
+	# After the loop: the guest's wall clock (brought forward on restore:
+	# the run starts 6 s after the pack, so a guest living in the past
+	# would be that far behind), a file opened before the snapshot, and a
+	# background job started before it.
+	printf '%s\n' 'exec 3>/tmp/kept; echo kept-line >&3; sleep 30 & bgpid=$!' \
+		'i=0; while [ $i -lt 6 ]; do echo "count $i"; i=$((i+1)); sleep 1; done; echo loop-done' \
+		'echo more >&3; cat /tmp/kept | tr "\n" " "; echo; kill -0 $bgpid && echo bg-alive' \
+		'echo "guest-time $(date +%s)"' |
 		SMOLVM_CACHE_DIR=$WORK/cache timeout 300 "$SMOLVM" pack "$WORK/lin.lua" --ready "count 2" -o "$b" \
 		> "$WORK/lin-pack.log" 2>&1 || { show "$WORK/lin-pack.log"; return 1; }
 	grep -q '^count 2' "$WORK/lin-pack.log" || { show "$WORK/lin-pack.log"; return 1; }
+	sleep 6
 	for n in 1 2; do
 		SMOLVM_CACHE_DIR=$WORK/cache timeout 120 "$SMOLVM" run "$b" --pristine -v > "$log" 2>&1 < /dev/null
-		local rc=$?
+		local rc=$? host guest
+		host=$(date +%s)
+		guest=$(grep -a -o 'guest-time [0-9][0-9]*' "$log" | tail -1 | awk '{print $2}')
 		if [ $rc -ne 0 ] || [ "$(grep -m1 '^count' "$log" | tr -d '\r')" != "count 3" ] ||
-		   ! grep -q '^count 5' "$log" || ! grep -q '^loop-done' "$log" || grep -q '^count [012]' "$log"; then
-			echo "restore $n: exit $rc"; show "$log" 30; return 1
+		   ! grep -q '^count 5' "$log" || ! grep -q '^loop-done' "$log" || grep -q '^count [012]' "$log" ||
+		   ! grep -q '^kept-line more' "$log" || ! grep -q '^bg-alive' "$log" ||
+		   [ -z "$guest" ] || [ $((host - guest)) -gt 4 ] || [ $((guest - host)) -gt 4 ]; then
+			echo "restore $n: exit $rc, guest clock ${guest:-?} vs host $host"; show "$log" 30; return 1
 		fi
 	done
+	echo "guest clock after restore: ${guest}, host: ${host}"
 	grep -m1 'restored' "$log"
 }
