@@ -311,6 +311,13 @@ int snapshot_restore(struct vm *vm, const struct restore_plan *p, struct err *e)
 			       vm->backend->desc.name);
 	if (vm->ncpus != p->m.cpus)
 		return err_set(e, -EINVAL, "the bundle has %u vCPUs, the machine %u", p->m.cpus, vm->ncpus);
+	/* A guest booted without the workarounds this host needs would meet
+	 * instructions the host cannot run. */
+	if (vm->quirks & ~p->m.quirks)
+		return err_set(e, -ENOTSUP,
+			       "this host needs workarounds (quirks %#x) the guest was not booted with (%#x); "
+			       "pack the bundle on a host like this one, or with --host-quirks on",
+			       vm->quirks, p->m.quirks);
 	/* Interrupt controllers and clock, then devices, then vCPUs. */
 	rc = apply_state(p, "vm", vm_restore_fn, vm, 0, e);
 	for (size_t i = 0; !rc && i < vm->ndevs; i++) {
