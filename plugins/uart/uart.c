@@ -320,8 +320,11 @@ static int uart_create(smolvm_ctx *ctx, const struct smolvm_host_api *api, void 
 		rc = parse_u32(api, ctx, "irq", 4, 23, &u->irq);
 	if (!rc)
 		rc = api->io_register(ctx, SMOLVM_SPACE_PIO, port, 8, &uart_io, u);
-	if (!rc)
-		rc = api->console_attach(ctx, uart_rx, u);
+	/* An earlier device may have the console's input: then this port
+	 * is output only, which is still a console worth having. */
+	if (!rc && api->console_attach(ctx, uart_rx, u))
+		api->log(ctx, SMOLVM_LOG_WARN, "console input goes to an earlier device; "
+			 "this port is output only");
 	if (rc) {
 		pthread_mutex_destroy(&u->lock);
 		free(u);
