@@ -143,7 +143,7 @@ static int write_bundle(struct vm *vm, const char *path, struct snapmem_stats *s
 	return rc;
 }
 
-int snapshot_save(struct vm *vm, const char *path, struct err *e)
+int snapshot_save(struct vm *vm, const char *path, int then_stop, struct err *e)
 {
 	struct snapmem_stats st = { 0 };
 	double t0 = vm_now_ms(), t1;
@@ -157,6 +157,8 @@ int snapshot_save(struct vm *vm, const char *path, struct err *e)
 		return rc;
 	t1 = vm_now_ms();
 	rc = write_bundle(vm, path, &st, e);
+	if (!rc && then_stop)
+		vm_request_stop(vm, VM_STOP_PACKED, NULL);
 	vm_resume(vm);
 	if (rc)
 		return err_wrap(e, rc, "snapshot %s", path);

@@ -12,8 +12,9 @@
 
 struct vm;
 
-/* Pauses the machine, writes the bundle atomically, resumes it. */
-int snapshot_save(struct vm *vm, const char *path, struct err *e) WARN_UNUSED;
+/* Pauses the machine, writes the bundle atomically, resumes it; with
+ * `then_stop`, stops it instead (VM_STOP_PACKED) once the bundle is safe. */
+int snapshot_save(struct vm *vm, const char *path, int then_stop, struct err *e) WARN_UNUSED;
 
 struct restore_plan {
 	struct bundle b;

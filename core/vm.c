@@ -245,12 +245,10 @@ static void take_requested_snapshots(struct vm *vm)
 		fprintf(stderr, "\r\nsmolvm: snapshot requested, but there is nowhere to save it\r\n");
 		return;
 	}
-	if (snapshot_save(vm, vm->opts.save_to, &e)) {
+	/* pack ends with the machine still stopped: a guest that resumed
+	 * for a moment could reboot and make a good pack look failed. */
+	if (snapshot_save(vm, vm->opts.save_to, pack, &e))
 		vm_request_stop(vm, VM_STOP_ERROR, e.msg);
-		return;
-	}
-	if (pack)
-		vm_request_stop(vm, VM_STOP_PACKED, NULL);
 }
 
 static void on_wake(void *opaque)
@@ -264,8 +262,14 @@ static void on_line(void *opaque, const char *line)
 {
 	struct vm *vm = opaque;
 
-	if (vm->opts.ready && strstr(line, vm->opts.ready) && !atomic_exchange(&vm->ready_hit, 1))
-		loop_wake(&vm->loop);
+	if (!vm->opts.ready || !strstr(line, vm->opts.ready) || atomic_exchange(&vm->ready_hit, 1))
+		return;
+	/* Stop the guest right here (this vCPU parks as soon as its port
+	 * write completes), not when the main thread gets round to it. */
+	atomic_store(&vm->pause_req, 1);
+	for (uint32_t i = 0; i < vm->ncpus; i++)
+		vm->be->vcpu_kick(vm->vcpus[i].be);
+	loop_wake(&vm->loop);
 }
 
 static void on_quit(void *opaque)
