@@ -123,4 +123,98 @@ demo:
 clean:
 	rm -rf $(BUILD)/core $(BUILD)/plugins $(BUILD)/tests $(SMOLVM) $(BUILD)/guest/obj
 
+# ---- install / uninstall -------------------------------------------------
+# make install [PREFIX=/usr/local] [DESTDIR=staging] [LIBDIR=$(PREFIX)/lib]:
+# the binary, its backends and plugins in $(LIBDIR)/smolvm (which the binary
+# searches: it is compiled in, and <bindir>/../lib/smolvm is searched too),
+# the plugin SDK (headers, libsmolvm-sdk.a, smolvm-plugin.pc, examples), the
+# Lua scripts, the docs and a man page. make uninstall removes exactly that.
+
+BINDIR ?= $(PREFIX)/bin
+INCLUDEDIR ?= $(PREFIX)/include
+DATADIR ?= $(PREFIX)/share
+MANDIR ?= $(DATADIR)/man
+DOCDIR ?= $(DATADIR)/doc/smolvm
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+PLUGINDIR := $(LIBDIR)/smolvm
+INSTALL ?= install
+
+SMOLVM_VERSION := $(shell sed -n 's/^\#define SMOLVM_VERSION "\(.*\)"/\1/p' core/main.c)
+SDK_ABI_MAJOR := $(shell sed -n 's/^\#define SMOLVM_ABI_MAJOR \([0-9]*\)/\1/p' sdk/include/smolvm/plugin.h)
+SDK_ABI_MINOR := $(shell sed -n 's/^\#define SMOLVM_ABI_MINOR \([0-9]*\)/\1/p' sdk/include/smolvm/plugin.h)
+SDK_HEADERS := $(wildcard sdk/include/smolvm/*.h)
+SDK_PC := $(BUILD)/sdk/smolvm-plugin.pc
+SDK_EXAMPLES := $(patsubst sdk/examples/%/,%,$(wildcard sdk/examples/*/))
+example_files = $(notdir $(wildcard $(addprefix sdk/examples/$(1)/,README.md Makefile *.c *.h *.lua)))
+INSTALL_SCRIPTS := $(wildcard scripts/*.lua)
+INSTALL_DOCS := $(wildcard docs/*.md)
+MAN1 := docs/smolvm.1
+
+# The plugin directory is compiled into the binary: a change of LIBDIR
+# rebuilds the one object that uses it.
+LIBDIR_STAMP := $(BUILD)/core/libdir.stamp
+$(LIBDIR_STAMP): FORCE
+	@mkdir -p $(dir $@)
+	$(Q)echo '$(LIBDIR)' | cmp -s - $@ || echo '$(LIBDIR)' > $@
+$(BUILD)/core/config.o: $(LIBDIR_STAMP)
+
+# Rewritten only when its contents change.
+$(SDK_PC): sdk/smolvm-plugin.pc.in FORCE
+	@mkdir -p $(dir $@)
+	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
+		-e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@PLUGINDIR@|$(PLUGINDIR)|g' \
+		-e 's|@DOCDIR@|$(DOCDIR)|g' -e 's|@VERSION@|$(SMOLVM_VERSION)|g' \
+		-e 's|@ABI_MAJOR@|$(SDK_ABI_MAJOR)|g' -e 's|@ABI_MINOR@|$(SDK_ABI_MINOR)|g' \
+		$< > $@.tmp
+	$(Q)if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; fi
+
+.PHONY: FORCE sdk install uninstall
+FORCE:
+sdk: $(SDK_LIB) $(SDK_PC)
+
+install: all sdk
+	$(call say,INSTALL,$(DESTDIR)$(PREFIX))
+	$(Q)$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(PLUGINDIR) \
+		$(DESTDIR)$(INCLUDEDIR)/smolvm $(DESTDIR)$(PKGCONFIGDIR) \
+		$(DESTDIR)$(DATADIR)/smolvm/scripts $(DESTDIR)$(MANDIR)/man1 \
+		$(addprefix $(DESTDIR)$(DOCDIR)/examples/,$(SDK_EXAMPLES))
+	$(Q)$(INSTALL) -m 755 $(SMOLVM) $(DESTDIR)$(BINDIR)/smolvm
+	$(Q)$(INSTALL) -m 755 $(PLUGIN_SOS) $(DESTDIR)$(PLUGINDIR)/
+	$(Q)$(INSTALL) -m 644 $(SDK_HEADERS) $(DESTDIR)$(INCLUDEDIR)/smolvm/
+	$(Q)$(INSTALL) -m 644 $(SDK_LIB) $(DESTDIR)$(LIBDIR)/
+	$(Q)$(INSTALL) -m 644 $(SDK_PC) $(DESTDIR)$(PKGCONFIGDIR)/
+	$(Q)$(INSTALL) -m 644 $(INSTALL_SCRIPTS) $(DESTDIR)$(DATADIR)/smolvm/scripts/
+	$(Q)$(INSTALL) -m 644 $(INSTALL_DOCS) $(DESTDIR)$(DOCDIR)/
+	$(Q)$(INSTALL) -m 644 $(MAN1) $(DESTDIR)$(MANDIR)/man1/
+	$(Q)$(foreach e,$(SDK_EXAMPLES),$(INSTALL) -m 644 \
+		$(addprefix sdk/examples/$(e)/,$(call example_files,$(e))) \
+		$(DESTDIR)$(DOCDIR)/examples/$(e)/ &&) true
+
+# Removes what install put there (for the plugins: those of this tree) and
+# then the directories that only smolvm uses, if they are empty.
+uninstall:
+	$(call say,RM,$(DESTDIR)$(PREFIX))
+	$(Q)rm -f $(DESTDIR)$(BINDIR)/smolvm \
+		$(addprefix $(DESTDIR)$(PLUGINDIR)/,$(notdir $(PLUGIN_SOS))) \
+		$(addprefix $(DESTDIR)$(INCLUDEDIR)/smolvm/,$(notdir $(SDK_HEADERS))) \
+		$(DESTDIR)$(LIBDIR)/$(notdir $(SDK_LIB)) \
+		$(DESTDIR)$(PKGCONFIGDIR)/$(notdir $(SDK_PC)) \
+		$(addprefix $(DESTDIR)$(DATADIR)/smolvm/scripts/,$(notdir $(INSTALL_SCRIPTS))) \
+		$(addprefix $(DESTDIR)$(DOCDIR)/,$(notdir $(INSTALL_DOCS))) \
+		$(DESTDIR)$(MANDIR)/man1/$(notdir $(MAN1)) \
+		$(foreach e,$(SDK_EXAMPLES),$(addprefix $(DESTDIR)$(DOCDIR)/examples/$(e)/,$(call example_files,$(e))))
+	$(Q)for d in $(PLUGINDIR) $(INCLUDEDIR)/smolvm $(DATADIR)/smolvm/scripts \
+		$(DATADIR)/smolvm $(addprefix $(DOCDIR)/examples/,$(SDK_EXAMPLES)) \
+		$(DOCDIR)/examples $(DOCDIR); do \
+		[ ! -d "$(DESTDIR)$$d" ] || rmdir --ignore-fail-on-non-empty "$(DESTDIR)$$d"; done
+
+# ---- SDK checks and the SDK's test guest (tests/sdk) ---------------------
+
+include tests/sdk/sdk.mk
+
+.PHONY: clean-sdk
+clean: clean-sdk
+clean-sdk:
+	rm -rf $(BUILD)/sdk
+
 -include $(shell find $(BUILD)/core $(BUILD)/plugins $(BUILD)/tests -name '*.d' 2>/dev/null)
