@@ -157,18 +157,19 @@ int snapshot_save(struct vm *vm, const char *path, int then_stop, struct err *e)
 		return rc;
 	t1 = vm_now_ms();
 	rc = write_bundle(vm, path, &st, e);
+	/* Said while the guest is still stopped, so the message sits exactly
+	 * between its output before and after the snapshot. */
+	if (!rc)
+		fprintf(stderr,
+			"\r\nsmolvm: saved %s: %llu MiB RAM in %llu chunks (%llu zero), %.1f MiB stored; "
+			"paused %.1f ms, wrote in %.1f ms\r\n",
+			path, (unsigned long long)(vm->mem.size >> 20), (unsigned long long)st.chunks,
+			(unsigned long long)st.zero_chunks, st.stored_bytes / 1048576.0,
+			vm_now_ms() - t0, vm_now_ms() - t1);
 	if (!rc && then_stop)
 		vm_request_stop(vm, VM_STOP_PACKED, NULL);
 	vm_resume(vm);
-	if (rc)
-		return err_wrap(e, rc, "snapshot %s", path);
-	fprintf(stderr,
-		"\r\nsmolvm: saved %s: %llu MiB RAM in %llu chunks (%llu zero), %.1f MiB stored; "
-		"paused %.1f ms, wrote in %.1f ms\r\n",
-		path, (unsigned long long)(vm->mem.size >> 20), (unsigned long long)st.chunks,
-		(unsigned long long)st.zero_chunks, st.stored_bytes / 1048576.0, vm_now_ms() - t0,
-		vm_now_ms() - t1);
-	return 0;
+	return rc ? err_wrap(e, rc, "snapshot %s", path) : 0;
 }
 
 /* ---- restore --------------------------------------------------------------- */

@@ -194,3 +194,27 @@ t_snapshot_linux_counter() {
 	echo "guest clock after restore: $guest, host during the run: $before..$after"
 	grep -m1 'restored' "$log"
 }
+
+# A running machine saves itself on SIGUSR1 (boot -o), and goes on running.
+t_snapshot_on_signal() {
+	need_kvm || return
+	local b=$WORK/sig.smolmachine log=$WORK/sig-boot.log
+	SMOLVM_CACHE_DIR=$WORK/cache timeout -s TERM 3 "$SMOLVM" boot scripts/ticker.lua -o "$b" \
+		> "$log" 2>&1 < /dev/null &
+	local pid=$!
+	sleep 1
+	pkill -USR1 -P $pid smolvm 2> /dev/null || kill -USR1 "$(pgrep -P $pid)" 2> /dev/null
+	wait $pid
+	grep -q "saved $b" "$log" || { echo "no save on SIGUSR1"; show "$log"; return 1; }
+	# It went on ticking after the save, and the bundle resumes after the
+	# last tick printed before it.
+	local last_before first_after
+	last_before=$(sed -n "/saved/q;p" "$log" | grep '^tick' | tail -1 | awk '{print $2}')
+	[ "$(sed -n '/saved/,$p' "$log" | grep -c '^tick')" -ge 3 ] || { echo "stopped after the save"; show "$log"; return 1; }
+	run_bundle "$WORK/sig-run.log" 1 "$b" --pristine
+	first_after=$(grep -m1 '^tick' "$WORK/sig-run.log" | awk '{print $2}')
+	if [ -z "$first_after" ] || [ "$first_after" -ne $((last_before + 1)) ]; then
+		echo "saved after tick $last_before, restored with tick ${first_after:-none}"; show "$WORK/sig-run.log"; return 1
+	fi
+	echo "saved after tick $last_before, restored at tick $first_after"
+}
