@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <linux/virtio_blk.h>
 #include <linux/virtio_ids.h>
@@ -174,6 +175,13 @@ static int blk_create(smolvm_ctx *ctx, const struct smolvm_host_api *api, void *
 	if (rc)
 		goto fail;
 	rc = blk_disk_open(&b->disk, &o, err, sizeof(err));
+	/* Restored instances of one bundle hold the configured overlay only
+	 * from here until their restore() lets it go: wait a little for it. */
+	for (int tries = 0; o.overlay && (rc == -EWOULDBLOCK || rc == -EAGAIN) &&
+			    tries < 150; tries++) {
+		nanosleep(&(struct timespec){ .tv_nsec = 20 * 1000 * 1000 }, NULL);
+		rc = blk_disk_open(&b->disk, &o, err, sizeof(err));
+	}
 	if (rc) {
 		api->set_error(ctx, "%s", err);
 		goto fail;
@@ -263,12 +271,216 @@ static void fill_state(const struct blk *b, struct blk_state *s)
 	memcpy(s->serial, b->serial, sizeof(s->serial));
 }
 
+/* The disk's content in a snapshot, section "disk":
+ *   kind (u8)        DISK_IMAGE: a read-only image, only identified;
+ *                    DISK_OVERLAY: a base and the overlay's content
+ *   base_size, base_hash (u64)  the image / base: size, cow_image_hash()
+ *   cluster_size (u32), map (bytes), c<i> (bytes, one per allocated
+ *   cluster i, cow_cluster_len() long)        DISK_OVERLAY only
+ * A writable disk without an overlay has no content we could keep. */
+enum { DISK_IMAGE = 1, DISK_OVERLAY = 2 };
+
+static int save_disk(struct blk *b, struct smolvm_state_writer *w)
+{
+	const struct smolvm_host_api *api = b->api;
+	struct blk_disk *d = &b->disk;
+	uint8_t kind = d->cow ? DISK_OVERLAY : DISK_IMAGE;
+	uint64_t size = d->size, hash = 0, map_len;
+	const uint8_t *map;
+	uint32_t cs;
+	uint8_t *buf;
+	int rc;
+
+	if (d->cow)
+		hash = cow_base_hash(d->cow);
+	else if ((rc = cow_image_hash(d->fd, d->size, &hash))) {
+		api->set_error(b->ctx, "reading the disk image: %s", strerror(-rc));
+		return rc;
+	}
+	if ((rc = api->state_begin(w, "disk", 0)) ||
+	    (rc = api->state_put(w, "kind", SMOLVM_STATE_U8, &kind, 1)) ||
+	    (rc = api->state_put(w, "base_size", SMOLVM_STATE_U64, &size, 8)) ||
+	    (rc = api->state_put(w, "base_hash", SMOLVM_STATE_U64, &hash, 8)))
+		return rc;
+	if (kind == DISK_OVERLAY) {
+		cs = cow_cluster_size(d->cow);
+		map = cow_map(d->cow, &map_len);
+		if (map_len > UINT32_MAX) {
+			api->set_error(b->ctx, "overlay map of %llu bytes is too big to save",
+				       (unsigned long long)map_len);
+			return -E2BIG;
+		}
+		if ((rc = api->state_put(w, "cluster_size", SMOLVM_STATE_U32, &cs, 4)) ||
+		    (rc = api->state_put(w, "map", SMOLVM_STATE_BYTES, map, (uint32_t)map_len)))
+			return rc;
+		/* One cluster at a time through one buffer. */
+		buf = malloc(cs);
+		if (!buf)
+			return -ENOMEM;
+		for (uint64_t i = 0; !rc && i < cow_clusters(d->cow); i++) {
+			uint32_t len = cow_cluster_len(d->cow, i);
+			char name[32];
+
+			if (!cow_allocated(d->cow, i))
+				continue;
+			rc = cow_read(d->cow, buf, len, i * cs);
+			if (rc) {
+				api->set_error(b->ctx, "reading overlay cluster %llu: %s",
+					       (unsigned long long)i, strerror(-rc));
+				break;
+			}
+			snprintf(name, sizeof(name), "c%llu", (unsigned long long)i);
+			rc = api->state_put(w, name, SMOLVM_STATE_BYTES, buf, len);
+		}
+		free(buf);
+		if (rc)
+			return rc;
+	}
+	return api->state_end(w);
+}
+
+/* The disk this machine was created with must be the one saved; then an
+ * overlay disk moves to a private overlay holding the saved content, and
+ * the configured overlay file is let go (never written by this machine). */
+static int restore_disk(struct blk *b, struct smolvm_state_reader *r)
+{
+	const struct smolvm_host_api *api = b->api;
+	struct blk_disk *d = &b->disk;
+	const char *path = api->config_path(b->ctx, "path");
+	uint8_t kind, *map = NULL, *buf = NULL;
+	uint64_t size, hash, have_hash = 0, clusters, map_len;
+	struct cow *priv = NULL, *old;
+	uint32_t cs = 0;
+	char err[768];
+	int rc;
+
+	rc = api->state_enter(r, "disk");
+	if (rc) {
+		api->set_error(b->ctx, "snapshot has no disk section");
+		return rc;
+	}
+	if ((rc = api->state_get(r, "kind", SMOLVM_STATE_U8, &kind, 1)) ||
+	    (rc = api->state_get(r, "base_size", SMOLVM_STATE_U64, &size, 8)) ||
+	    (rc = api->state_get(r, "base_hash", SMOLVM_STATE_U64, &hash, 8))) {
+		api->set_error(b->ctx, "snapshot: disk section incomplete");
+		return rc;
+	}
+	if (kind != DISK_IMAGE && kind != DISK_OVERLAY) {
+		api->set_error(b->ctx, "snapshot: unknown disk kind %u", kind);
+		return -EINVAL;
+	}
+	if ((kind == DISK_OVERLAY) != !!d->cow) {
+		api->set_error(b->ctx, "snapshot has a disk %s an overlay, this one is %s",
+			       kind == DISK_OVERLAY ? "with" : "without",
+			       d->cow ? "with" : "without");
+		return -EINVAL;
+	}
+	if (d->cow)
+		have_hash = cow_base_hash(d->cow);
+	else if ((rc = cow_image_hash(d->fd, d->size, &have_hash))) {
+		api->set_error(b->ctx, "reading %s: %s", path, strerror(-rc));
+		return rc;
+	}
+	if (size != d->size || hash != have_hash) {
+		api->set_error(b->ctx, "disk image %s changed since the snapshot: it had %llu "
+			       "bytes (hash %016llx of the first %u KiB), now %llu bytes (hash "
+			       "%016llx)", path, (unsigned long long)size,
+			       (unsigned long long)hash, COW_HASH_BYTES / 1024,
+			       (unsigned long long)d->size, (unsigned long long)have_hash);
+		return -EINVAL;
+	}
+	if (kind == DISK_IMAGE)
+		return api->state_leave(r);
+
+	rc = api->state_get(r, "cluster_size", SMOLVM_STATE_U32, &cs, 4);
+	if (rc || cs < COW_MIN_CLUSTER || cs > COW_MAX_CLUSTER || (cs & (cs - 1))) {
+		api->set_error(b->ctx, "snapshot: bad overlay cluster size %u", cs);
+		return rc ? rc : -EINVAL;
+	}
+	clusters = (size + cs - 1) / cs;
+	map_len = (clusters + 7) / 8;
+	if (map_len > UINT32_MAX) {
+		api->set_error(b->ctx, "snapshot: overlay map too big");
+		return -E2BIG;
+	}
+	map = malloc(map_len);
+	buf = malloc(cs);
+	if (!map || !buf) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	rc = api->state_get(r, "map", SMOLVM_STATE_BYTES, map, (uint32_t)map_len);
+	if (!rc)
+		rc = cow_check_map(size, cs, map, map_len, err, sizeof(err));
+	else
+		snprintf(err, sizeof(err), "no map of %llu bytes", (unsigned long long)map_len);
+	if (rc) {
+		api->set_error(b->ctx, "snapshot: bad overlay map: %s", err);
+		goto out;
+	}
+	rc = cow_open_private(path, cs, &priv, err, sizeof(err));
+	if (!rc && (cow_size(priv) != size || cow_base_hash(priv) != hash)) {
+		snprintf(err, sizeof(err), "%s changed while it was opened", path);
+		rc = -EINVAL;
+	}
+	if (rc) {
+		api->set_error(b->ctx, "%s", err);
+		goto out;
+	}
+	for (uint64_t i = 0; i < clusters; i++) {
+		uint32_t len = cow_cluster_len(priv, i);
+		char name[32];
+
+		if (!(map[i / 8] >> (i % 8) & 1))
+			continue;
+		snprintf(name, sizeof(name), "c%llu", (unsigned long long)i);
+		rc = api->state_get(r, name, SMOLVM_STATE_BYTES, buf, len);
+		if (rc) {
+			api->set_error(b->ctx, "snapshot: overlay cluster %llu %s",
+				       (unsigned long long)i,
+				       rc == -ENOENT ? "is allocated but has no data"
+						     : "has not the expected length");
+			goto out;
+		}
+		rc = cow_import_cluster(priv, i, buf, len);
+		if (rc) {
+			api->set_error(b->ctx, "writing the private overlay: %s", strerror(-rc));
+			goto out;
+		}
+	}
+	rc = cow_flush(priv);
+	if (rc) {
+		api->set_error(b->ctx, "writing the private overlay: %s", strerror(-rc));
+		goto out;
+	}
+	old = d->cow;
+	d->cow = priv;
+	priv = NULL;
+	/* Opened by create() and not written since: only its lock to drop. */
+	if (cow_close(old))
+		api->log(b->ctx, SMOLVM_LOG_WARN, "closing the configured overlay failed");
+	api->log(b->ctx, SMOLVM_LOG_DEBUG, "disk restored into a private overlay (%llu "
+		 "clusters)", (unsigned long long)cow_allocated_count(d->cow));
+	rc = api->state_leave(r);
+out:
+	if (priv)
+		(void)cow_close(priv);
+	free(map);
+	free(buf);
+	return rc;
+}
+
 static int blk_save(void *dev, struct smolvm_state_writer *w)
 {
 	struct blk *b = dev;
 	struct blk_state s;
 	int rc;
 
+	if (!b->disk.cow && !b->disk.readonly) {
+		b->api->set_error(b->ctx, "a writable disk without an overlay cannot be "
+				  "snapshotted (use readonly = true or an overlay)");
+		return -ENOTSUP;
+	}
 	/* The snapshot is only consistent with a disk that holds every
 	 * write the guest saw complete. */
 	rc = blk_disk_flush(&b->disk);
@@ -278,7 +490,9 @@ static int blk_save(void *dev, struct smolvm_state_writer *w)
 	}
 	fill_state(b, &s);
 	rc = smolvm_state_save_fields(b->api, w, blk_fields, SMOLVM_ARRAY_LEN(blk_fields), &s);
-	return rc ? rc : smolvm_virtio_save(&b->vd, w);
+	if (!rc)
+		rc = smolvm_virtio_save(&b->vd, w);
+	return rc ? rc : save_disk(b, w);
 }
 
 static int blk_restore(void *dev, struct smolvm_state_reader *r, uint32_t version)
@@ -310,12 +524,14 @@ static int blk_restore(void *dev, struct smolvm_state_reader *r, uint32_t versio
 				  (const char *)s.serial, want.serial);
 		return -EINVAL;
 	}
-	return smolvm_virtio_restore(&b->vd, r);
+	rc = smolvm_virtio_restore(&b->vd, r);
+	/* Version 1 kept no disk content: the configured files as they are. */
+	return rc || version < 2 ? rc : restore_disk(b, r);
 }
 
 static const struct smolvm_device_ops blk_ops = {
 	.struct_size = sizeof(struct smolvm_device_ops),
-	.state_version = 1,
+	.state_version = 2,
 	.min_state_version = 1,
 	.create = blk_create,
 	.destroy = blk_destroy,

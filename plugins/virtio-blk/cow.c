@@ -35,6 +35,8 @@ enum {
 struct cow {
 	int base_fd, fd;
 	int readonly;
+	int private_; /* an unlinked temporary file (cow_open_private) */
+	uint64_t base_hash;
 	char *base_name, *name;
 	uint32_t cluster_size;
 	uint64_t size, clusters;
@@ -160,16 +162,16 @@ static int valid_cluster(uint32_t cs)
 	return cs >= COW_MIN_CLUSTER && cs <= COW_MAX_CLUSTER && !(cs & (cs - 1));
 }
 
-/* The base's identity: a hash of its first COW_HASH_BYTES. */
-static int base_hash(struct cow *c, uint64_t *out)
+/* An image's identity: a hash of its first COW_HASH_BYTES. */
+int cow_image_hash(int fd, uint64_t size, uint64_t *out)
 {
-	size_t len = c->size < COW_HASH_BYTES ? (size_t)c->size : COW_HASH_BYTES;
+	size_t len = size < COW_HASH_BYTES ? (size_t)size : COW_HASH_BYTES;
 	uint8_t *buf = malloc(len ? len : 1);
 	ssize_t n;
 
 	if (!buf)
 		return -ENOMEM;
-	n = pread_full(c->base_fd, buf, len, 0);
+	n = pread_full(fd, buf, len, 0);
 	if (n >= 0 && (size_t)n != len)
 		n = -EIO;
 	if (n >= 0)
@@ -231,7 +233,8 @@ static int create_overlay(struct cow *c, const struct stat *bst, uint64_t hash,
 		     strerror(-rc));
 		return rc;
 	}
-	sync_parent(c->name);
+	if (!c->private_)
+		sync_parent(c->name);
 	return 0;
 }
 
@@ -345,8 +348,52 @@ static int load_map(struct cow *c, char *err, size_t errlen)
 	return 0;
 }
 
+/* An unlinked file in $TMPDIR (or /tmp): it vanishes with the process. */
+static int open_private(char *err, size_t errlen)
+{
+	const char *dir = getenv("TMPDIR");
+	char path[4096];
+	int fd, rc;
+
+	if (!dir || !*dir)
+		dir = "/tmp";
+	fd = open(dir, O_TMPFILE | O_RDWR | O_EXCL | O_CLOEXEC, 0600);
+	if (fd >= 0)
+		return fd;
+	/* No O_TMPFILE on this file system: a unique name, unlinked at once. */
+	if ((size_t)snprintf(path, sizeof(path), "%s/smolvm-overlay.XXXXXX", dir) >= sizeof(path)) {
+		errf(err, errlen, "TMPDIR %s: name too long", dir);
+		return -ENAMETOOLONG;
+	}
+	fd = mkostemp(path, O_CLOEXEC);
+	if (fd < 0) {
+		rc = -errno;
+		errf(err, errlen, "cannot create a private overlay in %s: %s", dir, strerror(-rc));
+		return rc;
+	}
+	unlink(path);
+	return fd;
+}
+
+static int cow_open_common(const char *base, const char *overlay, const struct cow_params *p,
+			   int private_, struct cow **out, char *err, size_t errlen);
+
 int cow_open(const char *base, const char *overlay, const struct cow_params *p,
 	     struct cow **out, char *err, size_t errlen)
+{
+	return cow_open_common(base, overlay, p, 0, out, err, errlen);
+}
+
+int cow_open_private(const char *base, uint32_t cluster_size, struct cow **out,
+		     char *err, size_t errlen)
+{
+	struct cow_params p = { .cluster_size = cluster_size };
+
+	return cow_open_common(base, "(private overlay)", &p, 1, out, err, errlen);
+}
+
+static int cow_open_common(const char *base, const char *overlay, const struct cow_params *p,
+			   int private_, struct cow **out, char *err, size_t errlen)
 {
 	struct cow_params dflt = { 0 };
 	struct cow *c;
@@ -368,6 +415,7 @@ int cow_open(const char *base, const char *overlay, const struct cow_params *p,
 		return -ENOMEM;
 	c->base_fd = c->fd = -1;
 	c->readonly = !!p->readonly;
+	c->private_ = private_;
 	c->cluster_size = p->cluster_size ? p->cluster_size : COW_DEFAULT_CLUSTER;
 	c->base_name = strdup(base);
 	c->name = strdup(overlay);
@@ -403,12 +451,23 @@ int cow_open(const char *base, const char *overlay, const struct cow_params *p,
 		rc = -EINVAL;
 		goto out;
 	}
-	rc = base_hash(c, &hash);
+	rc = cow_image_hash(c->base_fd, c->size, &hash);
 	if (rc) {
 		errf(err, errlen, "base image %s: cannot read it: %s", base, strerror(-rc));
 		goto out;
 	}
 
+	c->base_hash = hash;
+	if (private_) {
+		c->fd = open_private(err, errlen);
+		if (c->fd < 0) {
+			rc = c->fd;
+			goto out;
+		}
+		c->clusters = (c->size + c->cluster_size - 1) / c->cluster_size;
+		rc = create_overlay(c, &bst, hash, err, errlen);
+		goto opened;
+	}
 	c->fd = open(overlay, c->readonly ? O_RDONLY | O_CLOEXEC
 					  : O_RDWR | O_CREAT | O_CLOEXEC, 0644);
 	if (c->fd < 0) {
@@ -449,6 +508,7 @@ int cow_open(const char *base, const char *overlay, const struct cow_params *p,
 	} else {
 		rc = load_overlay(c, (uint64_t)ost.st_size, &bst, hash, err, errlen);
 	}
+opened:
 	if (!rc)
 		rc = load_map(c, err, errlen);
 	if (rc)
@@ -494,6 +554,12 @@ int cow_close(struct cow *c)
 }
 
 uint64_t cow_size(const struct cow *c) { return c->size; }
+uint64_t cow_base_hash(const struct cow *c) { return c->base_hash; }
+const uint8_t *cow_map(const struct cow *c, uint64_t *len)
+{
+	*len = c->map_size;
+	return c->map;
+}
 uint32_t cow_cluster_size(const struct cow *c) { return c->cluster_size; }
 uint64_t cow_clusters(const struct cow *c) { return c->clusters; }
 const char *cow_warning(const struct cow *c) { return c->warning[0] ? c->warning : NULL; }
@@ -529,7 +595,7 @@ static int in_range(const struct cow *c, size_t len, uint64_t off)
 }
 
 /* Bytes of cluster i (the last one may be short). */
-static uint32_t cluster_len(const struct cow *c, uint64_t i)
+uint32_t cow_cluster_len(const struct cow *c, uint64_t i)
 {
 	uint64_t start = i * c->cluster_size;
 	uint64_t left = c->size - start;
@@ -581,7 +647,7 @@ int cow_write(struct cow *c, const void *buf, size_t len, uint64_t off)
 	while (len) {
 		uint64_t i = off / c->cluster_size;
 		uint32_t within = (uint32_t)(off % c->cluster_size);
-		uint32_t clen = cluster_len(c, i);
+		uint32_t clen = cow_cluster_len(c, i);
 		uint64_t at = c->data_offset + i * c->cluster_size;
 		size_t n = clen - within;
 
@@ -633,4 +699,44 @@ int cow_flush(struct cow *c)
 		c->dirty_hi = 0;
 	}
 	return sync_fd(c->fd);
+}
+
+int cow_check_map(uint64_t size, uint32_t cluster_size, const uint8_t *map,
+		  uint64_t map_len, char *err, size_t errlen)
+{
+	uint64_t clusters;
+	unsigned tail;
+
+	if (!valid_cluster(cluster_size)) {
+		errf(err, errlen, "cluster size %u: not a power of two in [%u, %u]",
+		     cluster_size, COW_MIN_CLUSTER, COW_MAX_CLUSTER);
+		return -EINVAL;
+	}
+	clusters = (size + cluster_size - 1) / cluster_size;
+	if (map_len != map_bytes(clusters)) {
+		errf(err, errlen, "map of %llu bytes for %llu clusters of %u bytes (want %llu)",
+		     (unsigned long long)map_len, (unsigned long long)clusters, cluster_size,
+		     (unsigned long long)map_bytes(clusters));
+		return -EINVAL;
+	}
+	tail = (unsigned)(clusters % 8);
+	if (map_len && tail && (map[map_len - 1] >> tail)) {
+		errf(err, errlen, "map marks clusters past the end of the disk");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int cow_import_cluster(struct cow *c, uint64_t i, const void *data, uint32_t len)
+{
+	int rc;
+
+	if (c->readonly)
+		return -EROFS;
+	if (i >= c->clusters || len != cow_cluster_len(c, i))
+		return -EINVAL;
+	rc = pwrite_full(c->fd, data, len, c->data_offset + i * c->cluster_size);
+	if (!rc && !cow_allocated(c, i))
+		mark_allocated(c, i);
+	return rc;
 }

@@ -61,6 +61,32 @@ int cow_write(struct cow *c, const void *buf, size_t len, uint64_t off);
 __attribute__((warn_unused_result))
 int cow_flush(struct cow *c);
 
+/* A private overlay over `base`: an unlinked temporary file in $TMPDIR
+ * (or /tmp) that vanishes when the process exits. Same errors as cow_open. */
+__attribute__((warn_unused_result))
+int cow_open_private(const char *base, uint32_t cluster_size, struct cow **out,
+		     char *err, size_t errlen);
+
+/* Snapshots. The identity hash of an image (FNV-1a of its first
+ * COW_HASH_BYTES), as overlays keep it for their base: 0 or -errno. */
+__attribute__((warn_unused_result))
+int cow_image_hash(int fd, uint64_t size, uint64_t *out);
+uint64_t cow_base_hash(const struct cow *c);
+/* The in-memory allocation map (current, flushed or not). */
+const uint8_t *cow_map(const struct cow *c, uint64_t *len);
+/* Checks a map from outside for a disk of `size` bytes: cluster size valid,
+ * length ceil(clusters / 8), no bit past the last cluster. 0 or -EINVAL
+ * with a message in `err`. */
+__attribute__((warn_unused_result))
+int cow_check_map(uint64_t size, uint32_t cluster_size, const uint8_t *map,
+		  uint64_t map_len, char *err, size_t errlen);
+/* Stores a whole cluster (exactly cow_cluster_len bytes) and marks it
+ * allocated; durable after cow_flush. 0 or -errno (-EINVAL: bad index or
+ * length). */
+__attribute__((warn_unused_result))
+int cow_import_cluster(struct cow *c, uint64_t i, const void *data, uint32_t len);
+uint32_t cow_cluster_len(const struct cow *c, uint64_t i); /* last may be short */
+
 uint64_t cow_size(const struct cow *c); /* the virtual size, = the base's */
 uint32_t cow_cluster_size(const struct cow *c);
 uint64_t cow_clusters(const struct cow *c);

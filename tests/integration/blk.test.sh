@@ -189,7 +189,7 @@ t_blk_snapshot() {
 	rm -f "$WORK/snap.cow"
 	s=$(blk_linux blk-snap \
 		'{ type = "virtio-blk", path = "base.img", overlay = "snap.cow", serial = "cow" }' \
-		'{ type = "virtio-blk", path = "snap-raw.img", serial = "raw" }')
+		'{ type = "virtio-blk", path = "snap-raw.img", readonly = true, serial = "raw" }')
 	if ! timeout -k 5 300 "$SMOLVM" pack "$s" -o "$b" < /dev/null > "$log" 2>&1; then
 		echo "pack failed"; show "$log"; return 1
 	fi
@@ -202,6 +202,7 @@ t_blk_snapshot() {
 	fi
 	grep -F 'snapshot has a disk' "$log"
 	truncate -s 16M "$WORK/snap-raw.img"
+	rm -f "$WORK/snap.cow" # the bundle carries the overlay's content
 	cat > "$WORK/blk-snap.sh" <<'SH'
 read -r s < /sys/block/vda/serial; echo "serial=$s"
 mount -t ext4 /dev/vda /mnt && cat /mnt/hello.txt && echo restored > /mnt/r.txt && sync && umount /mnt && echo snap-done
@@ -213,4 +214,78 @@ SH
 		echo "restored machine: exit $rc"; show "$log" 20; return 1
 	fi
 	echo "restored machine mounted, wrote and synced its overlay disk"
+}
+
+# Snapshots of the disk itself, with the fast virtio test guest: the bundle
+# holds the overlay's content, so a restored machine does not depend on the
+# configured overlay (changed by a later boot, or deleted) and two restores
+# of one bundle run at once, each on its own private overlay. A writable raw
+# disk refuses pack; a changed base refuses run.
+t_blk_snapshot_overlay() {
+	need_kvm || return
+	local k=$GUEST/virtio.elf b=$WORK/blkov.smolmachine log=$WORK/blkov.log ov_sum rc1 rc2 i
+	[ -f "$k" ] || { echo "missing $k: run 'make test-guests'"; return 1; }
+	k=$(realpath "$k")
+	if ! "$SMOLVM" help pack > /dev/null 2>&1; then
+		echo "SKIP: this smolvm has no pack command"
+		return 77
+	fi
+	rm -f "$WORK/blkov.img" "$WORK/blkov.cow"
+	truncate -s 16M "$WORK/blkov.img"
+	# blkov_script NAME SEED DISK-OPTIONS
+	blkov_script() {
+		cat > "$WORK/$1.lua" <<LUA
+machine { memory = "64M", kernel = "$k", cmdline = "blkseed=$2",
+  devices = { { type = "uart" }, { type = "virtio-blk", $3 } } }
+LUA
+		echo "$WORK/$1.lua"
+	}
+	local s
+	s=$(blkov_script blkov 11 'path = "blkov.img", overlay = "blkov.cow"')
+	if ! timeout -k 5 60 "$SMOLVM" pack "$s" -o "$b" --ready "PASS: blk write/read/flush" \
+		< /dev/null > "$log" 2>&1; then
+		echo "pack failed"; show "$log"; return 1
+	fi
+	# A later boot rewrites the overlay (another pattern).
+	s=$(blkov_script blkov-later 22 'path = "blkov.img", overlay = "blkov.cow"')
+	run "$log" 60 boot "$s" || { echo "later boot failed"; show "$log"; return 1; }
+	for round in changed deleted; do
+		[ $round = deleted ] && rm -f "$WORK/blkov.cow"
+		ov_sum=$(sha256sum < "$WORK/blkov.cow" 2>/dev/null)
+		timeout -k 5 60 "$SMOLVM" run -p "$b" < /dev/null > "$log.1" 2>&1 &
+		i=$!
+		timeout -k 5 60 "$SMOLVM" run -p "$b" < /dev/null > "$log.2" 2>&1
+		rc2=$?
+		wait $i
+		rc1=$?
+		for i in 1 2; do
+			if [ "$(eval echo \$rc$i)" != 0 ] || ! grep -q '^virtio: done' "$log.$i" ||
+			   grep -q '^FAIL' "$log.$i"; then
+				echo "overlay $round, restore $i: exit $(eval echo \$rc$i)"
+				show "$log.$i" 20; return 1
+			fi
+		done
+		if [ $round = changed ] && [ "$(sha256sum < "$WORK/blkov.cow")" != "$ov_sum" ]; then
+			echo "a restored machine wrote the configured overlay"; return 1
+		fi
+		echo "overlay $round after the pack: two restores at once both ran"
+	done
+	# A bundle that holds a writable raw disk cannot be made.
+	cp "$WORK/blkov.img" "$WORK/blkov-raw.img"
+	s=$(blkov_script blkov-raw 1 'path = "blkov-raw.img"')
+	run "$log" 60 pack "$s" -o "$WORK/blkov-raw.smolmachine" --ready "PASS: blk write/read/flush"
+	rc1=$?
+	if [ $rc1 -eq 0 ] || ! grep -qF 'virtio-blk0: a writable disk without an overlay cannot be snapshotted (use readonly = true or an overlay)' "$log"; then
+		echo "pack with a writable raw disk: exit $rc1"; show "$log" 5; return 1
+	fi
+	echo "writable raw disk: pack refused"
+	# A base whose first 64 KiB changed (same size) is refused.
+	printf 'changed!' | dd of="$WORK/blkov.img" conv=notrunc status=none
+	rm -f "$WORK/blkov.cow"
+	run "$log" 60 run -p "$b"
+	rc1=$?
+	if [ $rc1 -eq 0 ] || ! grep -qF "disk image $WORK/blkov.img changed since the snapshot" "$log"; then
+		echo "restore over a changed base: exit $rc1"; show "$log" 5; return 1
+	fi
+	grep -o 'disk image .*' "$log" | head -1
 }

@@ -743,6 +743,82 @@ START_TEST(request_readonly_and_raw)
 }
 END_TEST
 
+/* A snapshot's overlay content: exported (map + allocated clusters) from
+ * one overlay and imported into a private one, which reads the same and
+ * leaves no file behind. */
+START_TEST(private_overlay_import)
+{
+	struct cow *c = open_cow(CS), *p;
+	uint8_t buf[CS], want[BASE_SIZE];
+	uint64_t map_len;
+	const uint8_t *map;
+	struct stat st;
+
+	memcpy(want, base_data, BASE_SIZE);
+	fill(buf, 100, 0xaa);
+	ck_assert_int_eq(cow_write(c, buf, 100, 3 * CS + 7), 0);
+	memset(want + 3 * CS + 7, 0xaa, 100);
+	fill(buf, 200, 0xbb);
+	ck_assert_int_eq(cow_write(c, buf, 200, NCL * CS + 10), 0); /* short last cluster */
+	memset(want + NCL * CS + 10, 0xbb, 200);
+	ck_assert_uint_eq(cow_base_hash(c), fnv1a(FNV_OFFSET, base_data, BASE_SIZE));
+
+	map = cow_map(c, &map_len);
+	ck_assert_int_eq(cow_check_map(BASE_SIZE, CS, map, map_len, err, sizeof(err)), 0);
+	ck_assert_int_eq(cow_open_private(base_path, CS, &p, err, sizeof(err)), 0);
+	ck_assert_uint_eq(cow_base_hash(p), cow_base_hash(c));
+	ck_assert_uint_eq(cow_allocated_count(p), 0);
+	for (uint64_t i = 0; i < cow_clusters(c); i++) {
+		uint32_t len = cow_cluster_len(c, i);
+		if (!cow_allocated(c, i))
+			continue;
+		ck_assert_int_eq(cow_read(c, buf, len, i * CS), 0);
+		ck_assert_int_eq(cow_import_cluster(p, i, buf, len + 1), -EINVAL);
+		ck_assert_int_eq(cow_import_cluster(p, i, buf, len), 0);
+	}
+	ck_assert_int_eq(cow_import_cluster(p, NCL + 1, buf, CS), -EINVAL);
+	ck_assert_uint_eq(cow_cluster_len(p, NCL), 1024);
+	ck_assert_uint_eq(cow_allocated_count(p), 2);
+	ck_assert_int_eq(cow_flush(p), 0);
+	check_read_all(p, want);
+	/* Writes go to the private overlay only. */
+	fill(buf, 512, 0xcc);
+	ck_assert_int_eq(cow_write(p, buf, 512, 0), 0);
+	ck_assert_int_eq(cow_close(p), 0);
+	check_read_all(c, want);
+	ck_assert_int_eq(cow_close(c), 0);
+	ck_assert_int_eq(stat(base_path, &st), 0);
+	ck_assert_uint_eq(file_sum(base_path, NULL), base_sum);
+}
+END_TEST
+
+START_TEST(check_map_hostile)
+{
+	uint8_t map[8] = { 0 };
+	uint64_t h1, h2;
+	int fd;
+
+	/* 11 clusters of 4 KiB: 2 bytes, bits 0..10 only. */
+	ck_assert_int_eq(cow_check_map(BASE_SIZE, CS, map, 2, err, sizeof(err)), 0);
+	ck_assert_int_eq(cow_check_map(BASE_SIZE, CS, map, 3, err, sizeof(err)), -EINVAL);
+	ck_assert_int_eq(cow_check_map(BASE_SIZE, CS, map, 1, err, sizeof(err)), -EINVAL);
+	ck_assert_int_eq(cow_check_map(BASE_SIZE, 3000, map, 2, err, sizeof(err)), -EINVAL);
+	ck_assert_int_eq(cow_check_map(BASE_SIZE, 0, map, 2, err, sizeof(err)), -EINVAL);
+	map[1] = 0x04;
+	ck_assert_int_eq(cow_check_map(BASE_SIZE, CS, map, 2, err, sizeof(err)), 0);
+	map[1] = 0x08;
+	ck_assert_int_eq(cow_check_map(BASE_SIZE, CS, map, 2, err, sizeof(err)), -EINVAL);
+	ck_assert_msg(strstr(err, "past the end"), "%s", err);
+	/* The image hash is the one an overlay keeps for its base. */
+	fd = open(base_path, O_RDONLY);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(cow_image_hash(fd, BASE_SIZE, &h1), 0);
+	close(fd);
+	h2 = fnv1a(FNV_OFFSET, base_data, BASE_SIZE);
+	ck_assert_uint_eq(h1, h2);
+}
+END_TEST
+
 Suite *blk_suite(void)
 {
 	Suite *s = suite_create("virtio-blk");
@@ -760,6 +836,7 @@ Suite *blk_suite(void)
 			      refuse_bad_fields, refuse_truncated, refuse_map_past_end,
 			      refuse_other_base_size, refuse_other_base_content } },
 		{ "refuse-more", { warn_base_touched, refuse_in_use_and_misc } },
+		{ "snapshot", { private_overlay_import, check_map_hostile } },
 		{ "requests", { request_read_write_overlay, request_validation,
 				request_get_id, request_readonly_and_raw } },
 	};
