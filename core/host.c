@@ -189,6 +189,11 @@ static const char *h_config_path(smolvm_ctx *ctx, const char *key)
 	return ctx->cfg ? dev_config_path(ctx->cfg, key, ctx->vm->cfg->script) : NULL;
 }
 
+static int h_restoring(smolvm_ctx *ctx)
+{
+	return ctx->vm->opts.restore;
+}
+
 const struct smolvm_host_api host_api = {
 	.struct_size = sizeof(struct smolvm_host_api),
 	.abi_major = SMOLVM_ABI_MAJOR,
@@ -216,4 +221,5 @@ const struct smolvm_host_api host_api = {
 	.ioeventfd = h_ioeventfd,
 	.irqfd = h_irqfd,
 	.config_path = h_config_path,
+	.restoring = h_restoring,
 };

@@ -174,6 +174,7 @@ static int blk_create(smolvm_ctx *ctx, const struct smolvm_host_api *api, void *
 	rc = configure(b, &o);
 	if (rc)
 		goto fail;
+	o.private_overlay = SMOLVM_HAS(api, restoring) && api->restoring(ctx);
 	rc = blk_disk_open(&b->disk, &o, err, sizeof(err));
 	/* Restored instances of one bundle hold the configured overlay only
 	 * from here until their restore() lets it go: wait a little for it. */

@@ -21,7 +21,11 @@ int blk_disk_open(struct blk_disk *d, const struct blk_disk_opts *o,
 	if (o->overlay) {
 		struct cow_params p = { .cluster_size = o->cluster_size,
 					.readonly = o->readonly };
-		rc = cow_open(o->path, o->overlay, &p, &d->cow, err, errlen);
+		/* A restored disk's content comes from the snapshot: the
+		 * configured overlay is not even opened. */
+		rc = o->private_overlay
+			     ? cow_open_private(o->path, o->cluster_size, &d->cow, err, errlen)
+			     : cow_open(o->path, o->overlay, &p, &d->cow, err, errlen);
 		if (!rc)
 			d->size = cow_size(d->cow);
 		return rc;

@@ -27,6 +27,7 @@ struct blk_disk_opts {
 	const char *overlay; /* NULL: write the image itself */
 	int readonly;
 	uint32_t cluster_size; /* for a new overlay; 0: default */
+	int private_overlay;   /* restore: a throwaway overlay, not `overlay` */
 };
 
 /* 0, or -errno with a message naming the file in `err`. Locks the image

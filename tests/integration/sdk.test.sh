@@ -166,8 +166,8 @@ t_sdk_examples_build() {
 		"$ex"/seqrng/seqrng.so "$ex"/seqrng/v1/seqrng.so > "$WORK/ex-check.log" 2>&1 ||
 		{ show "$WORK/ex-check.log"; return 1; }
 	SMOLVM_PLUGIN_PATH=$ex/tally:$ex/seqrng/v1 "$SMOLVM_BIN" plugins > "$WORK/ex-plugins.log" 2>&1
-	grep -Eq '^tally +device +2\.0\.0 +1\.0 ' "$WORK/ex-plugins.log" &&
-		grep -Eq '^seqrng +device +1\.0\.0 +1\.0 ' "$WORK/ex-plugins.log" ||
+	grep -Eq '^tally +device +2\.0\.0 +1\.[0-9]+ ' "$WORK/ex-plugins.log" &&
+		grep -Eq '^seqrng +device +1\.0\.0 +1\.[0-9]+ ' "$WORK/ex-plugins.log" ||
 		{ show "$WORK/ex-plugins.log"; return 1; }
 	grep -E '^(tally|seqrng) ' "$WORK/ex-plugins.log"
 }

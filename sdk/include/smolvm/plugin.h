@@ -24,7 +24,7 @@ extern "C" {
 #endif
 
 #define SMOLVM_ABI_MAJOR 1
-#define SMOLVM_ABI_MINOR 0
+#define SMOLVM_ABI_MINOR 1
 
 #define SMOLVM_EXPORT __attribute__((visibility("default")))
 #define SMOLVM_PRINTF(f, a) __attribute__((format(printf, f, a)))
@@ -149,6 +149,11 @@ struct smolvm_host_api {
 	/* Like config_get, for a file name: a relative path is resolved
 	 * against the machine script's directory. NULL when absent. */
 	const char *(*config_path)(smolvm_ctx *ctx, const char *key);
+
+	/* ABI 1.1: non-zero when this instance is being created to receive
+	 * saved state (restore() follows): a device can then skip work the
+	 * state will replace, e.g. opening files the snapshot does not use. */
+	int (*restoring)(smolvm_ctx *ctx);
 };
 
 /* ---- devices ---------------------------------------------------------- */
