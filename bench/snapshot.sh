@@ -28,12 +28,14 @@
 # --json prints the summary JSON instead of the table. --wait-idle S: first
 # wait (at most S seconds) until the host's CPUs have been idle for 5 s.
 set -euo pipefail
+BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=bench/lib.sh
+. "$BENCH/lib.sh"
 
 RUNS=5
 KS="1 4 8"
 JSON=0
 WAIT_IDLE=0
-usage() { sed -n '2,/^set -e/p' "$0" | sed 's/^# \{0,1\}//;/^set -e/d'; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --runs) RUNS=${2:?--runs needs a number}; shift 2 ;;
@@ -50,7 +52,6 @@ for k in $KS; do
     [[ "$k" =~ ^[1-9][0-9]?$ ]] || { echo "snapshot.sh: --instances wants numbers 1-99" >&2; exit 2; }
 done
 
-BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$BENCH")
 cd "$ROOT"
 QEMU=${QEMU:-qemu-system-x86_64}
@@ -58,7 +59,6 @@ PY=${PYTHON:-python3}
 RES=$BENCH/results
 RAW=$RES/snapshot-raw
 die() { echo "snapshot.sh: $*" >&2; exit 1; }
-log() { [ "$JSON" = 1 ] || echo "$*" >&2; }
 [ -x build/smolvm ] || die "build/smolvm missing: run 'make all'"
 [ -f build/guest/ticker.elf ] || die "build/guest/ticker.elf missing: run 'make test-guests'"
 command -v "$QEMU" >/dev/null || die "$QEMU not found (apt-get install qemu-system-x86)"
@@ -66,10 +66,6 @@ command -v "$PY" >/dev/null || die "python3 not found"
 command -v timeout >/dev/null || die "timeout (coreutils) not found"
 [ -r /dev/kvm ] && [ -w /dev/kvm ] || die "/dev/kvm not usable"
 
-# tsrun.py (per-line timestamps, kills its process group at the end) runs as a
-# background job we wait for, so a signal interrupts the wait and cleanup()
-# ends the helper, which kills its VMMs.
-tsrun() { "$PY" "$BENCH/tsrun.py" "$@" & wait $!; }
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/smolvm-snapbench.XXXXXX")
 cleanup() {
     local j
@@ -186,24 +182,10 @@ kill "${pids[@]}" 2>/dev/null
 wait
 '
 
-# CPU time the rest of the host used meanwhile (as run.sh)
-cpu_busy_s() { awk -v hz="$(getconf CLK_TCK)" '/^cpu /{print ($2+$3+$4+$7+$8+$9)/hz; exit}' /proc/stat; }
-children_cpu_s() { times | tail -1 | awk '{ split($1,a,/[ms]/); split($2,b,/[ms]/); print a[1]*60+a[2]+b[1]*60+b[2] }'; }
-now_s() { date +%s.%N; }
-if [ "$WAIT_IDLE" -gt 0 ] 2>/dev/null; then
-    deadline=$(( $(date +%s) + WAIT_IDLE ))
-    while :; do
-        b0=$(cpu_busy_s); sleep 5; b1=$(cpu_busy_s)
-        busy=$(awk -v a="$b0" -v b="$b1" 'BEGIN{printf "%.2f", (b-a)/5}')
-        awk -v x="$busy" 'BEGIN{exit !(x < 0.15)}' && { log "host idle (${busy} CPUs busy)"; break; }
-        [ "$(date +%s)" -lt "$deadline" ] || { log "host still busy (${busy} CPUs); measuring anyway"; break; }
-        log "waiting for an idle host (${busy} CPUs busy)"
-    done
-fi
-BUSY0=$(cpu_busy_s); KIDS0=$(children_cpu_s); T0=$(now_s)
+[ "$WAIT_IDLE" -gt 0 ] 2>/dev/null && wait_idle "$WAIT_IDLE"
+load_begin
 GIT_REV=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)
 SHA=$(sha256sum "$SMOLVM" | cut -c1-16)
-LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---- snapshot: smolvm pack / QEMU stop+migrate ------------------------------
 # run 0 is a warm-up, not counted; the last run's bundle and file are restored
@@ -297,11 +279,7 @@ for k in $KS; do
     done
 done
 
-LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
-BUSY1=$(cpu_busy_s); KIDS1=$(children_cpu_s); T1=$(now_s)
-OTHER_LOAD=$(awk -v b0="$BUSY0" -v b1="$BUSY1" -v k0="$KIDS0" -v k1="$KIDS1" -v t0="$T0" -v t1="$T1" \
-    'BEGIN { v = ((b1 - b0) - (k1 - k0)) / (t1 - t0); if (v < 0) v = 0; printf "%.2f", v }')
-jstr() { $PY -c 'import json,sys; print(json.dumps(sys.argv[1]))' "$1"; }
+load_end
 cat > "$RAW/meta.json" <<EOF
 {"date": "$(date -u +%Y-%m-%dT%H:%M:%SZ)", "runs": $RUNS, "instances": [$(echo $KS | tr ' ' ,)],
  "host": {"kernel": "$(uname -r)", "cpus": $(nproc),

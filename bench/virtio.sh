@@ -34,12 +34,14 @@
 # --json prints the summary JSON instead of the table. --wait-idle S: first
 # wait (at most S seconds) until the host's CPUs have been idle for 5 s.
 set -euo pipefail
+BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=bench/lib.sh
+. "$BENCH/lib.sh"
 
 RUNS=5
 MIB=64
 JSON=0
 WAIT_IDLE=0
-usage() { sed -n '2,/^set -e/p' "$0" | sed 's/^# \{0,1\}//;/^set -e/d'; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --runs) RUNS=${2:?--runs needs a number}; shift 2 ;;
@@ -55,7 +57,6 @@ done
 [[ "$MIB" =~ ^[1-9][0-9]*$ ]] || { echo "virtio.sh: --mib wants a positive number" >&2; exit 2; }
 K4=4000
 
-BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$BENCH")
 cd "$ROOT"
 QEMU=${QEMU:-qemu-system-x86_64}
@@ -63,7 +64,6 @@ PY=${PYTHON:-python3}
 RES=$BENCH/results
 RAW=$RES/virtio-raw
 die() { echo "virtio.sh: $*" >&2; exit 1; }
-log() { [ "$JSON" = 1 ] || echo "$*" >&2; }
 [ -x build/smolvm ] || die "build/smolvm missing: run 'make all'"
 [ -f build/guest/virtio.elf ] || die "build/guest/virtio.elf missing: run 'make test-guests'"
 for p in virtio-blk virtio-net; do
@@ -75,7 +75,6 @@ command -v timeout >/dev/null || die "timeout (coreutils) not found"
 [ -r /dev/kvm ] && [ -w /dev/kvm ] || die "/dev/kvm not usable"
 
 # tsrun.py: per-line timestamps; kills its process group at the end
-tsrun() { "$PY" "$BENCH/tsrun.py" "$@" & wait $!; }
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/smolvm-virtiobench.XXXXXX")
 ECHO_PID=""
 cleanup() {
@@ -100,19 +99,7 @@ IMG=$WORK/disk.img
 QEMU_BASE=("$QEMU" -M microvm,acpi=off -enable-kvm -cpu host,-arch-capabilities -nographic -no-reboot
            -m 64M -global virtio-mmio.force-legacy=false -kernel "$ELF")
 
-cpu_busy_s() { awk -v hz="$(getconf CLK_TCK)" '/^cpu /{print ($2+$3+$4+$7+$8+$9)/hz; exit}' /proc/stat; }
-children_cpu_s() { times | tail -1 | awk '{ split($1,a,/[ms]/); split($2,b,/[ms]/); print a[1]*60+a[2]+b[1]*60+b[2] }'; }
-now_s() { date +%s.%N; }
-if [ "$WAIT_IDLE" -gt 0 ] 2>/dev/null; then
-    deadline=$(( $(date +%s) + WAIT_IDLE ))
-    while :; do
-        b0=$(cpu_busy_s); sleep 5; b1=$(cpu_busy_s)
-        busy=$(awk -v a="$b0" -v b="$b1" 'BEGIN{printf "%.2f", (b-a)/5}')
-        awk -v x="$busy" 'BEGIN{exit !(x < 0.15)}' && { log "host idle (${busy} CPUs busy)"; break; }
-        [ "$(date +%s)" -lt "$deadline" ] || { log "host still busy (${busy} CPUs); measuring anyway"; break; }
-        log "waiting for an idle host (${busy} CPUs busy)"
-    done
-fi
+[ "$WAIT_IDLE" -gt 0 ] 2>/dev/null && wait_idle "$WAIT_IDLE"
 # UDP echo server on 127.0.0.1 (any free port); counts the datagrams into
 # WORK/echo.count; ends by itself after 120 s without one, or at our exit.
 "$PY" -c '
@@ -152,10 +139,9 @@ machine {
 }
 LUA
 
-BUSY0=$(cpu_busy_s); KIDS0=$(children_cpu_s); T0=$(now_s)
+load_begin
 GIT_REV=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)
 SHA=$(sha256sum "$SMOLVM" | cut -c1-16)
-LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 
 marks=(--mark done='^virtio: done' --mark-err cl='^smolvm: cmdline: ')
 fresh_image() { rm -f "$IMG"; truncate -s $((MIB + 16))M "$IMG"; }
@@ -203,11 +189,7 @@ for i in $(seq 1 "$RUNS"); do
 done
 rm -f "$RAW"/*-0.json "$RAW"/*-0.datagrams
 
-LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
-BUSY1=$(cpu_busy_s); KIDS1=$(children_cpu_s); T1=$(now_s)
-OTHER_LOAD=$(awk -v b0="$BUSY0" -v b1="$BUSY1" -v k0="$KIDS0" -v k1="$KIDS1" -v t0="$T0" -v t1="$T1" \
-    'BEGIN { v = ((b1 - b0) - (k1 - k0)) / (t1 - t0); if (v < 0) v = 0; printf "%.2f", v }')
-jstr() { $PY -c 'import json,sys; print(json.dumps(sys.argv[1]))' "$1"; }
+load_end
 cat > "$RAW/meta.json" <<EOF
 {"date": "$(date -u +%Y-%m-%dT%H:%M:%SZ)", "runs": $RUNS, "mib": $MIB, "k4": $K4,
  "host": {"kernel": "$(uname -r)", "cpus": $(nproc),
