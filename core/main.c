@@ -1,6 +1,7 @@
 /* smolvm: the command line. */
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -455,6 +456,9 @@ int main(int argc, char **argv)
 	};
 	const char *cmd = argc > 1 ? argv[1] : NULL;
 
+	/* A reader of the console going away (smolvm ... | head) must not
+	 * kill the machine mid-write: writes then just fail. */
+	signal(SIGPIPE, SIG_IGN);
 	if (!cmd || !strcmp(cmd, "help") || !strcmp(cmd, "-h") || !strcmp(cmd, "--help")) {
 		for (size_t i = 0; cmd && argc > 2 && i < sizeof(cmds) / sizeof(cmds[0]); i++) {
 			if (!strcmp(argv[2], cmds[i].name) && cmds[i].help) {
