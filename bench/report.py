@@ -112,7 +112,7 @@ def main():
     if meta.get("linux"):
         lx = {v: load(raw, "linux", v) for v in VMMS}
         failures("linux", lx["smolvm"], "smolvm",
-                 lambda r: r["rc"] == 0 and "prompt" in r["marks"])
+                 lambda r: r["rc"] == 0 and "answer" in r["marks"])
         # QEMU's last console line: the most common one over the runs; its nth
         # occurrence (kernel messages repeat while two consoles are active)
         lasts = []
@@ -137,9 +137,9 @@ def main():
             {"qemu": [r["marks"].get("kvmerr") for r in lx["qemu"]]})
         add("linux_ready_s", 'linux: "smolvm guest ready"', "s",
             {v: [r["marks"].get("ready") for r in lx[v]] for v in VMMS})
-        add("linux_prompt_s", "linux: shell prompt", "s",
-            {v: [r["marks"].get("prompt") for r in lx[v]] for v in VMMS})
-        add("linux_exit_s", "linux: exit after ^D at the prompt", "s",
+        add("linux_shell_s", "linux: shell answers `echo` sent at ready", "s",
+            {v: [r["marks"].get("answer") for r in lx[v]] for v in VMMS})
+        add("linux_exit_s", "linux: exit after end of input (^D)", "s",
             {"smolvm": [r["exit_s"] if r["rc"] == 0 else None for r in lx["smolvm"]]})
         # CPU time (user+sys, 10 ms resolution) of the VMM process, guest
         # included: the emulated guest kernel runs inside the VMM's KVM_RUN,

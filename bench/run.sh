@@ -7,9 +7,10 @@
 #   memory  peak RSS of the VMM during a `ticks=20` run, split into the guest
 #           RAM the guest touched and the VMM's own overhead;
 #   linux   (--linux) the default Linux guest: smolvm's time to the first
-#           console line, `smolvm guest ready`, the shell prompt and the exit
-#           after ^D; QEMU's time to its last console line before KVM's first
-#           emulation failure stops it (bounded at 120 s), and that line.
+#           console line, `smolvm guest ready`, the shell's answer to a
+#           command sent then, and the exit after end of input (^D); QEMU's
+#           time to its last console line before KVM's first emulation
+#           failure stops it (bounded at 120 s), and that line.
 # Both VMMs get the same kernel command line: the full one smolvm uses (read
 # from `smolvm -v`, host-specific flags included).
 #
@@ -70,11 +71,11 @@ if [ "$LINUX" = 1 ]; then
     [ -f "$VMLINUX" ] && [ -f "$INITRD" ] || die "$VMLINUX / $INITRD missing: run 'make guest'"
 fi
 
-rm -rf "$RAW" "$RES/snapshot"
+rm -rf "$RAW" "$RES/inputs"
 mkdir -p "$RAW"
 # Snapshot what is measured: others may rebuild build/ while this runs, and
 # both VMMs must boot the very same bytes.
-SNAP=$RES/snapshot
+SNAP=$RES/inputs
 mkdir -p "$SNAP/plugins"
 cp "$SMOLVM" "$SNAP/smolvm"
 cp "$ROOT"/build/plugins/*.so "$SNAP/plugins/"
@@ -184,11 +185,13 @@ if [ "$LINUX" = 1 ]; then
     log "linux cmdline (both VMMs): $LINUX_CL"
     for i in $(seq 1 "$RUNS"); do
         log "linux run $i/$RUNS: smolvm (~40 s)"
-        # stdin stays open until the prompt, then EOF: the shell gets ^D,
+        # stdin is a pipe, so the guest's shell runs without prompt or echo
+        # (smolvm.tty=0): at "ready" we send it a command, and once its answer
+        # is on the console, EOF: smolvm passes it on as ^D, the shell ends,
         # init resets the machine, smolvm exits
         $TSRUN --timeout 300 --sample-ms 250 --guest-mib 256 \
-            --mark ready='smolvm guest ready' \
-            --mark prompt='^[^ ]+@[^ ]+:[^ ]*[#$] ' --close-stdin-after prompt \
+            --mark ready='smolvm guest ready' --send-after 'ready=echo shell-$((6*7))\n' \
+            --mark answer='^shell-42\r?$' --close-stdin-after answer \
             -- "$SMOLVM" boot "${LINUX_SCRIPT[@]}" --append "$LINUX_APPEND" \
             > "$RAW/linux-smolvm-$i.json"
         log "linux run $i/$RUNS: qemu (until its first KVM internal error, at most 120 s)"

@@ -31,6 +31,9 @@ that sample (guest_rss_kib, overhead_kib = VmRSS - guest_rss, anon/file/shmem),
 peak_overhead_kib (max over samples), samples. (wait4's ru_maxrss is no use
 here: it also holds the RSS of the forked Python before `timeout` was exec'd.)
 
+--send-after NAME=TEXT writes TEXT to the VMM's stdin (a pipe) once mark NAME
+fired; --close-stdin-after NAME closes that pipe then (EOF).
+
 Always leaves nothing behind: the whole process group is SIGKILLed at the end.
 """
 import argparse
@@ -56,6 +59,9 @@ def parse_args():
     ap.add_argument("--close-stdin-after", metavar="NAME",
                     help="stdin is a pipe, closed (EOF) once mark NAME fired; "
                          "otherwise stdin is /dev/null")
+    ap.add_argument("--send-after", action="append", default=[], metavar="NAME=TEXT",
+                    help="stdin is a pipe; TEXT (\\n for a newline) is written to "
+                         "it once mark NAME fired")
     ap.add_argument("--sample-ms", type=float, default=0.0)
     ap.add_argument("--guest-mib", type=int, default=0)
     ap.add_argument("--max-lines", type=int, default=2000)
@@ -145,7 +151,11 @@ def main():
            "out": [], "err": []}
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    stdin = subprocess.PIPE if a.close_stdin_after else subprocess.DEVNULL
+    sends = {}
+    for spec in a.send_after:
+        name, _, text = spec.partition("=")
+        sends[name] = text.replace("\\n", "\n").encode()
+    stdin = subprocess.PIPE if a.close_stdin_after or sends else subprocess.DEVNULL
     t0 = time.monotonic()
     p = subprocess.Popen(["timeout", "-k", "5", str(a.timeout)] + a.cmd,
                          stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -181,6 +191,11 @@ def main():
                     marks_cpu[name] = c
                 if name in stops and stop_at is None:
                     stop_at = (now() + stops[name], name)
+                if name in sends and p.stdin and not p.stdin.closed:
+                    try:
+                        p.stdin.write(sends[name])
+                    except OSError:
+                        pass
                 if a.close_stdin_after == name and p.stdin and not p.stdin.closed:
                     try:
                         p.stdin.close()
