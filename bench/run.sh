@@ -24,12 +24,14 @@
 # --wait-idle S: first wait (at most S seconds) until the host's CPUs have been
 # idle for 5 s (shared machines: other people's builds distort every figure).
 set -euo pipefail
+BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=bench/lib.sh
+. "$BENCH/lib.sh"
 
 RUNS=5
 LINUX=0
 JSON=0
 WAIT_IDLE=0
-usage() { sed -n '2,/^set -e/p' "$0" | sed 's/^# \{0,1\}//;/^set -e/d'; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --runs) RUNS=${2:?--runs needs a number}; shift 2 ;;
@@ -43,7 +45,6 @@ while [ $# -gt 0 ]; do
 done
 [[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: --runs wants a positive number" >&2; exit 2; }
 
-BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$BENCH")
 cd "$ROOT"
 SMOLVM=$ROOT/build/smolvm
@@ -52,15 +53,11 @@ VMLINUX=$ROOT/build/guest/vmlinux
 INITRD=$ROOT/build/guest/initramfs.cpio
 QEMU=${QEMU:-qemu-system-x86_64}
 PY=${PYTHON:-python3}
-# tsrun.py runs as a background job that we wait for: a signal to run.sh then
-# interrupts the wait, and cleanup() ends the helper, which kills its VMM
-tsrun() { "$PY" "$BENCH/tsrun.py" "$@" & wait $!; }
 TSRUN=tsrun
 RES=$BENCH/results
 RAW=$RES/raw
 
 die() { echo "run.sh: $*" >&2; exit 1; }
-log() { [ "$JSON" = 1 ] || echo "$*" >&2; }
 [ -x "$SMOLVM" ] || die "$SMOLVM missing: run 'make all'"
 [ -f "$TICKER" ] || die "$TICKER missing: run 'make test-guests' (or 'make guest')"
 command -v "$QEMU" >/dev/null || die "$QEMU not found (apt-get install qemu-system-x86)"
@@ -123,24 +120,11 @@ trap 'exit 130' INT TERM
 
 # CPU time the rest of the host used while we ran (other people's builds and
 # tests share these 2 CPUs): all busy time from /proc/stat minus our children's
-cpu_busy_s() { awk -v hz="$(getconf CLK_TCK)" '/^cpu /{print ($2+$3+$4+$7+$8+$9)/hz; exit}' /proc/stat; }
-children_cpu_s() { times | tail -1 | awk '{ split($1,a,/[ms]/); split($2,b,/[ms]/); print a[1]*60+a[2]+b[1]*60+b[2] }'; }
-now_s() { date +%s.%N; }
-if [ "$WAIT_IDLE" -gt 0 ] 2>/dev/null; then
-    deadline=$(( $(date +%s) + WAIT_IDLE ))
-    while :; do
-        b0=$(cpu_busy_s); sleep 5; b1=$(cpu_busy_s)
-        busy=$(awk -v a="$b0" -v b="$b1" 'BEGIN{printf "%.2f", (b-a)/5}')
-        awk -v x="$busy" 'BEGIN{exit !(x < 0.15)}' && { log "host idle (${busy} CPUs busy)"; break; }
-        [ "$(date +%s)" -lt "$deadline" ] || { log "host still busy (${busy} CPUs); measuring anyway"; break; }
-        log "waiting for an idle host (${busy} CPUs busy)"
-    done
-fi
-BUSY0=$(cpu_busy_s); KIDS0=$(children_cpu_s); T0=$(now_s)
+[ "$WAIT_IDLE" -gt 0 ] 2>/dev/null && wait_idle "$WAIT_IDLE"
+load_begin
 
 STAMP_BEFORE=$(sha256sum "$SMOLVM" | cut -c1-16)
 GIT_REV=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)
-LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---- ticker: latency and wall time ----------------------------------------
 TICK_CL=$(smolvm_cmdline "${TICKER_SCRIPT[@]}" --append ticks=1)
@@ -204,10 +188,7 @@ if [ "$LINUX" = 1 ]; then
     done
 fi
 
-LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
-BUSY1=$(cpu_busy_s); KIDS1=$(children_cpu_s); T1=$(now_s)
-OTHER_LOAD=$(awk -v b0="$BUSY0" -v b1="$BUSY1" -v k0="$KIDS0" -v k1="$KIDS1" -v t0="$T0" -v t1="$T1" \
-    'BEGIN { v = ((b1 - b0) - (k1 - k0)) / (t1 - t0); if (v < 0) v = 0; printf "%.2f", v }')
+load_end
 
 # ---- report ----------------------------------------------------------------
 cat > "$RAW/meta.json" <<EOF
