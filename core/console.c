@@ -173,7 +173,7 @@ static void feed_lines(struct console *c, const char *p, size_t len)
 	for (size_t i = 0; i < len; i++) {
 		if (p[i] == '\n' || c->line_len == sizeof(c->line) - 1) {
 			c->line[c->line_len] = 0;
-			c->on_line(c->line_opaque, c->line);
+			c->on_line(c->line_opaque, c->line, 1);
 			c->line_len = 0;
 			if (p[i] == '\n')
 				continue;
@@ -183,7 +183,7 @@ static void feed_lines(struct console *c, const char *p, size_t len)
 	}
 	if (c->line_len) {
 		c->line[c->line_len] = 0;
-		c->on_line(c->line_opaque, c->line);
+		c->on_line(c->line_opaque, c->line, 0);
 	}
 	pthread_mutex_unlock(&c->line_lock);
 }

@@ -30,7 +30,7 @@ struct console {
 	void *quit_opaque;
 	/* The current line of guest output after each write (without the
 	 * newline): complete lines once, and the partial one as it grows. */
-	void (*on_line)(void *opaque, const char *line);
+	void (*on_line)(void *opaque, const char *line, int complete);
 	void *line_opaque;
 	pthread_mutex_t line_lock;
 	char line[512];

@@ -44,6 +44,39 @@ const char *dev_config_get(const struct dev_config *d, const char *key)
 	return NULL;
 }
 
+int dev_config_set(struct dev_config *d, const char *key, const char *val)
+{
+	char *v = strdup(val), *k;
+
+	if (!v)
+		return -ENOMEM;
+	/* Resolved paths are made again on demand. */
+	for (size_t i = 0; d->paths && i < d->n; i++)
+		free(d->paths[i]);
+	free(d->paths);
+	d->paths = NULL;
+	for (size_t i = 0; i < d->n; i++) {
+		if (!strcmp(d->keys[i], key)) {
+			free(d->vals[i]);
+			d->vals[i] = v;
+			return 0;
+		}
+	}
+	char **nk = realloc(d->keys, (d->n + 1) * sizeof(*nk));
+	if (nk)
+		d->keys = nk;
+	char **nv = nk ? realloc(d->vals, (d->n + 1) * sizeof(*nv)) : NULL;
+	if (nv)
+		d->vals = nv;
+	if (!nv || !(k = strdup(key))) {
+		free(v);
+		return -ENOMEM;
+	}
+	d->keys[d->n] = k;
+	d->vals[d->n++] = v;
+	return 0;
+}
+
 const char *dev_config_path(struct dev_config *d, const char *key, const char *script)
 {
 	const char *slash = script ? strrchr(script, '/') : NULL;

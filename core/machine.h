@@ -35,6 +35,8 @@ struct machine_config {
 
 void machine_config_free(struct machine_config *c);
 const char *dev_config_get(const struct dev_config *d, const char *key);
+/* Adds or replaces an option (a host resource re-bound at run time). */
+int dev_config_set(struct dev_config *d, const char *key, const char *val);
 /* The value of `key` as a path, relative ones taken from `base_dir`. */
 const char *dev_config_path(struct dev_config *d, const char *key, const char *script);
 

@@ -1,4 +1,5 @@
 /* smolvm: the command line. */
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -8,6 +9,8 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "exec.h"
+#include "hooks.h"
 #include "machine.h"
 #include "plugin.h"
 #include "script.h"
@@ -28,6 +31,7 @@ static void usage(FILE *f)
 		"  boot SCRIPT.lua            boot the machine a Lua script declares, console attached\n"
 		"  pack SCRIPT.lua -o BUNDLE  boot it, wait for its ready line, save a .smolmachine bundle\n"
 		"  run BUNDLE                 restore a bundle and resume it where it was saved\n"
+		"  exec BUNDLE -- CMD...      restore a bundle, run CMD in the guest, exit with its status\n"
 		"  inspect BUNDLE             print a bundle's manifest and sections, verify checksums\n"
 		"  plugins                    list the backend and device plugins found, and refusals\n"
 		"  help [COMMAND]             this text, or a command's options\n"
@@ -47,7 +51,11 @@ static void usage(FILE *f)
 	"      --backend NAME     hypervisor backend plugin (default: kvm)\n"         \
 	"      --host-quirks MODE workarounds for software-emulated KVM: auto\n"      \
 	"                         (detect, the default), on or off\n"                 \
-	"  -v, --verbose          more messages (twice: unhandled I/O too)\n"
+	"  -v, --verbose          more messages (twice: unhandled I/O too)\n"         \
+	HOOK_OPTIONS
+#define HOOK_OPTIONS                                                                 \
+	"      --hooks FILE       Lua hooks that replace the script's (no machine{})\n" \
+	"      --var KEY=VALUE    seen by hooks as vm.vars.KEY (repeatable)\n"
 
 #define CONSOLE_HELP                                                                 \
 	"On a terminal the console is raw: every key goes to the guest.\n"            \
@@ -93,8 +101,35 @@ static void usage_run(FILE *f)
 		"  -o, --output BUNDLE    where SIGUSR1 saves the running machine\n"
 		"                         (default: back into BUNDLE, unless --pristine)\n"
 		"  -v, --verbose          say how long the restore took (twice: more)\n"
+		HOOK_OPTIONS
 		"\n" CONSOLE_HELP "\n"
-		"Exit status as for boot.\n");
+		"The bundle's hooks run again: after_restore once the machine runs (after\n"
+		"the guest agent, if any, got a fresh RNG seed and the clock), on_console,\n"
+		"before_snapshot, on_exit. Exit status as for boot.\n");
+}
+
+static void usage_exec(FILE *f)
+{
+	fprintf(f,
+		"usage: smolvm exec BUNDLE [options] -- COMMAND [ARGS...]\n"
+		"\n"
+		"Restores BUNDLE (never writing it), runs COMMAND in the guest through its\n"
+		"agent (the machine needs a virtio-vsock device and smolvm-agent, as the\n"
+		"default guest has), streams this process's stdin, stdout and stderr, and\n"
+		"throws the machine away. The guest's console is not shown (-v: on stderr).\n"
+		"  -i, --copy-in HOST:GUEST   copy a file or directory in before COMMAND\n"
+		"  -O, --copy-out GUEST:HOST  copy a file out after COMMAND (repeatable)\n"
+		"  -e, --env KEY=VALUE    environment of COMMAND (repeatable)\n"
+		"  -C, --cwd DIR          working directory of COMMAND (default /)\n"
+		"  -t, --timeout SECONDS  kill COMMAND after this long (exit status 124)\n"
+		"  -k, --keep             save the machine afterwards (needs -o)\n"
+		"  -o, --output BUNDLE    where --keep saves it\n"
+		"  -v, --verbose          timings and the guest console on stderr\n"
+		HOOK_OPTIONS
+		"\n"
+		"Exit status: COMMAND's, or 128+N if signal N killed it; 124 after a\n"
+		"timeout; 127 if COMMAND was not found, 126 if it could not run; 1 if the\n"
+		"machine or its agent failed (with a message saying why).\n");
 }
 
 static void usage_inspect(FILE *f)
@@ -210,6 +245,142 @@ static int run_machine(struct vm *vm, int verbose)
 	return status;
 }
 
+/* ---- what every command shares: hooks, vars, sockets ---------------------- */
+
+struct strv {
+	char **v;
+	size_t n;
+};
+
+static int strv_add(struct strv *s, char *x)
+{
+	char **nv = realloc(s->v, (s->n + 2) * sizeof(*nv));
+	if (!nv)
+		return -ENOMEM;
+	s->v = nv;
+	s->v[s->n++] = x;
+	s->v[s->n] = NULL;
+	return 0;
+}
+
+static int check_var(const char *opt, const char *kv)
+{
+	const char *eq = strchr(kv, '=');
+	if (!eq || eq == kv) {
+		fprintf(stderr, "smolvm: %s: \"%s\" is not KEY=VALUE\n", opt, kv);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* A private directory for the machine's sockets, removed at the end. */
+struct runtime {
+	char dir[300];
+	char *vsock; /* the first virtio-vsock device's socket */
+};
+
+static void runtime_cleanup(struct runtime *rt)
+{
+	if (rt->dir[0]) {
+		DIR *d = opendir(rt->dir);
+		struct dirent *de;
+		while (d && (de = readdir(d))) {
+			char p[600];
+			if (de->d_name[0] == '.')
+				continue;
+			snprintf(p, sizeof(p), "%s/%s", rt->dir, de->d_name);
+			unlink(p);
+		}
+		if (d)
+			closedir(d);
+		rmdir(rt->dir);
+		rt->dir[0] = 0;
+	}
+	free(rt->vsock);
+	rt->vsock = NULL;
+}
+
+/* Every virtio-vsock device gets a socket in the private directory unless
+ * the script names one (and always with `force`: clones of one bundle must
+ * not fight over a name). */
+static int bind_vsock(struct machine_config *cfg, int force, struct runtime *rt)
+{
+	for (size_t i = 0; i < cfg->ndevices; i++) {
+		struct dev_config *d = &cfg->devices[i];
+		const char *path;
+		char sock[400];
+
+		if (strcmp(d->type, "virtio-vsock"))
+			continue;
+		if (force || !dev_config_get(d, "socket")) {
+			if (!rt->dir[0]) {
+				const char *base = getenv("XDG_RUNTIME_DIR");
+				snprintf(rt->dir, sizeof(rt->dir), "%s/smolvm-XXXXXX",
+					 base && *base ? base : "/tmp");
+				if (!mkdtemp(rt->dir)) {
+					fprintf(stderr, "smolvm: %s: %s\n", rt->dir, strerror(errno));
+					rt->dir[0] = 0;
+					return -errno;
+				}
+			}
+			snprintf(sock, sizeof(sock), "%s/%s.sock", rt->dir, d->name);
+			if (dev_config_set(d, "socket", sock))
+				return -ENOMEM;
+		}
+		path = dev_config_path(d, "socket", cfg->script);
+		if (!rt->vsock && path && !(rt->vsock = strdup(path)))
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+struct session {
+	struct script *script;
+	const char *hooks_path;
+	struct strv vars;
+	struct runtime rt;
+	struct exec_job *job;
+};
+
+static void session_free(struct session *ss)
+{
+	script_close(ss->script);
+	free(ss->vars.v);
+	runtime_cleanup(&ss->rt);
+}
+
+static int session_load_hooks(struct session *ss)
+{
+	struct err e;
+
+	if (ss->hooks_path && script_load_hooks(ss->script, ss->hooks_path, &e)) {
+		fprintf(stderr, "smolvm: %s\n", e.msg);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Runs a machine with its hooks until it stops; returns the exit status. */
+static int run_session(struct vm *vm, struct session *ss, int restored, int verbose)
+{
+	struct hooks_opts ho = { .restored = restored, .sync_required = ss->job != NULL,
+				 .vsock = ss->rt.vsock, .vars = ss->vars.v, .job = ss->job,
+				 .verbose = verbose };
+	struct hooks *h = NULL;
+	struct err e;
+	int status;
+
+	if ((script_has_hooks(ss->script) || (restored && ss->rt.vsock) || ss->job) &&
+	    hooks_start(vm, script_has_hooks(ss->script) ? ss->script : NULL, &ho, &h, &e)) {
+		fprintf(stderr, "smolvm: %s\n", e.msg);
+		return 1;
+	}
+	status = run_machine(vm, verbose > 1);
+	hooks_finish(h);
+	hooks_free(h);
+	return status;
+}
+
 static int boot_or_pack(int argc, char **argv, int pack)
 {
 	static const struct option opts[] = {
@@ -223,10 +394,13 @@ static int boot_or_pack(int argc, char **argv, int pack)
 		{ "ready", required_argument, NULL, 'r' },
 		{ "output", required_argument, NULL, 'o' },
 		{ "verbose", no_argument, NULL, 'v' },
+		{ "hooks", required_argument, NULL, 'H' },
+		{ "var", required_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	void (*help)(FILE *) = pack ? usage_pack : usage_boot;
+	struct session ss = { 0 };
 	struct machine_opts o = { 0 };
 	struct machine_config cfg = { 0 };
 	struct host_config hc;
@@ -248,29 +422,38 @@ static int boot_or_pack(int argc, char **argv, int pack)
 		case 'r': o.ready = optarg; break;
 		case 'o': o.out = optarg; break;
 		case 'v': o.verbose++; break;
-		case 'h': help(stdout); return 0;
-		default: help(stderr); return 2;
+		case 'H': ss.hooks_path = optarg; break;
+		case 'V':
+			if (check_var("--var", optarg) || strv_add(&ss.vars, optarg)) {
+				free(ss.vars.v);
+				return 2;
+			}
+			break;
+		case 'h': free(ss.vars.v); help(stdout); return 0;
+		default: free(ss.vars.v); help(stderr); return 2;
 		}
 	}
 	if (optind != argc - 1) {
+		free(ss.vars.v);
 		fprintf(stderr, "smolvm %s: expected one machine script\n", pack ? "pack" : "boot");
 		help(stderr);
 		return 2;
 	}
 	if (pack && !o.out) {
+		free(ss.vars.v);
 		fprintf(stderr, "smolvm pack: -o BUNDLE is required\n");
 		return 2;
 	}
 	if (host_config_load(&hc, &e)) {
+		free(ss.vars.v);
 		fprintf(stderr, "smolvm: %s\n", e.msg);
 		return 1;
 	}
-	if (script_load_machine(argv[optind], &cfg, &e)) {
+	if (script_open_file(argv[optind], &cfg, &ss.script, &e)) {
 		fprintf(stderr, "smolvm: %s\n", e.msg);
-		host_config_free(&hc);
-		return 1;
+		goto out;
 	}
-	if (apply_opts(&o, &hc, &cfg))
+	if (apply_opts(&o, &hc, &cfg) || session_load_hooks(&ss) || bind_vsock(&cfg, 0, &ss.rt))
 		goto out;
 	if (pack && !cfg.ready) {
 		fprintf(stderr, "smolvm pack: the script sets no ready = \"...\" and no --ready was given\n");
@@ -287,7 +470,7 @@ static int boot_or_pack(int argc, char **argv, int pack)
 			status = 1;
 			break;
 		}
-		status = run_machine(&vm, o.verbose);
+		status = run_session(&vm, &ss, 0, o.verbose ? o.verbose + 1 : 0);
 		if (pack && status == 0 && vm_stop_reason(&vm) != VM_STOP_PACKED) {
 			fprintf(stderr, "smolvm pack: the guest stopped before printing \"%s\"\n", cfg.ready);
 			status = 1;
@@ -302,11 +485,90 @@ out:
 	plugins_free(&set);
 	machine_config_free(&cfg);
 	host_config_free(&hc);
+	session_free(&ss);
 	return status;
 }
 
 static int cmd_boot(int argc, char **argv) { return boot_or_pack(argc, argv, 0); }
 static int cmd_pack(int argc, char **argv) { return boot_or_pack(argc, argv, 1); }
+
+/* What a restore holds on to until the machine is destroyed. */
+struct restored {
+	struct restore_plan plan;
+	struct machine_config cfg;
+	struct host_config hc;
+	struct plugin_set set;
+	struct cache_result mem;
+	int have_plan, have_hc;
+};
+
+static void restored_free(struct restored *r)
+{
+	if (r->mem.fd >= 0)
+		close(r->mem.fd);
+	if (r->have_plan)
+		snapshot_close(&r->plan);
+	plugins_free(&r->set);
+	machine_config_free(&r->cfg);
+	if (r->have_hc)
+		host_config_free(&r->hc);
+}
+
+/* Opens a bundle, loads its script (and the user's hooks), binds sockets
+ * and builds the machine with its state applied. Prints why on failure. */
+static int restore(const char *path, struct restored *r, struct session *ss, int force_vsock,
+		   struct vm_opts *vo, struct vm *vm, int verbose)
+{
+	double t0 = vm_now_ms();
+	struct err e;
+
+	memset(r, 0, sizeof(*r));
+	r->mem.fd = -1;
+	if (host_config_load(&r->hc, &e)) {
+		fprintf(stderr, "smolvm: %s\n", e.msg);
+		return -1;
+	}
+	r->have_hc = 1;
+	if (snapshot_open(path, &r->plan, &e)) {
+		fprintf(stderr, "smolvm: %s\n", e.msg);
+		return -1;
+	}
+	r->have_plan = 1;
+	/* The bundle's own script, read as if it were still where it was
+	 * packed (its relative paths start there). */
+	if (script_open(r->plan.m.script, r->plan.lua, r->plan.lua_len, &r->cfg, &ss->script, &e)) {
+		fprintf(stderr, "smolvm: %s: its script: %s\n", path, e.msg);
+		return -1;
+	}
+	if (session_load_hooks(ss) || bind_vsock(&r->cfg, force_vsock, &ss->rt))
+		return -1;
+	r->cfg.cpus = r->plan.m.cpus;
+	r->cfg.memory = r->plan.m.memory;
+	r->cfg.quirk_mode = r->hc.quirk_mode;
+	if (replace(&r->cfg.backend, r->plan.m.backend)) {
+		fprintf(stderr, "smolvm: out of memory\n");
+		return -1;
+	}
+	plugins_scan(&r->set, r->hc.plugin_dirs, r->hc.nplugin_dirs, quiet_refusal, &verbose);
+	if (snapshot_check_plugins(&r->plan, &r->cfg, &r->set, &e) ||
+	    cache_memory(&r->plan.b, r->plan.memory, r->plan.m.memory, &r->mem, &e)) {
+		fprintf(stderr, "smolvm: %s: %s\n", path, e.msg);
+		return -1;
+	}
+	vo->mem_fd = r->mem.fd;
+	vo->restore = 1;
+	if (vm_create(vm, &r->cfg, &r->set, vo, &e) || snapshot_restore(vm, &r->plan, &e)) {
+		vm_destroy(vm);
+		fprintf(stderr, "smolvm: %s: %s\n", path, e.msg);
+		return -1;
+	}
+	if (verbose)
+		fprintf(stderr, "smolvm: restored %s in %.1f ms (memory %s in %.1f ms)\n", path,
+			vm_now_ms() - t0,
+			r->mem.hit ? "mapped from the cache" : "decompressed into the cache",
+			r->mem.ms);
+	return 0;
+}
 
 static int cmd_run(int argc, char **argv)
 {
@@ -314,19 +576,16 @@ static int cmd_run(int argc, char **argv)
 		{ "pristine", no_argument, NULL, 'p' },
 		{ "output", required_argument, NULL, 'o' },
 		{ "verbose", no_argument, NULL, 'v' },
+		{ "hooks", required_argument, NULL, 'H' },
+		{ "var", required_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	double t0 = vm_now_ms();
 	const char *out = NULL;
 	int pristine = 0, verbose = 0, c, status = 1;
-	struct restore_plan plan;
-	struct machine_config cfg = { 0 };
-	struct host_config hc;
-	struct plugin_set set = { 0 };
-	struct cache_result mem = { .fd = -1 };
+	struct session ss = { 0 };
+	struct restored r;
 	struct vm vm;
-	struct err e;
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "po:vh", opts, NULL)) != -1) {
@@ -334,63 +593,167 @@ static int cmd_run(int argc, char **argv)
 		case 'p': pristine = 1; break;
 		case 'o': out = optarg; break;
 		case 'v': verbose++; break;
-		case 'h': usage_run(stdout); return 0;
-		default: usage_run(stderr); return 2;
+		case 'H': ss.hooks_path = optarg; break;
+		case 'V':
+			if (check_var("--var", optarg) || strv_add(&ss.vars, optarg))
+				status = 2;
+			break;
+		case 'h': usage_run(stdout); status = 0; goto usage;
+		default: usage_run(stderr); status = 2; goto usage;
 		}
 	}
+	if (status == 2)
+		goto usage;
 	if (optind != argc - 1) {
 		fprintf(stderr, "smolvm run: expected one bundle\n");
 		usage_run(stderr);
-		return 2;
+		status = 2;
+		goto usage;
 	}
-	if (host_config_load(&hc, &e)) {
-		fprintf(stderr, "smolvm: %s\n", e.msg);
-		return 1;
-	}
-	if (snapshot_open(argv[optind], &plan, &e)) {
-		fprintf(stderr, "smolvm: %s\n", e.msg);
-		host_config_free(&hc);
-		return 1;
-	}
-	/* The bundle's own script, read as if it were still where it was
-	 * packed (its relative paths start there). */
-	if (script_load_machine_buffer(plan.m.script, plan.lua, plan.lua_len, &cfg, &e)) {
-		fprintf(stderr, "smolvm: %s: its script: %s\n", argv[optind], e.msg);
-		goto out;
-	}
-	cfg.cpus = plan.m.cpus;
-	cfg.memory = plan.m.memory;
-	cfg.quirk_mode = hc.quirk_mode;
-	if (replace(&cfg.backend, plan.m.backend)) {
-		fprintf(stderr, "smolvm: out of memory\n");
-		goto out;
-	}
-	plugins_scan(&set, hc.plugin_dirs, hc.nplugin_dirs, quiet_refusal, &verbose);
-	if (snapshot_check_plugins(&plan, &cfg, &set, &e) ||
-	    cache_memory(&plan.b, plan.memory, plan.m.memory, &mem, &e)) {
-		fprintf(stderr, "smolvm: %s: %s\n", argv[optind], e.msg);
-		goto out;
-	}
-	struct vm_opts vo = { .verbose = verbose > 1, .mem_fd = mem.fd, .restore = 1,
+	struct vm_opts vo = { .verbose = verbose > 1,
 			      .save_to = out ? out : pristine ? NULL : argv[optind] };
-	if (vm_create(&vm, &cfg, &set, &vo, &e) || snapshot_restore(&vm, &plan, &e)) {
+	if (!restore(argv[optind], &r, &ss, 0, &vo, &vm, verbose)) {
+		status = run_session(&vm, &ss, 1, verbose);
 		vm_destroy(&vm);
-		fprintf(stderr, "smolvm: %s: %s\n", argv[optind], e.msg);
+	}
+	restored_free(&r);
+usage:
+	session_free(&ss);
+	return status;
+}
+
+/* HOST:GUEST (or GUEST:HOST) split at the first colon. */
+static int add_copy(struct exec_copy **v, size_t *n, char *arg, int host_first)
+{
+	char *colon = strchr(arg, ':');
+	struct exec_copy *nv;
+
+	if (!colon || colon == arg || !colon[1]) {
+		fprintf(stderr, "smolvm exec: \"%s\" is not %s\n", arg,
+			host_first ? "HOST:GUEST" : "GUEST:HOST");
+		return -EINVAL;
+	}
+	*colon = 0;
+	nv = realloc(*v, (*n + 1) * sizeof(**v));
+	if (!nv)
+		return -ENOMEM;
+	*v = nv;
+	nv[*n].host = host_first ? arg : colon + 1;
+	nv[*n].guest = host_first ? colon + 1 : arg;
+	(*n)++;
+	return 0;
+}
+
+static int cmd_exec(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "copy-in", required_argument, NULL, 'i' },
+		{ "copy-out", required_argument, NULL, 'O' },
+		{ "env", required_argument, NULL, 'e' },
+		{ "cwd", required_argument, NULL, 'C' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ "keep", no_argument, NULL, 'k' },
+		{ "output", required_argument, NULL, 'o' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "hooks", required_argument, NULL, 'H' },
+		{ "var", required_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct exec_job job = { 0 };
+	struct strv env = { 0 };
+	struct session ss = { .job = &job };
+	struct restored r = { .mem.fd = -1 };
+	const char *bundle = NULL;
+	int verbose = 0, keep = 0, dd = argc, c, status = 2;
+	struct vm vm;
+
+	for (int i = 1; i < argc; i++)
+		if (!strcmp(argv[i], "--")) {
+			dd = i;
+			break;
+		}
+	optind = 1;
+	while ((c = getopt_long(dd, argv, "+i:O:e:C:t:ko:vh", opts, NULL)) != -1 ||
+	       (optind < dd && !bundle && (bundle = argv[optind++]))) {
+		if (c == -1)
+			continue; /* the bundle; options may follow it */
+		switch (c) {
+		case 'i':
+			if (add_copy(&job.copy_in, &job.ncopy_in, optarg, 1))
+				goto out;
+			break;
+		case 'O':
+			if (add_copy(&job.copy_out, &job.ncopy_out, optarg, 0))
+				goto out;
+			break;
+		case 'e':
+			if (check_var("--env", optarg) || strv_add(&env, optarg))
+				goto out;
+			break;
+		case 'C': job.cwd = optarg; break;
+		case 't': {
+			char *end;
+			long t = strtol(optarg, &end, 10);
+			if (*end || t < 1 || t > 86400 * 7) {
+				fprintf(stderr, "smolvm exec: --timeout: \"%s\" is not a number of seconds\n", optarg);
+				goto out;
+			}
+			job.timeout_s = (int)t;
+			break;
+		}
+		case 'k': keep = 1; break;
+		case 'o': job.keep_to = optarg; break;
+		case 'v': verbose++; break;
+		case 'H': ss.hooks_path = optarg; break;
+		case 'V':
+			if (check_var("--var", optarg) || strv_add(&ss.vars, optarg))
+				goto out;
+			break;
+		case 'h': usage_exec(stdout); status = 0; goto out;
+		default: usage_exec(stderr); goto out;
+		}
+	}
+	if (!bundle || optind != dd || dd + 1 >= argc) {
+		fprintf(stderr, "smolvm exec: expected BUNDLE -- COMMAND [ARGS...]\n");
+		usage_exec(stderr);
 		goto out;
 	}
-	if (verbose)
-		fprintf(stderr, "smolvm: restored %s in %.1f ms (memory %s in %.1f ms)\n",
-			argv[optind], vm_now_ms() - t0,
-			mem.hit ? "mapped from the cache" : "decompressed into the cache", mem.ms);
-	status = run_machine(&vm, verbose > 1);
-	vm_destroy(&vm);
+	if (keep != !!job.keep_to) {
+		fprintf(stderr, "smolvm exec: --keep and -o BUNDLE go together\n");
+		goto out;
+	}
+	job.argv = argv + dd + 1;
+	job.env = env.v;
+	job.verbose = verbose;
+	status = 1;
+	struct vm_opts vo = { .verbose = verbose, .detached = 1, .save_to = job.keep_to };
+	if (!restore(bundle, &r, &ss, 1, &vo, &vm, verbose)) {
+		if (!ss.rt.vsock) {
+			fprintf(stderr, "smolvm exec: %s: its machine has no virtio-vsock device, which the "
+				"guest agent needs (add { type = \"virtio-vsock\" } to its devices)\n", bundle);
+		} else {
+			int vs = run_session(&vm, &ss, 1, verbose);
+			if (job.done) {
+				status = job.status;
+				if (job.e.msg[0])
+					fprintf(stderr, "smolvm exec: %s\n", job.e.msg);
+			} else if (vs == 0) {
+				fprintf(stderr, "smolvm exec: the machine stopped before the command ended\n");
+			}
+			if (vs != 0 && !(vm_stop_reason(&vm) == VM_STOP_SIGNAL))
+				status = status ? status : 1;
+			if (vm_stop_reason(&vm) == VM_STOP_SIGNAL)
+				status = vs;
+		}
+		vm_destroy(&vm);
+	}
+	restored_free(&r);
 out:
-	if (mem.fd >= 0)
-		close(mem.fd);
-	snapshot_close(&plan);
-	plugins_free(&set);
-	machine_config_free(&cfg);
-	host_config_free(&hc);
+	free(job.copy_in);
+	free(job.copy_out);
+	free(env.v);
+	session_free(&ss);
 	return status;
 }
 
@@ -451,6 +814,7 @@ int main(int argc, char **argv)
 		{ "boot", cmd_boot, usage_boot },
 		{ "pack", cmd_pack, usage_pack },
 		{ "run", cmd_run, usage_run },
+		{ "exec", cmd_exec, usage_exec },
 		{ "inspect", cmd_inspect, usage_inspect },
 		{ "plugins", cmd_plugins, NULL },
 	};

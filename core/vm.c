@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "hooks.h"
 #include "i8042.h"
 #include "snapshot.h"
 #include "x86_boot.h"
@@ -241,6 +242,10 @@ static void take_requested_snapshots(struct vm *vm)
 
 	if ((!pack && !req) || atomic_load(&vm->stop) != VM_RUNNING)
 		return;
+	/* A before_snapshot hook runs first, on the script's thread, which
+	 * then saves through vm_call(). */
+	if (vm->hooks && hooks_take_snapshot(vm->hooks, pack))
+		return;
 	if (!vm->opts.save_to) {
 		fprintf(stderr, "\r\nsmolvm: snapshot requested, but there is nowhere to save it\r\n");
 		return;
@@ -251,19 +256,73 @@ static void take_requested_snapshots(struct vm *vm)
 		vm_request_stop(vm, VM_STOP_ERROR, e.msg);
 }
 
+static void run_call(struct vm *vm)
+{
+	struct vm_call *c;
+	int rc;
+
+	pthread_mutex_lock(&vm->call_lock);
+	c = vm->call;
+	pthread_mutex_unlock(&vm->call_lock);
+	if (!c || c->done)
+		return;
+	rc = c->fn(vm, c->arg, c->e);
+	pthread_mutex_lock(&vm->call_lock);
+	c->rc = rc;
+	c->done = 1;
+	vm->call = NULL;
+	pthread_cond_broadcast(&vm->call_cond);
+	pthread_mutex_unlock(&vm->call_lock);
+}
+
+int vm_call(struct vm *vm, vm_call_fn fn, void *arg, struct err *e)
+{
+	struct vm_call c = { fn, arg, e, 0, 0 };
+	int rc;
+
+	pthread_mutex_lock(&vm->call_lock);
+	while (vm->call && !vm->loop_done)
+		pthread_cond_wait(&vm->call_cond, &vm->call_lock);
+	if (vm->loop_done) {
+		pthread_mutex_unlock(&vm->call_lock);
+		return err_set(e, -ECANCELED, "the machine has stopped");
+	}
+	vm->call = &c;
+	loop_wake(&vm->loop);
+	while (!c.done && !vm->loop_done)
+		pthread_cond_wait(&vm->call_cond, &vm->call_lock);
+	if (c.done) {
+		rc = c.rc;
+	} else {
+		vm->call = NULL;
+		rc = err_set(e, -ECANCELED, "the machine has stopped");
+	}
+	pthread_cond_broadcast(&vm->call_cond);
+	pthread_mutex_unlock(&vm->call_lock);
+	return rc;
+}
+
 static void on_wake(void *opaque)
 {
 	struct vm *vm = opaque;
 	console_deliver(&vm->console);
+	run_call(vm);
 	take_requested_snapshots(vm);
 }
 
-static void on_line(void *opaque, const char *line)
+static void on_line(void *opaque, const char *line, int complete)
 {
 	struct vm *vm = opaque;
 
+	if (vm->hooks)
+		hooks_console_line(vm->hooks, line, complete);
 	if (!vm->opts.ready || !strstr(line, vm->opts.ready) || atomic_exchange(&vm->ready_hit, 1))
 		return;
+	/* With a before_snapshot hook the guest goes on until it is done. */
+	if (vm->hooks && hooks_has(vm->hooks, "before_snapshot")) {
+		loop_wake(&vm->loop);
+		return;
+	}
 	/* Stop the guest right here (this vCPU parks as soon as its port
 	 * write completes), not when the main thread gets round to it. */
 	atomic_store(&vm->pause_req, 1);
@@ -332,6 +391,8 @@ int vm_create(struct vm *vm, struct machine_config *cfg,
 	pthread_mutex_init(&vm->stop_lock, NULL);
 	pthread_mutex_init(&vm->park_lock, NULL);
 	pthread_cond_init(&vm->park_cond, NULL);
+	pthread_mutex_init(&vm->call_lock, NULL);
+	pthread_cond_init(&vm->call_cond, NULL);
 	rc = loop_init(&vm->loop, e);
 	if (rc)
 		return rc;
@@ -369,7 +430,9 @@ int vm_create(struct vm *vm, struct machine_config *cfg,
 	if (rc < 0)
 		return err_set(e, rc, "%s", host_last_error());
 
-	rc = console_init(&vm->console, &vm->loop, STDIN_FILENO, STDOUT_FILENO, e);
+	rc = opts->detached ? console_init(&vm->console, &vm->loop, -1,
+					   opts->verbose ? STDERR_FILENO : -1, e)
+			    : console_init(&vm->console, &vm->loop, STDIN_FILENO, STDOUT_FILENO, e);
 	if (rc)
 		return rc;
 	vm->console.on_quit = on_quit;
@@ -443,6 +506,11 @@ int vm_run(struct vm *vm, struct err *e)
 		rc = loop_run(&vm->loop);
 	if (rc)
 		vm_request_stop(vm, VM_STOP_ERROR, strerror(-rc));
+	/* Nobody runs vm_call()s any more: wake their callers. */
+	pthread_mutex_lock(&vm->call_lock);
+	vm->loop_done = 1;
+	pthread_cond_broadcast(&vm->call_cond);
+	pthread_mutex_unlock(&vm->call_lock);
 	for (uint32_t i = 0; i < vm->ncpus; i++)
 		if (vm->vcpus[i].started)
 			pthread_join(vm->vcpus[i].thread, NULL);
@@ -453,6 +521,7 @@ int vm_run(struct vm *vm, struct err *e)
 	case VM_STOP_POWEROFF:
 	case VM_STOP_QUIT:
 	case VM_STOP_PACKED:
+	case VM_STOP_DONE:
 		status = 0;
 		break;
 	case VM_STOP_SIGNAL:
@@ -493,4 +562,6 @@ void vm_destroy(struct vm *vm)
 	pthread_mutex_destroy(&vm->stop_lock);
 	pthread_mutex_destroy(&vm->park_lock);
 	pthread_cond_destroy(&vm->park_cond);
+	pthread_mutex_destroy(&vm->call_lock);
+	pthread_cond_destroy(&vm->call_cond);
 }

@@ -44,7 +44,10 @@ enum vm_stop {
 	VM_STOP_TRIPLE_FAULT,
 	VM_STOP_ERROR,
 	VM_STOP_PACKED,      /* pack: the snapshot is written */
+	VM_STOP_DONE,        /* a hook (vm:stop()) or smolvm exec ended it */
 };
+
+struct hooks;
 
 struct vm_opts {
 	int verbose;
@@ -54,6 +57,17 @@ struct vm_opts {
 	const char *save_to; /* bundle written on SIGUSR1 (and by pack) */
 	int keep_input_open; /* pack: end of input is not passed on as ^D, so
 			      * the saved guest does not carry it */
+	int detached;        /* exec: the console takes no input and its output
+			      * goes to stderr only when verbose */
+};
+
+/* A function run on the main thread for another thread (vm_call). */
+typedef int (*vm_call_fn)(struct vm *vm, void *arg, struct err *e);
+struct vm_call {
+	vm_call_fn fn;
+	void *arg;
+	struct err *e;
+	int rc, done;
 };
 
 struct vm {
@@ -95,6 +109,13 @@ struct vm {
 	struct vm_opts opts;
 	atomic_int ready_hit;      /* the ready line was printed */
 	atomic_int snapshot_req;   /* SIGUSR1 */
+	struct hooks *hooks;       /* the script's lifecycle hooks, if any */
+
+	/* vm_call(): one call at a time from other threads. */
+	pthread_mutex_t call_lock;
+	pthread_cond_t call_cond;
+	struct vm_call *call;
+	int loop_done;
 	double t_start_ms;         /* process-relative, for timings */
 };
 
@@ -105,6 +126,9 @@ int vm_create(struct vm *vm, struct machine_config *cfg,
  * them go on. Main thread only. */
 int vm_pause(struct vm *vm, struct err *e) WARN_UNUSED;
 void vm_resume(struct vm *vm);
+/* From a thread other than the main one: runs fn on the main thread and
+ * returns its result; -ECANCELED once the machine has stopped. */
+int vm_call(struct vm *vm, vm_call_fn fn, void *arg, struct err *e);
 double vm_now_ms(void);
 /* Runs until the guest or the user stops it; returns the process exit
  * status and fills `e` when the stop was a failure. */

@@ -1,0 +1,61 @@
+#include "exec.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agent.h"
+
+/* The guest answers within this long, or there is no agent. Generous: on
+ * a host that emulates the guest kernel one vsock round trip takes ~0.1 s. */
+#define CONNECT_TIMEOUT_MS 30000
+
+static int write_out(void *opaque, int stream, const void *p, size_t n)
+{
+	const char *c = p;
+
+	(void)opaque;
+	while (n) {
+		ssize_t w = write(stream == 1 ? STDOUT_FILENO : STDERR_FILENO, c, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return errno == EPIPE ? 0 : -errno; /* a reader that left is not our failure */
+		c += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+void exec_job_run(struct exec_job *j, const char *uds, int cancel_fd)
+{
+	struct agent_conn a;
+	struct agent_status st;
+	struct agent_exec_io io = { .in_fd = STDIN_FILENO, .out = write_out,
+				    .timeout_ms = j->timeout_s * 1000 };
+	int gerr = 0, rc;
+
+	j->status = 1;
+	rc = agent_connect(&a, uds, CONNECT_TIMEOUT_MS, cancel_fd, &j->e);
+	for (size_t i = 0; !rc && i < j->ncopy_in; i++)
+		rc = agent_copy_in(&a, j->copy_in[i].host, j->copy_in[i].guest, &j->e);
+	if (!rc) {
+		rc = agent_exec(&a, j->cwd, (const char *const *)j->argv,
+				(const char *const *)j->env, &io, &st, &gerr, &j->e);
+		if (rc && gerr)
+			j->status = gerr == ENOENT ? 127 : 126; /* as a shell says it */
+		else if (!rc)
+			j->status = st.timed_out ? 124 : agent_status_code(&st);
+		if (!rc && st.timed_out)
+			err_set(&j->e, -ETIMEDOUT, "%s: timed out after %d s: killed", j->argv[0],
+				j->timeout_s);
+	}
+	for (size_t i = 0; !rc && i < j->ncopy_out; i++) {
+		rc = agent_copy_out(&a, j->copy_out[i].guest, j->copy_out[i].host, &j->e);
+		if (rc)
+			j->status = 1;
+	}
+	agent_close(&a);
+	j->done = 1;
+}

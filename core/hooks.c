@@ -1,0 +1,712 @@
+#include "hooks.h"
+
+#include <errno.h>
+#include <lauxlib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "snapshot.h"
+#include "vm.h"
+
+#define RING 256           /* console lines kept for on_console/wait_console */
+#define LINE_MAX_LEN 512
+#define EXEC_OUT_MAX (16u << 20) /* per stream, for vm:exec() */
+#define AGENT_TIMEOUT_MS 30000
+
+enum job_state { JOB_NONE, JOB_RUNNING, JOB_DONE };
+
+struct hooks {
+	struct vm *vm;
+	struct script *s;
+	struct hooks_opts o;
+	pthread_t thread, job_thread;
+	int thread_started, job_started;
+	int cancel_fd; /* eventfd: readable once the machine stops */
+
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int stopping;
+	int snapshot_due;   /* 1 = SIGUSR1, 2 = pack */
+	enum job_state job;
+
+	/* console lines: seq n lives in ring[n % RING] while n + RING > next */
+	char ring[RING][LINE_MAX_LEN];
+	uint64_t next_seq;
+	char partial[LINE_MAX_LEN];
+	uint64_t partial_gen;
+	/* script thread only */
+	uint64_t delivered; /* next line for on_console */
+	uint64_t cursor;    /* next line for wait_console in this hook call */
+	uint64_t partial_seen;
+	int failed;
+	/* which hooks the script defines, read once at start: other threads
+	 * ask, and the Lua state belongs to the script thread */
+	unsigned defined;
+};
+
+static const char *const hook_names[] = { SCRIPT_HOOKS };
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static int has_hook(struct hooks *h, const char *name)
+{
+	for (unsigned i = 0; i < sizeof(hook_names) / sizeof(hook_names[0]); i++)
+		if (!strcmp(hook_names[i], name))
+			return (h->defined >> i) & 1;
+	return 0;
+}
+
+int hooks_has(struct hooks *h, const char *hook)
+{
+	return has_hook(h, hook);
+}
+
+static void fail(struct hooks *h, const char *msg)
+{
+	h->failed = 1;
+	vm_request_stop(h->vm, VM_STOP_ERROR, msg);
+}
+
+static struct hooks *self(lua_State *L)
+{
+	return lua_touserdata(L, lua_upvalueindex(1));
+}
+
+static int is_stopping(struct hooks *h)
+{
+	int s;
+	pthread_mutex_lock(&h->lock);
+	s = h->stopping;
+	pthread_mutex_unlock(&h->lock);
+	return s;
+}
+
+static void deadline_in(struct timespec *ts, double s)
+{
+	clock_gettime(CLOCK_REALTIME, ts);
+	ts->tv_sec += (time_t)s;
+	ts->tv_nsec += (long)((s - (double)(time_t)s) * 1e9);
+	if (ts->tv_nsec >= 1000000000) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000;
+	}
+}
+
+static int nil_error(lua_State *L, const char *msg)
+{
+	lua_pushnil(L);
+	lua_pushstring(L, msg);
+	return 2;
+}
+
+/* ---- vm object ---------------------------------------------------------- */
+
+struct write_args {
+	const char *p;
+	size_t n, took;
+};
+
+static int do_console_write(struct vm *vm, void *arg, struct err *e)
+{
+	struct write_args *w = arg;
+	struct console *c = &vm->console;
+	size_t room = sizeof(c->pending) - c->pending_len;
+
+	(void)e;
+	w->took = w->n < room ? w->n : room;
+	memcpy(c->pending + c->pending_len, w->p, w->took);
+	c->pending_len += w->took;
+	console_deliver(c);
+	return 0;
+}
+
+static int l_console_write(lua_State *L)
+{
+	struct hooks *h = self(L);
+	size_t n;
+	const char *p = luaL_checklstring(L, 2, &n);
+	struct err e;
+
+	while (n) {
+		struct write_args w = { p, n, 0 };
+		if (vm_call(h->vm, do_console_write, &w, &e))
+			return nil_error(L, e.msg);
+		p += w.took;
+		n -= w.took;
+		if (n) { /* the device has not taken the last batch yet */
+			struct timespec ts = { 0, 5000000 };
+			nanosleep(&ts, NULL);
+		}
+	}
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+/* string.find(line, pattern) in the script's state (pattern errors are
+ * the script's errors). */
+static int line_matches(lua_State *L, const char *line, int pattern_idx)
+{
+	int found;
+
+	lua_getglobal(L, "string");
+	lua_getfield(L, -1, "find");
+	lua_remove(L, -2);
+	lua_pushstring(L, line);
+	lua_pushvalue(L, pattern_idx);
+	lua_call(L, 2, 1);
+	found = !lua_isnil(L, -1);
+	lua_pop(L, 1);
+	return found;
+}
+
+/* vm:wait_console(pattern [, timeout_s = 10]): the first console line
+ * (or the line being written, such as a prompt) printed since this hook
+ * call began, or since the last match, that matches the Lua pattern. */
+static int l_wait_console(lua_State *L)
+{
+	struct hooks *h = self(L);
+	double timeout = luaL_optnumber(L, 3, 10);
+	struct timespec dl;
+	char line[LINE_MAX_LEN];
+
+	luaL_checkstring(L, 2);
+	deadline_in(&dl, timeout < 0 ? 0 : timeout);
+	for (;;) {
+		int have = 0, partial = 0;
+		uint64_t seq = 0;
+
+		pthread_mutex_lock(&h->lock);
+		if (h->cursor + RING < h->next_seq)
+			h->cursor = h->next_seq - RING; /* lost lines: the oldest kept */
+		if (h->cursor < h->next_seq) {
+			seq = h->cursor++;
+			memcpy(line, h->ring[seq % RING], sizeof(line));
+			have = 1;
+		} else if (h->partial[0] && h->partial_seen != h->partial_gen) {
+			h->partial_seen = h->partial_gen;
+			memcpy(line, h->partial, sizeof(line));
+			have = partial = 1;
+			seq = h->next_seq;
+		} else if (h->stopping) {
+			pthread_mutex_unlock(&h->lock);
+			return nil_error(L, "the machine stopped");
+		} else if (pthread_cond_timedwait(&h->cond, &h->lock, &dl) == ETIMEDOUT) {
+			pthread_mutex_unlock(&h->lock);
+			lua_pushnil(L);
+			lua_pushfstring(L, "timeout: no console line matched \"%s\" in %f s",
+					lua_tostring(L, 2), timeout);
+			return 2;
+		}
+		pthread_mutex_unlock(&h->lock);
+		if (have && line_matches(L, line, 2)) {
+			/* A matched prompt is not matched again once its line ends. */
+			if (partial && h->cursor <= seq)
+				h->cursor = seq + 1;
+			lua_pushstring(L, line);
+			return 1;
+		}
+	}
+}
+
+struct buf {
+	char *p;
+	size_t n, cap;
+	int truncated;
+};
+
+struct collect {
+	struct buf out[2];
+};
+
+static int collect_out(void *opaque, int stream, const void *p, size_t n)
+{
+	struct buf *b = &((struct collect *)opaque)->out[stream == 1 ? 0 : 1];
+
+	if (b->n + n > EXEC_OUT_MAX) {
+		b->truncated = 1;
+		n = EXEC_OUT_MAX - b->n;
+	}
+	if (b->n + n > b->cap) {
+		size_t cap = b->cap ? b->cap : 4096;
+		while (cap < b->n + n)
+			cap *= 2;
+		char *q = realloc(b->p, cap);
+		if (!q)
+			return -ENOMEM;
+		b->p = q;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->n, p, n);
+	b->n += n;
+	return 0;
+}
+
+/* Strings of a Lua list (argv) or "K=V" of a table (env), malloc'd. */
+static char **string_list(lua_State *L, int idx, int as_env)
+{
+	size_t n = 0, cap = 8;
+	char **v = calloc(cap + 1, sizeof(*v));
+
+	lua_pushnil(L);
+	while (v && lua_next(L, idx)) {
+		char *s = NULL;
+		if (as_env && lua_type(L, -2) == LUA_TSTRING)
+			s = (asprintf(&s, "%s=%s", lua_tostring(L, -2), luaL_tolstring(L, -1, NULL)) < 0)
+				    ? NULL : s;
+		else if (!as_env && lua_isinteger(L, -2))
+			s = strdup(luaL_tolstring(L, -1, NULL));
+		if (lua_gettop(L) > idx + 2)
+			lua_pop(L, 1); /* luaL_tolstring's copy */
+		lua_pop(L, 1);
+		if (!s)
+			continue;
+		if (n == cap) {
+			char **nv = realloc(v, (cap * 2 + 1) * sizeof(*v));
+			if (!nv) {
+				free(s);
+				break;
+			}
+			v = nv;
+			cap *= 2;
+		}
+		v[n++] = s;
+		v[n] = NULL;
+	}
+	return v;
+}
+
+static void free_list(char **v)
+{
+	for (size_t i = 0; v && v[i]; i++)
+		free(v[i]);
+	free(v);
+}
+
+/* vm:exec(cmd [, {stdin=, env=, cwd=, timeout=}]): cmd is a shell command
+ * line or an argv list. Returns {status=, signal=, stdout=, stderr=,
+ * timed_out=} or nil and a message (no agent, no such program, ...). */
+static int l_exec(lua_State *L)
+{
+	struct hooks *h = self(L);
+	char *sh[] = { "/bin/sh", "-c", NULL, NULL };
+	char **argv = NULL, **env = NULL;
+	const char *cwd = NULL;
+	struct collect col = { 0 };
+	struct agent_exec_io io = { .in_fd = -1, .out = collect_out, .opaque = &col,
+				    .timeout_ms = 60000 };
+	struct agent_conn a;
+	struct agent_status st;
+	struct err e;
+	int gerr, rc;
+
+	if (!h->o.vsock)
+		return nil_error(L, "this machine has no virtio-vsock device, which the guest agent needs");
+	if (lua_type(L, 2) == LUA_TSTRING) {
+		sh[2] = (char *)lua_tostring(L, 2);
+	} else {
+		luaL_checktype(L, 2, LUA_TTABLE);
+		argv = string_list(L, 2, 0);
+		if (!argv || !argv[0]) {
+			free_list(argv);
+			return luaL_argerror(L, 2, "empty command");
+		}
+	}
+	if (lua_istable(L, 3)) {
+		if (lua_getfield(L, 3, "stdin") == LUA_TSTRING)
+			io.in_buf = lua_tolstring(L, -1, &io.in_len);
+		lua_pop(L, 1); /* the string stays alive: it is in the table */
+		if (lua_getfield(L, 3, "env") == LUA_TTABLE)
+			env = string_list(L, lua_gettop(L), 1);
+		lua_pop(L, 1);
+		if (lua_getfield(L, 3, "cwd") == LUA_TSTRING)
+			cwd = lua_tostring(L, -1);
+		lua_pop(L, 1);
+		if (lua_getfield(L, 3, "timeout") == LUA_TNUMBER)
+			io.timeout_ms = (int)(lua_tonumber(L, -1) * 1000);
+		lua_pop(L, 1);
+	}
+	rc = agent_connect(&a, h->o.vsock, AGENT_TIMEOUT_MS, h->cancel_fd, &e);
+	if (!rc) {
+		rc = agent_exec(&a, cwd, (const char *const *)(argv ? argv : sh),
+				(const char *const *)env, &io, &st, &gerr, &e);
+	}
+	agent_close(&a);
+	free_list(argv);
+	free_list(env);
+	if (rc) {
+		free(col.out[0].p);
+		free(col.out[1].p);
+		return nil_error(L, e.msg);
+	}
+	lua_createtable(L, 0, 5);
+	if (st.signaled) {
+		lua_pushinteger(L, st.value);
+		lua_setfield(L, -2, "signal");
+	} else {
+		lua_pushinteger(L, st.value);
+		lua_setfield(L, -2, "status");
+	}
+	lua_pushboolean(L, st.timed_out);
+	lua_setfield(L, -2, "timed_out");
+	lua_pushlstring(L, col.out[0].p ? col.out[0].p : "", col.out[0].n);
+	lua_setfield(L, -2, "stdout");
+	lua_pushlstring(L, col.out[1].p ? col.out[1].p : "", col.out[1].n);
+	lua_setfield(L, -2, "stderr");
+	free(col.out[0].p);
+	free(col.out[1].p);
+	return 1;
+}
+
+struct save_args {
+	const char *path;
+	int then_stop;
+};
+
+static int do_save(struct vm *vm, void *arg, struct err *e)
+{
+	struct save_args *s = arg;
+	return snapshot_save(vm, s->path, s->then_stop, e);
+}
+
+/* vm:snapshot(path): saves the running machine. A bundle's hooks run on
+ * whoever restores it, so the path is confined: a relative name without
+ * "..", ending in .smolmachine. */
+static int l_snapshot(lua_State *L)
+{
+	struct hooks *h = self(L);
+	const char *path = luaL_checkstring(L, 2);
+	size_t n = strlen(path);
+	struct save_args a = { path, 0 };
+	struct err e;
+
+	if (path[0] == '/' || strstr(path, "..") || n < 12 ||
+	    strcmp(path + n - 12, ".smolmachine"))
+		return luaL_argerror(L, 2, "a relative path without \"..\" ending in .smolmachine");
+	if (vm_call(h->vm, do_save, &a, &e))
+		return nil_error(L, e.msg);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+static int do_pause(struct vm *vm, void *arg, struct err *e)
+{
+	(void)arg;
+	return vm_pause(vm, e);
+}
+
+static int do_resume(struct vm *vm, void *arg, struct err *e)
+{
+	(void)arg;
+	(void)e;
+	vm_resume(vm);
+	return 0;
+}
+
+static int call_simple(lua_State *L, vm_call_fn fn)
+{
+	struct err e;
+
+	if (vm_call(self(L)->vm, fn, NULL, &e))
+		return nil_error(L, e.msg);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+static int l_pause(lua_State *L) { return call_simple(L, do_pause); }
+static int l_resume(lua_State *L) { return call_simple(L, do_resume); }
+
+static int l_stop(lua_State *L)
+{
+	vm_request_stop(self(L)->vm, VM_STOP_DONE, NULL);
+	return 0;
+}
+
+/* vm:sleep(seconds): a pause in the hook (ends early if the machine stops). */
+static int l_sleep(lua_State *L)
+{
+	struct hooks *h = self(L);
+	struct timespec dl;
+
+	deadline_in(&dl, luaL_checknumber(L, 2));
+	pthread_mutex_lock(&h->lock);
+	while (!h->stopping && pthread_cond_timedwait(&h->cond, &h->lock, &dl) != ETIMEDOUT)
+		;
+	pthread_mutex_unlock(&h->lock);
+	return 0;
+}
+
+#define VM_KEY "smolvm.vm"
+
+static void push_vm(struct hooks *h)
+{
+	lua_State *L = script_lua(h->s);
+
+	lua_getfield(L, LUA_REGISTRYINDEX, VM_KEY);
+}
+
+static void make_vm(struct hooks *h)
+{
+	static const luaL_Reg methods[] = {
+		{ "console_write", l_console_write }, { "wait_console", l_wait_console },
+		{ "exec", l_exec },                   { "snapshot", l_snapshot },
+		{ "pause", l_pause },                 { "resume", l_resume },
+		{ "stop", l_stop },                   { "sleep", l_sleep },
+		{ NULL, NULL },
+	};
+	lua_State *L = script_lua(h->s);
+
+	lua_newtable(L);
+	lua_pushlightuserdata(L, h);
+	luaL_setfuncs(L, methods, 1);
+	lua_pushstring(L, h->vm->cfg->name ? h->vm->cfg->name : "");
+	lua_setfield(L, -2, "name");
+	lua_pushboolean(L, h->o.restored);
+	lua_setfield(L, -2, "restored");
+	lua_newtable(L);
+	for (size_t i = 0; h->o.vars && h->o.vars[i]; i++) {
+		const char *eq = strchr(h->o.vars[i], '=');
+		if (!eq)
+			continue;
+		lua_pushlstring(L, h->o.vars[i], (size_t)(eq - h->o.vars[i]));
+		lua_pushstring(L, eq + 1);
+		lua_settable(L, -3);
+	}
+	lua_setfield(L, -2, "vars");
+	lua_setfield(L, LUA_REGISTRYINDEX, VM_KEY);
+}
+
+/* ---- the thread --------------------------------------------------------- */
+
+/* Calls a hook with vm (and an optional string); a failure stops the
+ * machine with the message. Returns 0 when it ran fine or is not there. */
+static int call_hook(struct hooks *h, const char *name, const char *arg)
+{
+	struct err e;
+	int rc;
+
+	if (!has_hook(h, name))
+		return 0;
+	pthread_mutex_lock(&h->lock);
+	h->cursor = h->next_seq;
+	pthread_mutex_unlock(&h->lock);
+	push_vm(h);
+	if (arg)
+		lua_pushstring(script_lua(h->s), arg);
+	rc = script_call_hook(h->s, name, arg ? 2 : 1, &e);
+	if (rc)
+		fail(h, e.msg);
+	return rc;
+}
+
+static void sync_agent(struct hooks *h)
+{
+	struct agent_conn a;
+	struct err e;
+	int rc = agent_connect(&a, h->o.vsock, AGENT_TIMEOUT_MS, h->cancel_fd, &e);
+
+	if (!rc)
+		rc = agent_sync(&a, AGENT_TIMEOUT_MS, &e);
+	agent_close(&a);
+	if (rc && h->o.sync_required)
+		fail(h, e.msg);
+	else if (rc && h->o.verbose)
+		fprintf(stderr, "smolvm: no guest agent sync after the restore: %s\r\n", e.msg);
+}
+
+static void *job_main(void *arg)
+{
+	struct hooks *h = arg;
+
+	exec_job_run(h->o.job, h->o.vsock, h->cancel_fd);
+	pthread_mutex_lock(&h->lock);
+	h->job = JOB_DONE;
+	pthread_cond_broadcast(&h->cond);
+	pthread_mutex_unlock(&h->lock);
+	return NULL;
+}
+
+static void save_now(struct hooks *h, const char *path, int then_stop)
+{
+	struct save_args a = { path, then_stop };
+	struct err e;
+
+	if (call_hook(h, "before_snapshot", NULL))
+		return;
+	if (vm_call(h->vm, do_save, &a, &e) && !is_stopping(h))
+		fail(h, e.msg);
+}
+
+static void *thread_main(void *arg)
+{
+	struct hooks *h = arg;
+	char line[LINE_MAX_LEN];
+
+	pthread_setname_np(pthread_self(), "script");
+	if (h->o.restored && h->o.vsock)
+		sync_agent(h);
+	if (!h->failed && !call_hook(h, h->o.restored ? "after_restore" : "on_boot", NULL) &&
+	    h->o.job) {
+		pthread_mutex_lock(&h->lock);
+		h->job = JOB_RUNNING;
+		pthread_mutex_unlock(&h->lock);
+		if (pthread_create(&h->job_thread, NULL, job_main, h)) {
+			h->job = JOB_NONE;
+			fail(h, "cannot start the exec thread");
+		} else {
+			h->job_started = 1;
+		}
+	}
+	for (;;) {
+		int snap = 0, job_done = 0, have_line = 0;
+
+		pthread_mutex_lock(&h->lock);
+		for (;;) {
+			if (h->delivered + RING < h->next_seq)
+				h->delivered = h->next_seq - RING;
+			have_line = has_hook(h, "on_console") && h->delivered < h->next_seq;
+			snap = h->snapshot_due;
+			job_done = h->job == JOB_DONE;
+			if (have_line || snap || job_done || h->stopping)
+				break;
+			pthread_cond_wait(&h->cond, &h->lock);
+		}
+		if (have_line)
+			memcpy(line, h->ring[h->delivered++ % RING], sizeof(line));
+		h->snapshot_due = 0;
+		if (job_done)
+			h->job = JOB_NONE;
+		int stopping = h->stopping;
+		pthread_mutex_unlock(&h->lock);
+
+		if (h->failed)
+			have_line = snap = 0;
+		if (have_line)
+			call_hook(h, "on_console", line);
+		if (snap)
+			save_now(h, h->vm->opts.save_to, snap == 2);
+		if (job_done && !h->failed) {
+			if (h->o.job->keep_to && !h->o.job->e.msg[0])
+				save_now(h, h->o.job->keep_to, 0);
+			vm_request_stop(h->vm, VM_STOP_DONE, NULL);
+		}
+		if (stopping && !have_line && !snap && !job_done)
+			break;
+	}
+	return NULL;
+}
+
+int hooks_start(struct vm *vm, struct script *s, const struct hooks_opts *o,
+		struct hooks **out, struct err *e)
+{
+	struct hooks *h = calloc(1, sizeof(*h));
+
+	*out = NULL;
+	if (!h)
+		return err_set(e, -ENOMEM, "out of memory");
+	h->vm = vm;
+	h->s = s;
+	h->o = *o;
+	pthread_mutex_init(&h->lock, NULL);
+	pthread_cond_init(&h->cond, NULL);
+	h->cancel_fd = eventfd(0, EFD_CLOEXEC);
+	if (h->cancel_fd < 0) {
+		hooks_free(h);
+		return err_set(e, -errno, "eventfd: %s", strerror(errno));
+	}
+	if (s) {
+		make_vm(h);
+		for (unsigned i = 0; i < sizeof(hook_names) / sizeof(hook_names[0]); i++)
+			if (script_has_hook(s, hook_names[i]))
+				h->defined |= 1u << i;
+	}
+	vm->hooks = h;
+	if (pthread_create(&h->thread, NULL, thread_main, h)) {
+		vm->hooks = NULL;
+		hooks_free(h);
+		return err_set(e, -EAGAIN, "cannot start the script thread");
+	}
+	h->thread_started = 1;
+	*out = h;
+	return 0;
+}
+
+static const char *stop_name(enum vm_stop why)
+{
+	switch (why) {
+	case VM_STOP_RESET: return "reset";
+	case VM_STOP_POWEROFF: return "poweroff";
+	case VM_STOP_QUIT: return "quit";
+	case VM_STOP_SIGNAL: return "signal";
+	case VM_STOP_TRIPLE_FAULT: return "triple-fault";
+	case VM_STOP_PACKED: return "packed";
+	case VM_STOP_DONE: return "done";
+	default: return "error";
+	}
+}
+
+void hooks_finish(struct hooks *h)
+{
+	uint64_t one = 1;
+
+	if (!h)
+		return;
+	pthread_mutex_lock(&h->lock);
+	h->stopping = 1;
+	pthread_cond_broadcast(&h->cond);
+	pthread_mutex_unlock(&h->lock);
+	if (write(h->cancel_fd, &one, sizeof(one)) < 0)
+		perror("smolvm: eventfd");
+	if (h->job_started)
+		pthread_join(h->job_thread, NULL);
+	if (h->thread_started)
+		pthread_join(h->thread, NULL);
+	h->job_started = h->thread_started = 0;
+	/* on_exit runs here, once, on this thread: the script thread is gone. */
+	if (!h->failed)
+		call_hook(h, "on_exit", stop_name(vm_stop_reason(h->vm)));
+	h->vm->hooks = NULL;
+}
+
+void hooks_free(struct hooks *h)
+{
+	if (!h)
+		return;
+	if (h->cancel_fd >= 0)
+		close(h->cancel_fd);
+	pthread_mutex_destroy(&h->lock);
+	pthread_cond_destroy(&h->cond);
+	free(h);
+}
+
+/* ---- from the machine's threads ------------------------------------------ */
+
+void hooks_console_line(struct hooks *h, const char *line, int complete)
+{
+	pthread_mutex_lock(&h->lock);
+	if (complete) {
+		snprintf(h->ring[h->next_seq % RING], LINE_MAX_LEN, "%s", line);
+		h->next_seq++;
+		h->partial[0] = 0;
+	} else {
+		snprintf(h->partial, sizeof(h->partial), "%s", line);
+		h->partial_gen++;
+	}
+	pthread_cond_broadcast(&h->cond);
+	pthread_mutex_unlock(&h->lock);
+}
+
+int hooks_take_snapshot(struct hooks *h, int pack)
+{
+	if (!has_hook(h, "before_snapshot"))
+		return 0;
+	pthread_mutex_lock(&h->lock);
+	h->snapshot_due = pack ? 2 : 1;
+	pthread_cond_broadcast(&h->cond);
+	pthread_mutex_unlock(&h->lock);
+	return 1;
+}
