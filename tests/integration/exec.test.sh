@@ -1,0 +1,150 @@
+# smolvm exec on the default Linux guest: a bundle packed once at its shell
+# prompt (agent running), then commands in pristine restores of it.
+# Sourced by run.sh.
+
+# The packed default guest, made once per test run (~30 s here).
+exec_bundle() {
+	local b=$WORK/app.smolmachine
+	if [ ! -f "$b" ]; then
+		linux_ready >&2 || return 1
+		sed -e "s|\.\./build|$PWD/build|" scripts/linux.lua > "$WORK/app.lua"
+		SMOLVM_CACHE_DIR=$WORK/cache run "$WORK/app-pack.log" 300 pack "$WORK/app.lua" -o "$b" ||
+			{ show "$WORK/app-pack.log" >&2; return 1; }
+	fi
+	echo "$b"
+}
+
+# sx ARGS...: smolvm exec with the test's cache; stdin from the caller.
+sx() {
+	SMOLVM_CACHE_DIR=$WORK/cache timeout -k 5 300 "$SMOLVM" exec "$@"
+}
+
+t_exec_status_and_output() {
+	need_kvm || return
+	local b rc
+	b=$(exec_bundle) || return 1
+	sx "$b" -- sh -c 'echo hi; echo oops >&2; exit 3' > "$WORK/o" 2> "$WORK/e" < /dev/null
+	rc=$?
+	[ $rc -eq 3 ] && [ "$(cat "$WORK/o")" = hi ] && grep -qx oops "$WORK/e" ||
+		{ echo "exit $rc"; show "$WORK/o"; show "$WORK/e"; return 1; }
+	echo data | sx "$b" -- wc -c > "$WORK/o" 2> "$WORK/e"
+	[ "$(tr -d ' ' < "$WORK/o")" = 5 ] || { show "$WORK/o"; show "$WORK/e"; return 1; }
+}
+
+t_exec_signals() {
+	need_kvm || return
+	local b rc
+	b=$(exec_bundle) || return 1
+	sx "$b" -- sh -c 'kill -9 $$' < /dev/null > "$WORK/o" 2>&1
+	rc=$?
+	[ $rc -eq 137 ] || { echo "SIGKILL: exit $rc"; show "$WORK/o"; return 1; }
+	sx "$b" -- sh -c 'kill -TERM $$' < /dev/null > "$WORK/o" 2>&1
+	rc=$?
+	[ $rc -eq 143 ] || { echo "SIGTERM: exit $rc"; show "$WORK/o"; return 1; }
+}
+
+t_exec_binary_stdio() {
+	need_kvm || return
+	local b in=$WORK/in.bin
+	b=$(exec_bundle) || return 1
+	head -c 3000000 /dev/urandom > "$in"
+	sx "$b" -- cat < "$in" > "$WORK/out.bin" 2> "$WORK/e" || { show "$WORK/e"; return 1; }
+	[ "$(sha256sum < "$in")" = "$(sha256sum < "$WORK/out.bin")" ] ||
+		{ echo "in $(stat -c %s "$in") bytes, out $(stat -c %s "$WORK/out.bin")"; return 1; }
+	# and the guest saw the same bytes
+	sx "$b" -- sha256sum < "$in" > "$WORK/o" 2> "$WORK/e" || { show "$WORK/e"; return 1; }
+	[ "$(cut -d' ' -f1 "$WORK/o")" = "$(sha256sum < "$in" | cut -d' ' -f1)" ] || { show "$WORK/o"; return 1; }
+}
+
+t_exec_copy_round_trip() {
+	need_kvm || return
+	local b src=$WORK/src
+	b=$(exec_bundle) || return 1
+	rm -rf "$src" && mkdir -p "$src/sub"
+	head -c 1500000 /dev/urandom > "$src/blob"
+	head -c 1000 /dev/urandom > "$src/sub/small"
+	printf 'cd /src && sha256sum blob sub/small > /tmp/sums && cat blob sub/small > /tmp/joined\n' > "$src/run.sh"
+	sx "$b" --copy-in "$src:/src" --copy-out /tmp/sums:"$WORK/sums" --copy-out /tmp/joined:"$WORK/joined" \
+		-- sh /src/run.sh < /dev/null > "$WORK/o" 2>&1 || { show "$WORK/o"; return 1; }
+	(cd "$src" && sha256sum -c --quiet "$WORK/sums") || { show "$WORK/sums"; return 1; }
+	[ "$(cat "$src/blob" "$src/sub/small" | sha256sum)" = "$(sha256sum < "$WORK/joined")" ] ||
+		{ echo "joined file differs"; return 1; }
+}
+
+t_exec_two_at_once() {
+	need_kvm || return
+	local b p1 p2 r1 r2
+	b=$(exec_bundle) || return 1
+	sx "$b" -- sh -c 'echo one' < /dev/null > "$WORK/o1" 2>&1 & p1=$!
+	sx "$b" -- sh -c 'echo two' < /dev/null > "$WORK/o2" 2>&1 & p2=$!
+	wait $p1; r1=$?
+	wait $p2; r2=$?
+	[ $r1 -eq 0 ] && [ $r2 -eq 0 ] && grep -qx one "$WORK/o1" && grep -qx two "$WORK/o2" ||
+		{ echo "exits $r1 $r2"; show "$WORK/o1"; show "$WORK/o2"; return 1; }
+}
+
+t_exec_rng_differs_between_restores() {
+	need_kvm || return
+	local b a1 a2
+	b=$(exec_bundle) || return 1
+	a1=$(sx "$b" -- sh -c 'head -c 16 /dev/urandom | od -An -tx1' < /dev/null 2>&1)
+	a2=$(sx "$b" -- sh -c 'head -c 16 /dev/urandom | od -An -tx1' < /dev/null 2>&1)
+	echo "urandom: $a1 / $a2"
+	[ -n "$a1" ] && [ "$a1" != "$a2" ] || return 1
+}
+
+t_exec_timeout_and_errors() {
+	need_kvm || return
+	local b rc
+	b=$(exec_bundle) || return 1
+	sx "$b" --timeout 2 -- sleep 60 < /dev/null > "$WORK/o" 2>&1
+	rc=$?
+	[ $rc -eq 124 ] && grep -q 'timed out after 2 s' "$WORK/o" || { echo "exit $rc"; show "$WORK/o"; return 1; }
+	sx "$b" -- /no/such/program < /dev/null > "$WORK/o" 2>&1
+	rc=$?
+	[ $rc -eq 127 ] && grep -q '/no/such/program' "$WORK/o" || { echo "exit $rc"; show "$WORK/o"; return 1; }
+}
+
+t_exec_keep_and_clock() {
+	need_kvm || return
+	local b b2=$WORK/kept.smolmachine t
+	b=$(exec_bundle) || return 1
+	sx "$b" --keep -o "$b2" -- sh -c 'echo kept > /root/note' < /dev/null > "$WORK/o" 2>&1 ||
+		{ show "$WORK/o"; return 1; }
+	sx "$b2" -- cat /root/note < /dev/null > "$WORK/o" 2>&1
+	grep -qx kept "$WORK/o" || { show "$WORK/o"; return 1; }
+	# The clock was set from the host after the restore.
+	t=$(sx "$b" -- date +%s < /dev/null 2>/dev/null)
+	[ -n "$t" ] && [ $((t - $(date +%s))) -le 2 ] && [ $(($(date +%s) - t)) -le 30 ] ||
+		{ echo "guest clock $t, host $(date +%s)"; return 1; }
+}
+
+# after_restore puts a secret in place that was never in the bundle, and
+# vm:exec returns what the command printed.
+t_exec_hooks_vm_exec() {
+	need_kvm || return
+	local b
+	b=$(exec_bundle) || return 1
+	cat > "$WORK/secret.lua" <<'LUA'
+function after_restore(vm)
+  local r = assert(vm:exec({ "sh", "-c", "cat > /run/token; echo stored" }, { stdin = vm.vars.TOKEN }))
+  print("vm:exec status=" .. tostring(r.status) .. " out=" .. r.stdout:gsub("%s+$", ""))
+  local bad, why = vm:exec({ "/no/such" })
+  print("vm:exec missing: " .. tostring(bad) .. " " .. why)
+end
+LUA
+	sx "$b" --hooks "$WORK/secret.lua" --var TOKEN=tok-123 -- cat /run/token < /dev/null > "$WORK/o" 2> "$WORK/e" ||
+		{ show "$WORK/o"; show "$WORK/e"; return 1; }
+	grep -qx tok-123 "$WORK/o" && grep -q 'vm:exec status=0 out=stored' "$WORK/e" &&
+		grep -q 'vm:exec missing: nil .*/no/such' "$WORK/e" || { show "$WORK/o"; show "$WORK/e"; return 1; }
+}
+
+t_exec_without_agent() {
+	need_kvm || return
+	local b rc
+	# A machine without virtio-vsock: refused before anything runs.
+	b=$(ticker_bundle) || return 1
+	sx "$b" -- true < /dev/null > "$WORK/o" 2>&1
+	rc=$?
+	[ $rc -eq 1 ] && grep -q 'no virtio-vsock device' "$WORK/o" || { echo "exit $rc"; show "$WORK/o"; return 1; }
+}
