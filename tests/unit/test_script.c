@@ -1,11 +1,13 @@
 /* core/script.c: machine scripts become machine_configs; mistakes are
  * reported as file:line: field; the sandbox holds against hostile text. */
 #include <errno.h>
+#include <fcntl.h>
 #include <lauxlib.h>
 #include <lua.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "script.h"
 #include "unit.h"
@@ -562,6 +564,105 @@ START_TEST(test_memory_error_caught)
 }
 END_TEST
 
+/* ---- hooks: the state stays open; each call has its own budget ---------- */
+
+static struct script *open_hooks(const char *src)
+{
+	struct script *s = NULL;
+	ck_assert_msg(script_open(SCRIPT, src, strlen(src), &cfg, &s, &e) == 0, "%s", e.msg);
+	return s;
+}
+
+START_TEST(test_hooks_called_with_args)
+{
+	struct script *s = open_hooks("machine { kernel = 'k' }\n"
+				      "calls = 0\n"
+				      "function on_console(vm, line) calls = calls + #line end\n");
+	lua_State *L = script_lua(s);
+
+	ck_assert(script_has_hooks(s));
+	ck_assert(script_has_hook(s, "on_console"));
+	ck_assert(!script_has_hook(s, "on_boot"));
+	for (int i = 0; i < 3; i++) {
+		lua_pushnil(L);
+		lua_pushstring(L, "abcd");
+		ck_assert_int_eq(script_call_hook(s, "on_console", 2, &e), 0);
+	}
+	lua_getglobal(L, "calls");
+	ck_assert_int_eq(lua_tointeger(L, -1), 12);
+	lua_pop(L, 1);
+	script_close(s);
+}
+END_TEST
+
+START_TEST(test_hook_budget_is_per_call)
+{
+	/* Each call spends ~3/5 of the budget: only a per-call budget lets
+	 * the second one finish. */
+	struct script *s = open_hooks("machine { kernel = 'k' }\n"
+				      "function on_boot(vm) local n = 0\n"
+				      "  for i = 1, 10000000 do n = n + i end end\n"
+				      "function on_exit(vm) while true do end end\n");
+
+	lua_pushnil(script_lua(s));
+	ck_assert_int_eq(script_call_hook(s, "on_boot", 1, &e), 0);
+	lua_pushnil(script_lua(s));
+	ck_assert_int_eq(script_call_hook(s, "on_boot", 1, &e), 0);
+	lua_pushnil(script_lua(s));
+	ck_assert_int_eq(script_call_hook(s, "on_exit", 1, &e), -EINVAL);
+	ck_assert_msg(strstr(e.msg, "hook on_exit (" SCRIPT ":4): " SCRIPT ":4: instruction budget"),
+		      "%s", e.msg);
+	/* and the state is usable after that */
+	lua_pushnil(script_lua(s));
+	ck_assert_int_eq(script_call_hook(s, "on_boot", 1, &e), 0);
+	script_close(s);
+}
+END_TEST
+
+START_TEST(test_hook_typos_refused)
+{
+	struct script *s = NULL;
+	const char *src = "machine { kernel = 'k' }\nfunction on_bot(vm) end\n";
+
+	ck_assert_int_eq(script_open(SCRIPT, src, strlen(src), &cfg, &s, &e), -EINVAL);
+	ck_assert_ptr_null(s);
+	ck_assert_msg(strstr(e.msg, "on_bot looks like a hook"), "%s", e.msg);
+	src = "machine { kernel = 'k' }\non_exit = 3\n";
+	ck_assert_int_eq(script_open(SCRIPT, src, strlen(src), &cfg, &s, &e), -EINVAL);
+	ck_assert_msg(strstr(e.msg, "on_exit must be a function"), "%s", e.msg);
+	/* names that merely start alike are fine when they are not functions */
+	ck_assert_int_eq(load("machine { kernel = 'k' }\non_count = 3\n"), 0);
+}
+END_TEST
+
+START_TEST(test_hooks_file_overrides)
+{
+	struct script *s = open_hooks("machine { kernel = 'k' }\n"
+				      "function after_restore(vm) who = 'bundle' end\n");
+	char path[] = "/tmp/smolvm-hooks-XXXXXX";
+	int fd = mkstemp(path);
+	const char *mine = "function after_restore(vm) who = 'user' end\n";
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, mine, strlen(mine)), (ssize_t)strlen(mine));
+	close(fd);
+	ck_assert_int_eq(script_load_hooks(s, path, &e), 0);
+	lua_pushnil(script_lua(s));
+	ck_assert_int_eq(script_call_hook(s, "after_restore", 1, &e), 0);
+	lua_getglobal(script_lua(s), "who");
+	ck_assert_str_eq(lua_tostring(script_lua(s), -1), "user");
+	lua_pop(script_lua(s), 1);
+	/* a hooks file may not declare a machine */
+	fd = open(path, O_WRONLY | O_TRUNC);
+	ck_assert_int_eq(write(fd, "machine { kernel = 'x' }\n", 25), 25);
+	close(fd);
+	ck_assert_int_eq(script_load_hooks(s, path, &e), -EINVAL);
+	ck_assert_msg(strstr(e.msg, "machine() belongs in the machine script"), "%s", e.msg);
+	unlink(path);
+	script_close(s);
+}
+END_TEST
+
 /* ---- sandbox escapes that hang or crash: run in a child ---------------- */
 
 static int child_load(void *arg)
@@ -696,6 +797,14 @@ Suite *script_suite(void)
 	tcase_add_test(tc, test_memory_bomb_table);
 	tcase_add_test(tc, test_memory_limit);
 	tcase_add_test(tc, test_memory_error_caught);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("hooks");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_hooks_called_with_args);
+	tcase_add_test(tc, test_hook_budget_is_per_call);
+	tcase_add_test(tc, test_hook_typos_refused);
+	tcase_add_test(tc, test_hooks_file_overrides);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("sandbox-escapes");
