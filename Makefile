@@ -50,7 +50,16 @@ $(BUILD)/core/%.o: core/%.c
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CORE_CFLAGS) $(CFLAGS) -c $< -o $@
 
-$(SMOLVM): $(CORE_SRCS:%.c=$(BUILD)/%.o)
+# The guest agent protocol's codec (sdk/src/agent_proto.c) is shared with
+# the guest agent; the core links its own build of it.
+AGENT_PROTO_OBJ := $(BUILD)/core/sdk/agent_proto.o
+
+$(AGENT_PROTO_OBJ): sdk/src/agent_proto.c
+	$(call say,CC,$@)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CORE_CFLAGS) $(CFLAGS) -c $< -o $@
+
+$(SMOLVM): $(CORE_SRCS:%.c=$(BUILD)/%.o) $(AGENT_PROTO_OBJ)
 	$(call say,LINK,$@)
 	$(Q)$(CC) $(CFLAGS) -rdynamic -o $@ $^ $(CORE_LIBS)
 
@@ -99,11 +108,28 @@ include tests/guests/guests.mk
 
 GUEST_DIR := $(BUILD)/guest
 
-.PHONY: guest guest-linux test-guests
+# The guest agent (scripts/guest/agent/), static, with the protocol codec;
+# build-initramfs.sh puts it into the initramfs as /sbin/smolvm-agent.
+AGENT_CC ?= gcc
+AGENT_BIN := $(GUEST_DIR)/smolvm-agent
+AGENT_SRCS := $(wildcard scripts/guest/agent/*.c) sdk/src/agent_proto.c
+AGENT_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(SDK_CFLAGS) -O2 \
+	-ffunction-sections -fdata-sections
+AGENT_LDFLAGS := -static -s -Wl,--gc-sections
+
+$(AGENT_BIN): $(AGENT_SRCS) $(wildcard scripts/guest/agent/*.h) sdk/include/smolvm/agent.h
+	$(call say,CC,$@)
+	@mkdir -p $(dir $@)
+	$(Q)$(AGENT_CC) $(AGENT_CFLAGS) $(AGENT_LDFLAGS) -o $@ $(AGENT_SRCS)
+
+.PHONY: guest guest-linux test-guests agent
+agent: $(AGENT_BIN)
+# tests/integration/agent.test.sh runs it on this host
+integration: $(AGENT_BIN)
 guest: guest-linux test-guests
-guest-linux: $(GUEST_DIR)/disk.img
+guest-linux: $(GUEST_DIR)/disk.img $(AGENT_BIN)
 	$(Q)scripts/guest/build-kernel.sh $(GUEST_DIR)
-	$(Q)scripts/guest/build-initramfs.sh $(GUEST_DIR)
+	$(Q)SMOLVM_AGENT=$(abspath $(AGENT_BIN)) scripts/guest/build-initramfs.sh $(GUEST_DIR)
 
 # An empty ext4 disk for the example machines (scripts/linux-net-disk.lua).
 $(GUEST_DIR)/disk.img:
@@ -121,7 +147,8 @@ demo:
 
 .PHONY: clean
 clean:
-	rm -rf $(BUILD)/core $(BUILD)/plugins $(BUILD)/tests $(SMOLVM) $(BUILD)/guest/obj
+	rm -rf $(BUILD)/core $(BUILD)/plugins $(BUILD)/tests $(SMOLVM) $(BUILD)/guest/obj \
+		$(AGENT_BIN)
 
 # ---- install / uninstall -------------------------------------------------
 # make install [PREFIX=/usr/local] [DESTDIR=staging] [LIBDIR=$(PREFIX)/lib]:

@@ -1,5 +1,6 @@
 -- The default Linux guest: a minimal 6.1 kernel and a busybox initramfs,
--- both built by `make guest` into build/guest/. Its console is ttyS0.
+-- both built by `make guest` into build/guest/. Its console is ttyS0; its
+-- initramfs runs smolvm-agent, so `smolvm exec` works on its bundles.
 machine {
   name = "linux",
   cpus = 1,
@@ -13,5 +14,8 @@ machine {
   ready = "root@smolvm:/# ",
   devices = {
     { type = "uart" },
+    -- the guest agent's channel: smolvm exec, vm:exec(), RNG reseed and
+    -- clock set after a restore (the socket is a private one per run)
+    { type = "virtio-vsock" },
   },
 }

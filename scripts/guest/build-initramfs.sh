@@ -3,6 +3,7 @@
 #
 # Contents: /bin/busybox from busybox-static with every applet linked the way
 # `busybox --install -s` would (bin/, sbin/, usr/bin/, usr/sbin/), our /init,
+# the guest agent /sbin/smolvm-agent (scripts/guest/agent, built by make),
 # udhcpc's default script (udhcpc.script, for virtio-net),
 # a few /etc files, and the /dev/console node the kernel opens for init's
 # stdio (written directly as a newc entry: no root, no mknod needed).
@@ -10,7 +11,9 @@
 # guest kernel real time on slow hosts, the same archive uncompressed as
 # OUTDIR/initramfs.cpio (the kernel accepts either).
 #
-# Environment: BUSYBOX (default /bin/busybox; must be static).
+# Environment: BUSYBOX (default /bin/busybox; must be static), SMOLVM_AGENT
+# (the agent binary; default OUTDIR/smolvm-agent, where `make agent` puts it;
+# must be static).
 set -euo pipefail
 
 die() { echo "build-initramfs: error: $*" >&2; exit 1; }
@@ -23,6 +26,7 @@ OUT=$(realpath -m "$1")
 BUSYBOX=${BUSYBOX:-/bin/busybox}
 INIT=$HERE/init
 UDHCPC_SCRIPT=$HERE/udhcpc.script
+AGENT=${SMOLVM_AGENT:-$OUT/smolvm-agent}
 STAMP=$OUT/initramfs.stamp
 STAGE=$OUT/initramfs-root
 # fixed timestamps: same inputs, same archive
@@ -31,15 +35,20 @@ EPOCH=${SOURCE_DATE_EPOCH:-1}
 [ -x "$BUSYBOX" ] || die "$BUSYBOX not found; install it with: apt-get install busybox-static"
 [ -f "$INIT" ] || die "missing $INIT"
 [ -f "$UDHCPC_SCRIPT" ] || die "missing $UDHCPC_SCRIPT"
+[ -x "$AGENT" ] || die "$AGENT not found: build it first (make agent, or make guest-linux)"
 for t in cpio gzip sha256sum; do
     command -v "$t" >/dev/null || die "missing tool: $t (apt-get install cpio gzip coreutils)"
 done
 if command -v file >/dev/null && ! file -L "$BUSYBOX" | grep -q "statically linked"; then
     die "$BUSYBOX is not statically linked (install busybox-static)"
 fi
+if command -v file >/dev/null && ! file -L "$AGENT" | grep -q "statically linked"; then
+    die "$AGENT is not statically linked"
+fi
 
 mkdir -p "$OUT"
-HASH=$( { sha256sum < "$BUSYBOX"; sha256sum < "$INIT"; sha256sum < "$UDHCPC_SCRIPT"; sha256sum < "${BASH_SOURCE[0]}"; echo "$EPOCH"; } |
+HASH=$( { sha256sum < "$BUSYBOX"; sha256sum < "$INIT"; sha256sum < "$UDHCPC_SCRIPT";
+          sha256sum < "$AGENT"; sha256sum < "${BASH_SOURCE[0]}"; echo "$EPOCH"; } |
         sha256sum | cut -d' ' -f1)
 if [ -f "$OUT/initramfs.cpio.gz" ] && [ -f "$OUT/initramfs.cpio" ] && [ -f "$STAMP" ] &&
    [ "$(cat "$STAMP")" = "$HASH" ]; then
@@ -56,6 +65,7 @@ chmod 1777 tmp
 chmod 0700 root
 install -m 0755 "$BUSYBOX" bin/busybox
 install -m 0755 "$INIT" init
+install -m 0755 "$AGENT" sbin/smolvm-agent
 
 # applet links, `busybox --install -s` layout (absolute targets)
 n=0
@@ -126,7 +136,7 @@ mv "$OUT/initramfs.cpio.gz.tmp" "$OUT/initramfs.cpio.gz"
 
 # sanity: the archive lists what /init needs
 list=$(cpio -it --quiet < "$OUT/initramfs.cpio" 2>/dev/null)
-for f in init bin/busybox bin/sh etc/fstab dev/console sbin/reboot; do
+for f in init bin/busybox bin/sh etc/fstab dev/console sbin/reboot sbin/smolvm-agent; do
     grep -qx "$f" <<< "$list" || die "archive lacks $f"
 done
 echo "$HASH" > "$STAMP"

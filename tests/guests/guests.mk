@@ -27,16 +27,17 @@ GUEST_smp := smp.c smp_tramp.S
 GUEST_probe := probe.c probe_entry.S
 GUEST_virtio := virtio.c common/virtio.c
 GUEST_compute := compute.c smp_tramp.S
+GUEST_vsock := vsock.c common/virtio.c
 
 guest_objs = $(patsubst %,$(GUEST_OBJ)/%.o,$(basename $(1)))
 
 GUEST_ALL_SRCS := $(GUEST_COMMON) $(GUEST_ticker) $(GUEST_smp) $(GUEST_probe) \
-	$(GUEST_virtio) $(GUEST_compute)
+	$(GUEST_virtio) $(GUEST_compute) $(GUEST_vsock)
 GUEST_C_OBJS := $(call guest_objs,$(sort $(filter %.c,$(GUEST_ALL_SRCS))))
 GUEST_S_OBJS := $(call guest_objs,$(sort $(filter %.S,$(GUEST_ALL_SRCS))))
 
 TEST_GUESTS := $(GUEST_OUT)/ticker.elf $(GUEST_OUT)/smp.elf $(GUEST_OUT)/probe.elf \
-	$(GUEST_OUT)/virtio.elf $(GUEST_OUT)/compute.elf
+	$(GUEST_OUT)/virtio.elf $(GUEST_OUT)/compute.elf $(GUEST_OUT)/vsock.elf
 
 .PHONY: test-guests
 test-guests: $(TEST_GUESTS)
@@ -58,10 +59,11 @@ $(GUEST_OUT)/smp.elf: $(call guest_objs,$(GUEST_COMMON) $(GUEST_smp))
 $(GUEST_OUT)/probe.elf: $(call guest_objs,$(GUEST_COMMON) $(GUEST_probe))
 $(GUEST_OUT)/virtio.elf: $(call guest_objs,$(GUEST_COMMON) $(GUEST_virtio))
 $(GUEST_OUT)/compute.elf: $(call guest_objs,$(GUEST_COMMON) $(GUEST_compute))
+$(GUEST_OUT)/vsock.elf: $(call guest_objs,$(GUEST_COMMON) $(GUEST_vsock))
 
 # Code that also runs at CPL3 (USER_TEXT) must not call into kernel text:
 # no memset/memcpy calls made up by GCC, no jump tables in kernel .rodata.
-$(call guest_objs,$(GUEST_virtio)): GUEST_CFLAGS += -fno-tree-loop-distribute-patterns -fno-jump-tables
+$(call guest_objs,$(GUEST_virtio) $(GUEST_vsock)): GUEST_CFLAGS += -fno-tree-loop-distribute-patterns -fno-jump-tables
 
 -include $(GUEST_C_OBJS:.o=.d) $(GUEST_S_OBJS:.o=.d)
 

@@ -15,6 +15,7 @@ Suite *uart_suite(void);
 Suite *console_suite(void);
 Suite *machine_suite(void);
 Suite *blk_suite(void);
+Suite *agent_suite(void);
 
 /* A fresh directory under $TMPDIR (or /tmp); removed with its files. */
 char *unit_tmpdir(void);

@@ -3,11 +3,13 @@
 # AddressSanitizer + UndefinedBehaviorSanitizer. CK_FORK=no to debug.
 #
 # The runner links the core objects (compiled again here, so the ASan
-# build instruments them), the KVM backend's quirk decoder and the UART
-# plugin's source; it dlopens the test plugins and the real uart.so.
+# build instruments them), the KVM backend's quirk decoder, the UART
+# plugin's source and the agent protocol's codec; it dlopens the test
+# plugins and the real uart.so.
 
 UNIT_SRCS := $(wildcard tests/unit/*.c)
-UNIT_LINKED_SRCS := $(CORE_LIB_SRCS) backends/kvm/quirks.c plugins/uart/uart.c
+UNIT_LINKED_SRCS := $(CORE_LIB_SRCS) backends/kvm/quirks.c plugins/uart/uart.c \
+	sdk/src/agent_proto.c
 UNIT_CFLAGS = $(CORE_CFLAGS) $(CHECK_CFLAGS) -Icore -Ibackends/kvm \
 	-DTEST_PLUGIN_DIR='"$(abspath $(TEST_PLUGIN_DIR))"' \
 	-DUART_SO='"$(abspath $(BUILD)/plugins/uart.so)"'
