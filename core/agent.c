@@ -99,6 +99,8 @@ static int next_msg(struct agent_conn *a, struct smolvm_agent_msg *m, long long 
 		int n = poll(p, a->cancel_fd >= 0 ? 2 : 1, left_ms(deadline));
 		if (n < 0 && errno == EINTR)
 			continue;
+		if (n < 0)
+			return err_set(e, -errno, "poll: %s", strerror(errno));
 		if (n == 0)
 			return err_set(e, -ETIMEDOUT, "the guest agent did not answer in time");
 		if (p[1].revents)
@@ -125,6 +127,8 @@ static int drain(struct agent_conn *a, long long deadline, struct err *e)
 		int n = poll(p, a->cancel_fd >= 0 ? 2 : 1, left_ms(deadline));
 		if (n < 0 && errno == EINTR)
 			continue;
+		if (n < 0)
+			return err_set(e, -errno, "poll: %s", strerror(errno));
 		if (n == 0)
 			return err_set(e, -ETIMEDOUT, "the guest agent did not take our data in time");
 		if (p[1].revents)
@@ -179,6 +183,8 @@ static int vsock_handshake(struct agent_conn *a, long long deadline, struct err 
 		int r = poll(p, a->cancel_fd >= 0 ? 2 : 1, left_ms(deadline));
 		if (r < 0 && errno == EINTR)
 			continue;
+		if (r < 0)
+			return err_set(e, -errno, "poll: %s", strerror(errno));
 		if (r == 0)
 			return err_set(e, -ETIMEDOUT,
 				       "the guest did not answer on vsock port %u in time "
@@ -426,6 +432,12 @@ int agent_copy_out(struct agent_conn *a, const char *guest_path, const char *hos
 			}
 		}
 	}
+	/* mkostemp made it 0600: give it the mode a new file gets */
+	if (!rc) {
+		mode_t um = umask(0);
+		umask(um);
+		fchmod(fd, 0666 & ~um);
+	}
 	if (!rc && (fsync(fd) < 0 || rename(tmp, host_path) < 0))
 		rc = err_set(e, -errno, "%s: %s", host_path, strerror(errno));
 	close(fd);
@@ -507,7 +519,9 @@ int agent_exec(struct agent_conn *a, const char *cwd, const char *const *argv,
 				started = 1;
 				break;
 			case SMOLVM_AGENT_ERROR:
-				rc = guest_error(&m, argv[0], exec_errno, e);
+				/* Its errno says why the command did not start, and
+				 * only then (exit status 126/127). */
+				rc = guest_error(&m, argv[0], started ? NULL : exec_errno, e);
 				break;
 			case SMOLVM_AGENT_STDOUT:
 			case SMOLVM_AGENT_STDERR:

@@ -91,10 +91,17 @@ static void on_input(void *opaque, int fd, uint32_t revents)
 {
 	struct console *c = opaque;
 	unsigned char buf[sizeof(c->pending) / 2];
+	/* A filtered byte may come out as two (a held-over Ctrl-A), and a
+	 * hook may have typed into pending too. */
+	size_t room = (sizeof(c->pending) - c->pending_len - 1) / 2;
 	ssize_t n;
 
 	(void)revents;
-	n = read(fd, buf, sizeof(buf));
+	if (!room) {
+		update_watch(c);
+		return;
+	}
+	n = read(fd, buf, room < sizeof(buf) ? room : sizeof(buf));
 	if (n < 0 && (errno == EINTR || errno == EAGAIN))
 		return;
 	if (n <= 0) {

@@ -1,6 +1,7 @@
 #include "exec.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -12,14 +13,28 @@
  * a host that emulates the guest kernel one vsock round trip takes ~0.1 s. */
 #define CONNECT_TIMEOUT_MS 30000
 
+struct out_ctx {
+	int cancel_fd;
+};
+
+/* A stalled reader of our output must not keep us from ending when the
+ * machine stops: wait for room and for the cancel fd together. */
 static int write_out(void *opaque, int stream, const void *p, size_t n)
 {
+	const struct out_ctx *o = opaque;
+	int fd = stream == 1 ? STDOUT_FILENO : STDERR_FILENO;
 	const char *c = p;
 
-	(void)opaque;
 	while (n) {
-		ssize_t w = write(stream == 1 ? STDOUT_FILENO : STDERR_FILENO, c, n);
-		if (w < 0 && errno == EINTR)
+		struct pollfd pf[2] = { { fd, POLLOUT, 0 }, { o->cancel_fd, POLLIN, 0 } };
+		if (poll(pf, 2, -1) < 0 && errno != EINTR)
+			return -errno;
+		if (pf[1].revents)
+			return -ECANCELED;
+		if (!pf[0].revents)
+			continue;
+		ssize_t w = write(fd, c, n);
+		if (w < 0 && (errno == EINTR || errno == EAGAIN))
 			continue;
 		if (w < 0)
 			return errno == EPIPE ? 0 : -errno; /* a reader that left is not our failure */
@@ -41,7 +56,8 @@ void exec_job_run(struct exec_job *j, const char *uds, int cancel_fd)
 	double t0 = ms_now(), t1 = t0, t2 = t0, t3 = t0;
 	struct agent_conn a;
 	struct agent_status st;
-	struct agent_exec_io io = { .in_fd = STDIN_FILENO, .out = write_out,
+	struct out_ctx oc = { cancel_fd };
+	struct agent_exec_io io = { .in_fd = STDIN_FILENO, .out = write_out, .opaque = &oc,
 				    .timeout_ms = j->timeout_s * 1000 };
 	int gerr = 0, rc;
 

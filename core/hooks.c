@@ -2,6 +2,8 @@
 
 #include <errno.h>
 #include <lauxlib.h>
+#include <math.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +19,7 @@
 #define LINE_MAX_LEN 512
 #define EXEC_OUT_MAX (16u << 20) /* per stream, for vm:exec() */
 #define AGENT_TIMEOUT_MS 30000
+#define SYNC_OPTIONAL_TIMEOUT_MS 5000
 
 enum job_state { JOB_NONE, JOB_RUNNING, JOB_DONE };
 
@@ -44,6 +47,9 @@ struct hooks {
 	uint64_t cursor;    /* next line for wait_console in this hook call */
 	uint64_t partial_seen;
 	int failed;
+	int paused;          /* by vm:pause() */
+	struct hooks **box;  /* the vm object's handle on us: NULL once we are gone */
+	struct err err;      /* the first hook failure */
 	/* which hooks the script defines, read once at start: other threads
 	 * ask, and the Lua state belongs to the script thread */
 	unsigned defined;
@@ -66,29 +72,46 @@ int hooks_has(struct hooks *h, const char *hook)
 	return has_hook(h, hook);
 }
 
+/* The first failure is kept for hooks_finish(): once the machine has
+ * stopped, vm_request_stop() no longer carries a message. */
 static void fail(struct hooks *h, const char *msg)
 {
+	if (!h->failed)
+		snprintf(h->err.msg, sizeof(h->err.msg), "%s", msg);
 	h->failed = 1;
 	vm_request_stop(h->vm, VM_STOP_ERROR, msg);
 }
 
+/* The vm object holds a box, not the pointer itself: a vm kept in a
+ * global (or reached from a __gc finalizer) outlives its machine. */
 static struct hooks *self(lua_State *L)
 {
-	return lua_touserdata(L, lua_upvalueindex(1));
+	struct hooks **box = lua_touserdata(L, lua_upvalueindex(1));
+
+	if (!box || !*box)
+		luaL_error(L, "this vm object's machine is gone");
+	return *box;
 }
 
-static int is_stopping(struct hooks *h)
+static int vm_running(struct hooks *h)
 {
-	int s;
-	pthread_mutex_lock(&h->lock);
-	s = h->stopping;
-	pthread_mutex_unlock(&h->lock);
-	return s;
+	return vm_stop_reason(h->vm) == VM_RUNNING;
 }
 
+/* Seconds from a script: finite, clamped to a day. */
+static double seconds_arg(lua_State *L, int idx, double def)
+{
+	double v = luaL_optnumber(L, idx, def);
+
+	if (isnan(v) || v < 0)
+		return luaL_argerror(L, idx, "a number of seconds, 0 or more");
+	return v > 86400 ? 86400 : v;
+}
+
+/* h->cond runs on CLOCK_MONOTONIC (hooks_start). */
 static void deadline_in(struct timespec *ts, double s)
 {
-	clock_gettime(CLOCK_REALTIME, ts);
+	clock_gettime(CLOCK_MONOTONIC, ts);
 	ts->tv_sec += (time_t)s;
 	ts->tv_nsec += (long)((s - (double)(time_t)s) * 1e9);
 	if (ts->tv_nsec >= 1000000000) {
@@ -170,16 +193,24 @@ static int line_matches(lua_State *L, const char *line, int pattern_idx)
 static int l_wait_console(lua_State *L)
 {
 	struct hooks *h = self(L);
-	double timeout = luaL_optnumber(L, 3, 10);
-	struct timespec dl;
+	double timeout = seconds_arg(L, 3, 10);
+	struct timespec dl, now;
 	char line[LINE_MAX_LEN];
 
 	luaL_checkstring(L, 2);
-	deadline_in(&dl, timeout < 0 ? 0 : timeout);
+	deadline_in(&dl, timeout);
 	for (;;) {
 		int have = 0, partial = 0;
 		uint64_t seq = 0;
 
+		/* A chatty guest never lets the wait below time out. */
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (now.tv_sec > dl.tv_sec || (now.tv_sec == dl.tv_sec && now.tv_nsec >= dl.tv_nsec)) {
+			lua_pushnil(L);
+			lua_pushfstring(L, "timeout: no console line matched \"%s\" in %f s",
+					lua_tostring(L, 2), timeout);
+			return 2;
+		}
 		pthread_mutex_lock(&h->lock);
 		if (h->cursor + RING < h->next_seq)
 			h->cursor = h->next_seq - RING; /* lost lines: the oldest kept */
@@ -219,13 +250,36 @@ struct buf {
 	int truncated;
 };
 
-struct collect {
+/* What one vm:exec() allocates, in a userdata whose __gc frees it: a Lua
+ * error anywhere in between (memory limit, __tostring) leaks nothing. */
+struct exec_call {
 	struct buf out[2];
+	char **argv, **env;
 };
+#define EXEC_CALL_MT "smolvm.exec_call"
+
+static void free_list(char **v)
+{
+	for (size_t i = 0; v && v[i]; i++)
+		free(v[i]);
+	free(v);
+}
+
+static int exec_call_gc(lua_State *L)
+{
+	struct exec_call *c = lua_touserdata(L, 1);
+
+	free(c->out[0].p);
+	free(c->out[1].p);
+	free_list(c->argv);
+	free_list(c->env);
+	memset(c, 0, sizeof(*c));
+	return 0;
+}
 
 static int collect_out(void *opaque, int stream, const void *p, size_t n)
 {
-	struct buf *b = &((struct collect *)opaque)->out[stream == 1 ? 0 : 1];
+	struct buf *b = &((struct exec_call *)opaque)->out[stream == 1 ? 0 : 1];
 
 	if (b->n + n > EXEC_OUT_MAX) {
 		b->truncated = 1;
@@ -246,45 +300,56 @@ static int collect_out(void *opaque, int stream, const void *p, size_t n)
 	return 0;
 }
 
-/* Strings of a Lua list (argv) or "K=V" of a table (env), malloc'd. */
-static char **string_list(lua_State *L, int idx, int as_env)
+static int list_add(char ***v, size_t *n, char *s)
 {
-	size_t n = 0, cap = 8;
-	char **v = calloc(cap + 1, sizeof(*v));
+	char **nv = s ? realloc(*v, (*n + 2) * sizeof(**v)) : NULL;
 
-	lua_pushnil(L);
-	while (v && lua_next(L, idx)) {
-		char *s = NULL;
-		if (as_env && lua_type(L, -2) == LUA_TSTRING)
-			s = (asprintf(&s, "%s=%s", lua_tostring(L, -2), luaL_tolstring(L, -1, NULL)) < 0)
-				    ? NULL : s;
-		else if (!as_env && lua_isinteger(L, -2))
-			s = strdup(luaL_tolstring(L, -1, NULL));
-		if (lua_gettop(L) > idx + 2)
-			lua_pop(L, 1); /* luaL_tolstring's copy */
-		lua_pop(L, 1);
-		if (!s)
-			continue;
-		if (n == cap) {
-			char **nv = realloc(v, (cap * 2 + 1) * sizeof(*v));
-			if (!nv) {
-				free(s);
-				break;
-			}
-			v = nv;
-			cap *= 2;
-		}
-		v[n++] = s;
-		v[n] = NULL;
+	if (!nv) {
+		free(s);
+		return -ENOMEM;
+	}
+	*v = nv;
+	nv[(*n)++] = s;
+	nv[*n] = NULL;
+	return 0;
+}
+
+/* argv from the list t[1..#t], in order. */
+static char **argv_list(lua_State *L, int idx)
+{
+	lua_Integer len = luaL_len(L, idx);
+	char **v = calloc(1, sizeof(*v));
+	size_t n = 0;
+
+	for (lua_Integer i = 1; v && i <= len && i <= SMOLVM_AGENT_MAX_ARGS; i++) {
+		lua_geti(L, idx, i);
+		if (list_add(&v, &n, strdup(luaL_tolstring(L, -1, NULL))))
+			v = NULL;
+		lua_pop(L, 2);
 	}
 	return v;
 }
 
-static void free_list(char **v)
+/* "K=V" for every string key of the table at idx. */
+static char **env_list(lua_State *L, int idx)
 {
-	for (size_t i = 0; v && v[i]; i++)
-		free(v[i]);
-	free(v);
+	char **v = calloc(1, sizeof(*v));
+	size_t n = 0;
+
+	lua_pushnil(L);
+	while (v && lua_next(L, idx)) {
+		int top = lua_gettop(L);
+		if (lua_type(L, -2) == LUA_TSTRING) {
+			char *kv = NULL;
+			const char *val = luaL_tolstring(L, -1, NULL);
+			if (asprintf(&kv, "%s=%s", lua_tostring(L, -3), val) < 0)
+				kv = NULL;
+			if (list_add(&v, &n, kv))
+				v = NULL;
+		}
+		lua_settop(L, top - 1); /* keep the key for lua_next */
+	}
+	return v;
 }
 
 /* vm:exec(cmd [, {stdin=, env=, cwd=, timeout=}]): cmd is a shell command
@@ -293,12 +358,10 @@ static void free_list(char **v)
 static int l_exec(lua_State *L)
 {
 	struct hooks *h = self(L);
-	char *sh[] = { "/bin/sh", "-c", NULL, NULL };
-	char **argv = NULL, **env = NULL;
+	const char *sh[] = { "/bin/sh", "-c", NULL, NULL };
 	const char *cwd = NULL;
-	struct collect col = { 0 };
-	struct agent_exec_io io = { .in_fd = -1, .out = collect_out, .opaque = &col,
-				    .timeout_ms = 60000 };
+	struct exec_call *c;
+	struct agent_exec_io io = { .in_fd = -1, .out = collect_out, .timeout_ms = 60000 };
 	struct agent_conn a;
 	struct agent_status st;
 	struct err e;
@@ -306,71 +369,74 @@ static int l_exec(lua_State *L)
 
 	if (!h->o.vsock)
 		return nil_error(L, "this machine has no virtio-vsock device, which the guest agent needs");
+	lua_settop(L, 3);
+	c = lua_newuserdatauv(L, sizeof(*c), 0); /* index 4 */
+	memset(c, 0, sizeof(*c));
+	luaL_setmetatable(L, EXEC_CALL_MT);
+	io.opaque = c;
 	if (lua_type(L, 2) == LUA_TSTRING) {
-		sh[2] = (char *)lua_tostring(L, 2);
+		sh[2] = lua_tostring(L, 2);
 	} else {
 		luaL_checktype(L, 2, LUA_TTABLE);
-		argv = string_list(L, 2, 0);
-		if (!argv || !argv[0]) {
-			free_list(argv);
+		c->argv = argv_list(L, 2);
+		if (!c->argv)
+			return luaL_error(L, "out of memory");
+		if (!c->argv[0] || !c->argv[0][0])
 			return luaL_argerror(L, 2, "empty command");
-		}
 	}
-	if (lua_istable(L, 3)) {
+	if (!lua_isnoneornil(L, 3)) {
+		luaL_checktype(L, 3, LUA_TTABLE);
+		/* The values stay on the stack (5, 6) while they are used. */
 		if (lua_getfield(L, 3, "stdin") == LUA_TSTRING)
 			io.in_buf = lua_tolstring(L, -1, &io.in_len);
-		lua_pop(L, 1); /* the string stays alive: it is in the table */
-		if (lua_getfield(L, 3, "env") == LUA_TTABLE)
-			env = string_list(L, lua_gettop(L), 1);
-		lua_pop(L, 1);
 		if (lua_getfield(L, 3, "cwd") == LUA_TSTRING)
 			cwd = lua_tostring(L, -1);
-		lua_pop(L, 1);
-		if (lua_getfield(L, 3, "timeout") == LUA_TNUMBER)
-			io.timeout_ms = (int)(lua_tonumber(L, -1) * 1000);
-		lua_pop(L, 1);
+		if (lua_getfield(L, 3, "env") == LUA_TTABLE && !(c->env = env_list(L, lua_gettop(L))))
+			return luaL_error(L, "out of memory");
+		if (lua_getfield(L, 3, "timeout") != LUA_TNIL) {
+			double t = seconds_arg(L, lua_gettop(L), 60);
+			io.timeout_ms = t > 0 && t < 0.001 ? 1 : (int)(t * 1000);
+		}
 	}
 	rc = agent_connect(&a, h->o.vsock, AGENT_TIMEOUT_MS, h->cancel_fd, &e);
-	if (!rc) {
-		rc = agent_exec(&a, cwd, (const char *const *)(argv ? argv : sh),
-				(const char *const *)env, &io, &st, &gerr, &e);
-	}
+	if (!rc)
+		rc = agent_exec(&a, cwd, c->argv ? (const char *const *)c->argv : sh,
+				(const char *const *)c->env, &io, &st, &gerr, &e);
 	agent_close(&a);
-	free_list(argv);
-	free_list(env);
-	if (rc) {
-		free(col.out[0].p);
-		free(col.out[1].p);
+	if (rc)
 		return nil_error(L, e.msg);
-	}
 	lua_createtable(L, 0, 5);
-	if (st.signaled) {
-		lua_pushinteger(L, st.value);
-		lua_setfield(L, -2, "signal");
-	} else {
-		lua_pushinteger(L, st.value);
-		lua_setfield(L, -2, "status");
-	}
+	lua_pushinteger(L, st.value);
+	lua_setfield(L, -2, st.signaled ? "signal" : "status");
 	lua_pushboolean(L, st.timed_out);
 	lua_setfield(L, -2, "timed_out");
-	lua_pushlstring(L, col.out[0].p ? col.out[0].p : "", col.out[0].n);
+	lua_pushlstring(L, c->out[0].p ? c->out[0].p : "", c->out[0].n);
 	lua_setfield(L, -2, "stdout");
-	lua_pushlstring(L, col.out[1].p ? col.out[1].p : "", col.out[1].n);
+	lua_pushlstring(L, c->out[1].p ? c->out[1].p : "", c->out[1].n);
 	lua_setfield(L, -2, "stderr");
-	free(col.out[0].p);
-	free(col.out[1].p);
 	return 1;
 }
 
 struct save_args {
 	const char *path;
 	int then_stop;
+	int repause; /* a hook had paused it: it stays paused */
 };
 
 static int do_save(struct vm *vm, void *arg, struct err *e)
 {
 	struct save_args *s = arg;
-	return snapshot_save(vm, s->path, s->then_stop, e);
+	int rc;
+
+	if (s->repause)
+		vm_resume(vm);
+	rc = snapshot_save(vm, s->path, s->then_stop, e);
+	if (s->repause && !s->then_stop) {
+		struct err pe;
+		if (vm_pause(vm, &pe) && !rc)
+			rc = err_set(e, -EIO, "%s", pe.msg);
+	}
+	return rc;
 }
 
 /* vm:snapshot(path): saves the running machine. A bundle's hooks run on
@@ -381,7 +447,7 @@ static int l_snapshot(lua_State *L)
 	struct hooks *h = self(L);
 	const char *path = luaL_checkstring(L, 2);
 	size_t n = strlen(path);
-	struct save_args a = { path, 0 };
+	struct save_args a = { path, 0, h->paused };
 	struct err e;
 
 	if (path[0] == '/' || strstr(path, "..") || n < 12 ||
@@ -407,18 +473,23 @@ static int do_resume(struct vm *vm, void *arg, struct err *e)
 	return 0;
 }
 
-static int call_simple(lua_State *L, vm_call_fn fn)
+/* pause/resume: a second pause (or resume) changes nothing. */
+static int pause_or_resume(lua_State *L, int pause)
 {
+	struct hooks *h = self(L);
 	struct err e;
 
-	if (vm_call(self(L)->vm, fn, NULL, &e))
-		return nil_error(L, e.msg);
+	if (h->paused != pause) {
+		if (vm_call(h->vm, pause ? do_pause : do_resume, NULL, &e))
+			return nil_error(L, e.msg);
+		h->paused = pause;
+	}
 	lua_pushboolean(L, 1);
 	return 1;
 }
 
-static int l_pause(lua_State *L) { return call_simple(L, do_pause); }
-static int l_resume(lua_State *L) { return call_simple(L, do_resume); }
+static int l_pause(lua_State *L) { return pause_or_resume(L, 1); }
+static int l_resume(lua_State *L) { return pause_or_resume(L, 0); }
 
 static int l_stop(lua_State *L)
 {
@@ -432,7 +503,8 @@ static int l_sleep(lua_State *L)
 	struct hooks *h = self(L);
 	struct timespec dl;
 
-	deadline_in(&dl, luaL_checknumber(L, 2));
+	luaL_checknumber(L, 2);
+	deadline_in(&dl, seconds_arg(L, 2, 0));
 	pthread_mutex_lock(&h->lock);
 	while (!h->stopping && pthread_cond_timedwait(&h->cond, &h->lock, &dl) != ETIMEDOUT)
 		;
@@ -460,8 +532,14 @@ static void make_vm(struct hooks *h)
 	};
 	lua_State *L = script_lua(h->s);
 
+	if (luaL_newmetatable(L, EXEC_CALL_MT)) {
+		lua_pushcfunction(L, exec_call_gc);
+		lua_setfield(L, -2, "__gc");
+	}
+	lua_pop(L, 1);
 	lua_newtable(L);
-	lua_pushlightuserdata(L, h);
+	h->box = lua_newuserdatauv(L, sizeof(*h->box), 0);
+	*h->box = h;
 	luaL_setfuncs(L, methods, 1);
 	lua_pushstring(L, h->vm->cfg->name ? h->vm->cfg->name : "");
 	lua_setfield(L, -2, "name");
@@ -508,10 +586,12 @@ static void sync_agent(struct hooks *h)
 	struct agent_conn a;
 	struct err e;
 	double t0 = vm_now_ms();
-	int rc = agent_connect(&a, h->o.vsock, AGENT_TIMEOUT_MS, h->cancel_fd, &e);
+	/* run: a guest without an agent must not hold after_restore long */
+	int timeout = h->o.sync_required ? AGENT_TIMEOUT_MS : SYNC_OPTIONAL_TIMEOUT_MS;
+	int rc = agent_connect(&a, h->o.vsock, timeout, h->cancel_fd, &e);
 
 	if (!rc)
-		rc = agent_sync(&a, AGENT_TIMEOUT_MS, &e);
+		rc = agent_sync(&a, timeout, &e);
 	agent_close(&a);
 	if (!rc && h->o.verbose)
 		fprintf(stderr, "smolvm: guest agent: RNG reseeded and clock set in %.1f ms\r\n",
@@ -536,12 +616,12 @@ static void *job_main(void *arg)
 
 static void save_now(struct hooks *h, const char *path, int then_stop)
 {
-	struct save_args a = { path, then_stop };
+	struct save_args a = { path, then_stop, h->paused };
 	struct err e;
 
-	if (call_hook(h, "before_snapshot", NULL))
+	if (!vm_running(h) || call_hook(h, "before_snapshot", NULL))
 		return;
-	if (vm_call(h->vm, do_save, &a, &e) && !is_stopping(h))
+	if (vm_call(h->vm, do_save, &a, &e) && vm_running(h))
 		fail(h, e.msg);
 }
 
@@ -554,7 +634,7 @@ static void *thread_main(void *arg)
 	if (h->o.restored && h->o.vsock)
 		sync_agent(h);
 	if (!h->failed && !call_hook(h, h->o.restored ? "after_restore" : "on_boot", NULL) &&
-	    h->o.job) {
+	    h->o.job && vm_running(h)) {
 		pthread_mutex_lock(&h->lock);
 		h->job = JOB_RUNNING;
 		pthread_mutex_unlock(&h->lock);
@@ -615,8 +695,12 @@ int hooks_start(struct vm *vm, struct script *s, const struct hooks_opts *o,
 	h->vm = vm;
 	h->s = s;
 	h->o = *o;
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_mutex_init(&h->lock, NULL);
-	pthread_cond_init(&h->cond, NULL);
+	pthread_cond_init(&h->cond, &ca);
+	pthread_condattr_destroy(&ca);
 	h->cancel_fd = eventfd(0, EFD_CLOEXEC);
 	if (h->cancel_fd < 0) {
 		hooks_free(h);
@@ -653,33 +737,39 @@ static const char *stop_name(enum vm_stop why)
 	}
 }
 
-void hooks_finish(struct hooks *h)
+int hooks_finish(struct hooks *h, struct err *e)
 {
 	uint64_t one = 1;
 
 	if (!h)
-		return;
+		return 0;
 	pthread_mutex_lock(&h->lock);
 	h->stopping = 1;
 	pthread_cond_broadcast(&h->cond);
 	pthread_mutex_unlock(&h->lock);
 	if (write(h->cancel_fd, &one, sizeof(one)) < 0)
 		perror("smolvm: eventfd");
-	if (h->job_started)
-		pthread_join(h->job_thread, NULL);
+	/* The script thread starts the job thread: join it first. */
 	if (h->thread_started)
 		pthread_join(h->thread, NULL);
+	if (h->job_started)
+		pthread_join(h->job_thread, NULL);
 	h->job_started = h->thread_started = 0;
 	/* on_exit runs here, once, on this thread: the script thread is gone. */
 	if (!h->failed)
 		call_hook(h, "on_exit", stop_name(vm_stop_reason(h->vm)));
+	if (h->box)
+		*h->box = NULL;
 	h->vm->hooks = NULL;
+	return h->failed ? err_set(e, -EINVAL, "%s", h->err.msg) : 0;
 }
 
 void hooks_free(struct hooks *h)
 {
 	if (!h)
 		return;
+	if (h->box)
+		*h->box = NULL;
 	if (h->cancel_fd >= 0)
 		close(h->cancel_fd);
 	pthread_mutex_destroy(&h->lock);
@@ -709,7 +799,8 @@ int hooks_take_snapshot(struct hooks *h, int pack)
 	if (!has_hook(h, "before_snapshot"))
 		return 0;
 	pthread_mutex_lock(&h->lock);
-	h->snapshot_due = pack ? 2 : 1;
+	if (pack || !h->snapshot_due) /* a SIGUSR1 never turns a pack into a mere save */
+		h->snapshot_due = pack ? 2 : 1;
 	pthread_cond_broadcast(&h->cond);
 	pthread_mutex_unlock(&h->lock);
 	return 1;

@@ -26,8 +26,10 @@ struct hooks_opts {
 /* s may be NULL (no script state: only the sync and the job). */
 int hooks_start(struct vm *vm, struct script *s, const struct hooks_opts *o,
 		struct hooks **out, struct err *e) WARN_UNUSED;
-/* After vm_run(): cancels what waits on the machine, runs on_exit, joins. */
-void hooks_finish(struct hooks *h);
+/* After vm_run(): cancels what waits on the machine, joins, runs on_exit.
+ * Fails (with the message) when a hook failed, even after the machine had
+ * stopped. */
+int hooks_finish(struct hooks *h, struct err *e);
 void hooks_free(struct hooks *h);
 
 /* From the machine's threads. */

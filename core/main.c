@@ -54,7 +54,7 @@ static void usage(FILE *f)
 	"  -v, --verbose          more messages (twice: unhandled I/O too)\n"         \
 	HOOK_OPTIONS
 #define HOOK_OPTIONS                                                                 \
-	"      --hooks FILE       Lua hooks that replace the script's (no machine{})\n" \
+	"      --hooks FILE       Lua hooks replacing the script's of the same name\n" \
 	"      --var KEY=VALUE    seen by hooks as vm.vars.KEY (repeatable)\n"
 
 #define CONSOLE_HELP                                                                 \
@@ -118,7 +118,8 @@ static void usage_exec(FILE *f)
 		"default guest has), streams this process's stdin, stdout and stderr, and\n"
 		"throws the machine away. The guest's console is not shown (-v: on stderr).\n"
 		"  -i, --copy-in HOST:GUEST   copy a file or directory in before COMMAND\n"
-		"  -O, --copy-out GUEST:HOST  copy a file out after COMMAND (repeatable)\n"
+		"  -O, --copy-out GUEST:HOST  copy a file out after COMMAND\n"
+		"                         (both repeatable)\n"
 		"  -e, --env KEY=VALUE    environment of COMMAND (repeatable)\n"
 		"  -C, --cwd DIR          working directory of COMMAND (default /)\n"
 		"  -t, --timeout SECONDS  kill COMMAND after this long (exit status 124)\n"
@@ -247,6 +248,12 @@ static int run_machine(struct vm *vm, int verbose)
 
 /* ---- what every command shares: hooks, vars, sockets ---------------------- */
 
+/* The end of every machine command's long options. */
+#define SESSION_LONG_OPTIONS                                                     \
+	{ "verbose", no_argument, NULL, 'v' }, { "hooks", required_argument, NULL, 'H' }, \
+	{ "var", required_argument, NULL, 'V' }, { "help", no_argument, NULL, 'h' },     \
+	{ NULL, 0, NULL, 0 }
+
 struct strv {
 	char **v;
 	size_t n;
@@ -303,6 +310,12 @@ static void runtime_cleanup(struct runtime *rt)
 /* Every virtio-vsock device gets a socket in the private directory unless
  * the script names one (and always with `force`: clones of one bundle must
  * not fight over a name). */
+static int oom(void)
+{
+	fprintf(stderr, "smolvm: out of memory\n");
+	return -ENOMEM;
+}
+
 static int bind_vsock(struct machine_config *cfg, int force, struct runtime *rt)
 {
 	for (size_t i = 0; i < cfg->ndevices; i++) {
@@ -318,18 +331,19 @@ static int bind_vsock(struct machine_config *cfg, int force, struct runtime *rt)
 				snprintf(rt->dir, sizeof(rt->dir), "%s/smolvm-XXXXXX",
 					 base && *base ? base : "/tmp");
 				if (!mkdtemp(rt->dir)) {
-					fprintf(stderr, "smolvm: %s: %s\n", rt->dir, strerror(errno));
+					int err = errno;
+					fprintf(stderr, "smolvm: %s: %s\n", rt->dir, strerror(err));
 					rt->dir[0] = 0;
-					return -errno;
+					return -err;
 				}
 			}
 			snprintf(sock, sizeof(sock), "%s/%s.sock", rt->dir, d->name);
 			if (dev_config_set(d, "socket", sock))
-				return -ENOMEM;
+				return oom();
 		}
 		path = dev_config_path(d, "socket", cfg->script);
 		if (!rt->vsock && path && !(rt->vsock = strdup(path)))
-			return -ENOMEM;
+			return oom();
 	}
 	return 0;
 }
@@ -376,7 +390,12 @@ static int run_session(struct vm *vm, struct session *ss, int restored, int verb
 		return 1;
 	}
 	status = run_machine(vm, verbose > 1);
-	hooks_finish(h);
+	/* A hook that failed once the machine had stopped (on_exit, say) still
+	 * fails the command; one that stopped it was reported above. */
+	if (hooks_finish(h, &e) && status == 0) {
+		fprintf(stderr, "smolvm: %s\n", e.msg);
+		status = 1;
+	}
 	hooks_free(h);
 	return status;
 }
@@ -393,11 +412,7 @@ static int boot_or_pack(int argc, char **argv, int pack)
 		{ "host-quirks", required_argument, NULL, 'Q' },
 		{ "ready", required_argument, NULL, 'r' },
 		{ "output", required_argument, NULL, 'o' },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "hooks", required_argument, NULL, 'H' },
-		{ "var", required_argument, NULL, 'V' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+		SESSION_LONG_OPTIONS,
 	};
 	void (*help)(FILE *) = pack ? usage_pack : usage_boot;
 	struct session ss = { 0 };
@@ -575,11 +590,7 @@ static int cmd_run(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "pristine", no_argument, NULL, 'p' },
 		{ "output", required_argument, NULL, 'o' },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "hooks", required_argument, NULL, 'H' },
-		{ "var", required_argument, NULL, 'V' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+		SESSION_LONG_OPTIONS,
 	};
 	const char *out = NULL;
 	int pristine = 0, verbose = 0, c, status = 1;
@@ -654,11 +665,7 @@ static int cmd_exec(int argc, char **argv)
 		{ "timeout", required_argument, NULL, 't' },
 		{ "keep", no_argument, NULL, 'k' },
 		{ "output", required_argument, NULL, 'o' },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "hooks", required_argument, NULL, 'H' },
-		{ "var", required_argument, NULL, 'V' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+		SESSION_LONG_OPTIONS,
 	};
 	struct exec_job job = { 0 };
 	struct strv env = { 0 };

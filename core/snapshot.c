@@ -321,15 +321,18 @@ int snapshot_restore(struct vm *vm, const struct restore_plan *p, struct err *e)
 			       "this host needs workarounds (quirks %#x) the guest was not booted with (%#x); "
 			       "pack the bundle on a host like this one, or with --host-quirks on",
 			       vm->quirks, p->m.quirks);
-	/* Interrupt controllers and clock, then devices, then vCPUs. */
+	/* Interrupt controllers and clock, then vCPUs, then devices: an
+	 * interrupt a device raises while it restores (virtio-vsock's
+	 * transport reset) must land in a LAPIC that is already restored,
+	 * not be overwritten by KVM_SET_LAPIC. */
 	rc = apply_state(p, "vm", vm_restore_fn, vm, 0, e);
-	for (size_t i = 0; !rc && i < vm->ndevs; i++) {
-		snprintf(name, sizeof(name), "dev.%s", vm->devs[i].ctx.name);
-		rc = apply_state(p, name, dev_restore_fn, &vm->devs[i], p->m.devs[i].state_version, e);
-	}
 	for (uint32_t i = 0; !rc && i < vm->ncpus; i++) {
 		snprintf(name, sizeof(name), "cpu.%u", i);
 		rc = apply_state(p, name, vcpu_restore_fn, &vm->vcpus[i], 0, e);
+	}
+	for (size_t i = 0; !rc && i < vm->ndevs; i++) {
+		snprintf(name, sizeof(name), "dev.%s", vm->devs[i].ctx.name);
+		rc = apply_state(p, name, dev_restore_fn, &vm->devs[i], p->m.devs[i].state_version, e);
 	}
 	return rc;
 }

@@ -1,6 +1,6 @@
 /* Snapshots: freeze a running machine into a .smolmachine bundle, and
  * rebuild a machine from one. Restore order: memory (mapped from the
- * cache), interrupt controllers and clock, devices, vCPUs. */
+ * cache), interrupt controllers and clock, vCPUs, devices. */
 #ifndef SMOLVM_SNAPSHOT_H
 #define SMOLVM_SNAPSHOT_H
 

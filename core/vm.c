@@ -242,14 +242,14 @@ static void take_requested_snapshots(struct vm *vm)
 
 	if ((!pack && !req) || atomic_load(&vm->stop) != VM_RUNNING)
 		return;
-	/* A before_snapshot hook runs first, on the script's thread, which
-	 * then saves through vm_call(). */
-	if (vm->hooks && hooks_take_snapshot(vm->hooks, pack))
-		return;
 	if (!vm->opts.save_to) {
 		fprintf(stderr, "\r\nsmolvm: snapshot requested, but there is nowhere to save it\r\n");
 		return;
 	}
+	/* A before_snapshot hook runs first, on the script's thread, which
+	 * then saves through vm_call(). */
+	if (vm->hooks && hooks_take_snapshot(vm->hooks, pack))
+		return;
 	/* pack ends with the machine still stopped: a guest that resumed
 	 * for a moment could reboot and make a good pack look failed. */
 	if (snapshot_save(vm, vm->opts.save_to, pack, &e))

@@ -150,3 +150,18 @@ t_exec_without_agent() {
 	rc=$?
 	[ $rc -eq 1 ] && grep -q 'no virtio-vsock device' "$WORK/o" || { echo "exit $rc"; show "$WORK/o"; return 1; }
 }
+
+# A guest with virtio-vsock but no agent (the vsock test guest listens on
+# port 1234 only): a clear error, not a hang.
+t_exec_guest_without_agent() {
+	vsock_need || return
+	local s b=$WORK/noagent.smolmachine rc
+	s=$(vsock_script noagent "" "")
+	SMOLVM_CACHE_DIR=$WORK/cache run "$WORK/noagent-pack.log" 60 pack "$s" \
+		--ready "vsock: listening on port 1234" -o "$b" || { show "$WORK/noagent-pack.log"; return 1; }
+	sx "$b" -- true < /dev/null > "$WORK/o" 2>&1
+	rc=$?
+	[ $rc -eq 1 ] && grep -q 'no guest agent listens on vsock port 52' "$WORK/o" ||
+		{ echo "exit $rc"; show "$WORK/o"; return 1; }
+	grep -m1 'no guest agent' "$WORK/o"
+}

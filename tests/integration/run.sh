@@ -21,7 +21,7 @@ failed=()
 kvm_usable() {
 	[ -c /dev/kvm ] && [ -r /dev/kvm ] && [ -w /dev/kvm ] || return 1
 	# Opening is the real check (permissions, a broken module).
-	exec 9<>/dev/kvm 2>/dev/null || return 1
+	{ exec 9<>/dev/kvm; } 2>/dev/null || return 1
 	exec 9>&-
 }
 

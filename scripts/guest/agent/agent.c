@@ -35,6 +35,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -1095,7 +1096,13 @@ static void reset_ignored_signals(void)
 			if (sigaction(sig, NULL, &old) < 0 || old.sa_handler != SIG_IGN)
 				continue;
 		}
-		signal(sig, SIG_DFL);
+		/* glibc refuses its own signals (32, 33) to sigaction(): the
+		 * kernel does not, and commands must not inherit them ignored. */
+		if (signal(sig, SIG_DFL) == SIG_ERR) {
+			struct { void *handler; unsigned long flags; void *restorer; uint64_t mask; }
+				ksa = { 0 };
+			syscall(SYS_rt_sigaction, sig, &ksa, NULL, sizeof(ksa.mask));
+		}
 	}
 }
 
