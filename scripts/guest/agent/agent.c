@@ -99,6 +99,7 @@ static struct conn *conns[MAX_CONNS];
 static int nconns;
 static int lfd = -1, sfd = -1, urandom_fd = -1;
 static int dry_sync;
+static int background; /* --background: fork once listening */
 static const char *unix_path;
 static const char *tunables; /* "GLIBC_TUNABLES=..." from our environment */
 static mode_t our_umask;
@@ -1150,7 +1151,7 @@ static int listen_unix(const char *path)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: " AGENT_NAME " [--listen-unix PATH] [--dry-sync]\n");
+	fprintf(stderr, "usage: " AGENT_NAME " [--listen-unix PATH] [--dry-sync] [--background]\n");
 	exit(2);
 }
 
@@ -1165,6 +1166,8 @@ int main(int argc, char **argv)
 			unix_path = argv[++i];
 		else if (!strcmp(argv[i], "--dry-sync"))
 			dry_sync = 1;
+		else if (!strcmp(argv[i], "--background"))
+			background = 1;
 		else
 			usage();
 	}
@@ -1192,6 +1195,15 @@ int main(int argc, char **argv)
 	lfd = unix_path ? listen_unix(unix_path) : listen_vsock();
 	if (lfd < 0)
 		return 1;
+	/* --background: return to init only once we listen, so a machine
+	 * saved at its prompt always has an agent that answers. */
+	if (background) {
+		pid_t pid = fork();
+		if (pid < 0)
+			logx("fork: %s", strerror(errno));
+		else if (pid > 0)
+			_exit(0);
+	}
 	if (!unix_path)
 		setsid(); /* out of init's session: no console signals */
 	if (chdir("/") < 0)
