@@ -51,7 +51,7 @@ static double ms_now(void)
 	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
-void exec_job_run(struct exec_job *j, const char *uds, int cancel_fd)
+void exec_job_run(struct exec_job *j, struct agent_conn *conn, const char *uds, int cancel_fd)
 {
 	double t0 = ms_now(), t1 = t0, t2 = t0, t3 = t0;
 	struct agent_conn a;
@@ -62,7 +62,13 @@ void exec_job_run(struct exec_job *j, const char *uds, int cancel_fd)
 	int gerr = 0, rc;
 
 	j->status = 1;
-	rc = agent_connect(&a, uds, CONNECT_TIMEOUT_MS, cancel_fd, &j->e);
+	if (conn) {
+		a = *conn;
+		a.cancel_fd = cancel_fd;
+		rc = 0;
+	} else {
+		rc = agent_connect(&a, uds, CONNECT_TIMEOUT_MS, cancel_fd, &j->e);
+	}
 	t1 = ms_now();
 	for (size_t i = 0; !rc && i < j->ncopy_in; i++)
 		rc = agent_copy_in(&a, j->copy_in[i].host, j->copy_in[i].guest, &j->e);

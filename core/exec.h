@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 
+#include "agent.h"
 #include "err.h"
 
 struct exec_copy {
@@ -29,8 +30,10 @@ struct exec_job {
 	struct err e;           /* why, when the job failed */
 };
 
-/* Connects to the agent at `uds` and runs the job; fills j->status and
- * j->e. cancel_fd readable = the machine is stopping. */
-void exec_job_run(struct exec_job *j, const char *uds, int cancel_fd);
+/* Runs the job on `conn` (an agent connection already open: the restore's
+ * sync, which saves the guest a connection setup) or, with conn NULL, on a
+ * new connection to `uds`; closes it. Fills j->status and j->e.
+ * cancel_fd readable = the machine is stopping. */
+void exec_job_run(struct exec_job *j, struct agent_conn *conn, const char *uds, int cancel_fd);
 
 #endif

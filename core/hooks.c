@@ -50,6 +50,8 @@ struct hooks {
 	int paused;          /* by vm:pause() */
 	struct hooks **box;  /* the vm object's handle on us: NULL once we are gone */
 	struct err err;      /* the first hook failure */
+	struct agent_conn conn; /* the sync's connection, handed to the job */
+	int have_conn;
 	/* which hooks the script defines, read once at start: other threads
 	 * ask, and the Lua state belongs to the script thread */
 	unsigned defined;
@@ -592,7 +594,12 @@ static void sync_agent(struct hooks *h)
 
 	if (!rc)
 		rc = agent_sync(&a, timeout, &e);
-	agent_close(&a);
+	if (!rc && h->o.job) {
+		h->conn = a;
+		h->have_conn = 1;
+	} else {
+		agent_close(&a);
+	}
 	if (!rc && h->o.verbose)
 		fprintf(stderr, "smolvm: guest agent: RNG reseeded and clock set in %.1f ms\r\n",
 			vm_now_ms() - t0);
@@ -606,7 +613,8 @@ static void *job_main(void *arg)
 {
 	struct hooks *h = arg;
 
-	exec_job_run(h->o.job, h->o.vsock, h->cancel_fd);
+	exec_job_run(h->o.job, h->have_conn ? &h->conn : NULL, h->o.vsock, h->cancel_fd);
+	h->have_conn = 0; /* the job closed it */
 	pthread_mutex_lock(&h->lock);
 	h->job = JOB_DONE;
 	pthread_cond_broadcast(&h->cond);
@@ -770,6 +778,8 @@ void hooks_free(struct hooks *h)
 		return;
 	if (h->box)
 		*h->box = NULL;
+	if (h->have_conn)
+		agent_close(&h->conn);
 	if (h->cancel_fd >= 0)
 		close(h->cancel_fd);
 	pthread_mutex_destroy(&h->lock);

@@ -734,7 +734,8 @@ static int cmd_exec(int argc, char **argv)
 	job.env = env.v;
 	job.verbose = verbose;
 	status = 1;
-	struct vm_opts vo = { .verbose = verbose, .detached = 1, .save_to = job.keep_to };
+	struct vm_opts vo = { .verbose = verbose, .detached = 1, .save_to = job.keep_to,
+			      .teardown_behind = 1 };
 	if (!restore(bundle, &r, &ss, 1, &vo, &vm, verbose)) {
 		if (!ss.rt.vsock) {
 			fprintf(stderr, "smolvm exec: %s: its machine has no virtio-vsock device, which the "

@@ -1,6 +1,7 @@
 #include "vm.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -545,6 +546,25 @@ void vm_destroy(struct vm *vm)
 		if (vm->devs[i].plugin->ops.dev.destroy)
 			vm->devs[i].plugin->ops.dev.destroy(vm->devs[i].dev);
 	free(vm->devs);
+	/* The kernel tears a VM down (~16 ms on a software KVM) when its last
+	 * fd closes. A process about to exit leaves that to a child holding
+	 * copies of the fds: ours close fast below, and the child closes its
+	 * own once the pipe tells it we are gone. Only this thread runs by
+	 * now, so fork() is safe. */
+	if (vm->opts.teardown_behind && vm->be_vm) {
+		int gone[2];
+		if (pipe2(gone, O_CLOEXEC) == 0) {
+			pid_t pid = fork();
+			if (pid == 0) {
+				char c;
+				close(gone[1]);
+				while (read(gone[0], &c, 1) < 0 && errno == EINTR)
+					;
+				_exit(0); /* closes the last references */
+			}
+			close(gone[0]); /* gone[1] stays open until we exit */
+		}
+	}
 	for (uint32_t i = 0; i < vm->ncpus; i++)
 		if (vm->be->vcpu_destroy)
 			vm->be->vcpu_destroy(vm->vcpus[i].be);

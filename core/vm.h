@@ -59,6 +59,8 @@ struct vm_opts {
 			      * the saved guest does not carry it */
 	int detached;        /* exec: the console takes no input and its output
 			      * goes to stderr only when verbose */
+	int teardown_behind; /* the process exits after vm_destroy(): leave the
+			      * kernel's VM teardown to a child */
 };
 
 /* A function run on the main thread for another thread (vm_call). */

@@ -173,10 +173,16 @@ enum reset_state { RS_NONE, RS_PENDING, RS_SENT };
 /* Guest-visible state of our own; the transport saves itself. */
 struct vsock_state {
 	uint64_t guest_cid;
+	uint32_t next_port;
 };
 
+/* next_port (v2): host ports go on counting after a restore. A guest saved
+ * just after a connection closed still holds that socket, closing, and a
+ * new connection from the same host port would collide with it (the guest
+ * then never answers the REQUEST). */
 static const struct smolvm_state_field vsock_fields[] = {
 	SMOLVM_FIELD(struct vsock_state, guest_cid, SMOLVM_STATE_U64, 1),
+	SMOLVM_FIELD(struct vsock_state, next_port, SMOLVM_STATE_U32, 2),
 };
 
 struct vsock {
@@ -1435,7 +1441,7 @@ static void vsock_resume(void *dev) { set_paused(dev, 0); }
 static int vsock_save(void *dev, struct smolvm_state_writer *w)
 {
 	struct vsock *v = dev;
-	struct vsock_state s = { .guest_cid = v->guest_cid };
+	struct vsock_state s = { .guest_cid = v->guest_cid, .next_port = v->next_port };
 	int rc;
 
 	rc = smolvm_virtio_save(&v->vd, w);
@@ -1446,7 +1452,7 @@ static int vsock_save(void *dev, struct smolvm_state_writer *w)
 static int vsock_restore(void *dev, struct smolvm_state_reader *r, uint32_t version)
 {
 	struct vsock *v = dev;
-	struct vsock_state s = { .guest_cid = v->guest_cid };
+	struct vsock_state s = { .guest_cid = v->guest_cid, .next_port = v->next_port };
 	int rc;
 
 	pthread_mutex_lock(&v->vd.notify_lock);
@@ -1464,6 +1470,8 @@ static int vsock_restore(void *dev, struct smolvm_state_reader *r, uint32_t vers
 		rc = -EINVAL;
 	}
 	if (!rc) {
+		if (s.next_port >= FIRST_HOST_PORT && s.next_port < UINT32_MAX)
+			v->next_port = s.next_port;
 		if (s.guest_cid != v->guest_cid)
 			v->api->log(v->ctx, SMOLVM_LOG_INFO,
 				    "guest cid %llu, saved with %llu: the transport reset "
@@ -1486,7 +1494,7 @@ static int vsock_restore(void *dev, struct smolvm_state_reader *r, uint32_t vers
 
 static const struct smolvm_device_ops vsock_ops = {
 	.struct_size = sizeof(struct smolvm_device_ops),
-	.state_version = 1,
+	.state_version = 2,
 	.min_state_version = 1,
 	.create = vsock_create,
 	.destroy = vsock_destroy,

@@ -168,8 +168,9 @@ t_snapshot_linux_counter() {
 	# After the loop: the guest's wall clock (brought forward on restore:
 	# the run starts 6 s after the pack, so a guest living in the past
 	# would be that far behind), a file opened before the snapshot, and a
-	# background job started before it.
-	printf '%s\n' 'exec 3>/tmp/kept; echo kept-line >&3; sleep 30 & bgpid=$!' \
+	# background job started before it (a long sleep: the guest's monotonic
+	# clock moves on by the host time between the pack and each restore).
+	printf '%s\n' 'exec 3>/tmp/kept; echo kept-line >&3; sleep 3000 & bgpid=$!' \
 		'i=0; while [ $i -lt 6 ]; do echo "count $i"; i=$((i+1)); sleep 1; done; echo loop-done' \
 		'echo more >&3; cat /tmp/kept | tr "\n" " "; echo; kill -0 $bgpid && echo bg-alive' \
 		'echo "guest-time $(date +%s)"' |
