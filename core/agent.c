@@ -15,6 +15,8 @@
 #include <unistd.h>
 
 #define FRAME_MAX (SMOLVM_AGENT_HEADER + SMOLVM_AGENT_MAX_PAYLOAD)
+#define STR_(x) #x
+#define STR(x) STR_(x)
 /* Stop reading our stdin while this much is waiting to go out. */
 #define OBUF_HIGH (4 * FRAME_MAX)
 /* How long a killed command may take to report its exit. */
@@ -77,6 +79,27 @@ static int flush_some(struct agent_conn *a, struct err *e)
 	return 0;
 }
 
+/* Waits for `events` on the connection, or the cancel fd, until the
+ * deadline; returns the connection's revents, or an error (`late` says
+ * what did not come in time). */
+static int wait_conn(struct agent_conn *a, short events, long long deadline, const char *late,
+		     struct err *e)
+{
+	for (;;) {
+		struct pollfd p[2] = { { a->fd, events, 0 }, { a->cancel_fd, POLLIN, 0 } };
+		int n = poll(p, a->cancel_fd >= 0 ? 2 : 1, left_ms(deadline));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return err_set(e, -errno, "poll: %s", strerror(errno));
+		if (n == 0)
+			return err_set(e, -ETIMEDOUT, "%s", late);
+		if (p[1].revents)
+			return cancelled(e);
+		return p[0].revents;
+	}
+}
+
 /* Next frame from the guest, sending queued output meanwhile. Returns 1
  * with a frame, or an error (timeout, cancel, EOF, protocol). */
 static int next_msg(struct agent_conn *a, struct smolvm_agent_msg *m, long long deadline,
@@ -94,20 +117,13 @@ static int next_msg(struct agent_conn *a, struct smolvm_agent_msg *m, long long 
 				return 1;
 			continue;
 		}
-		struct pollfd p[2] = { { a->fd, POLLIN | (a->olen ? POLLOUT : 0), 0 },
-				       { a->cancel_fd, POLLIN, 0 } };
-		int n = poll(p, a->cancel_fd >= 0 ? 2 : 1, left_ms(deadline));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return err_set(e, -errno, "poll: %s", strerror(errno));
-		if (n == 0)
-			return err_set(e, -ETIMEDOUT, "the guest agent did not answer in time");
-		if (p[1].revents)
-			return cancelled(e);
-		if ((p[0].revents & POLLOUT) && flush_some(a, e))
+		int rev = wait_conn(a, POLLIN | (a->olen ? POLLOUT : 0), deadline,
+				    "the guest agent did not answer in time", e);
+		if (rev < 0)
+			return rev;
+		if ((rev & POLLOUT) && flush_some(a, e))
 			return -EIO;
-		if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+		if (rev & (POLLIN | POLLHUP | POLLERR)) {
 			ssize_t r = recv(a->fd, a->rbuf, sizeof(a->rbuf), MSG_DONTWAIT);
 			if (r < 0 && (errno == EAGAIN || errno == EINTR))
 				continue;
@@ -123,16 +139,10 @@ static int next_msg(struct agent_conn *a, struct smolvm_agent_msg *m, long long 
 static int drain(struct agent_conn *a, long long deadline, struct err *e)
 {
 	while (a->olen) {
-		struct pollfd p[2] = { { a->fd, POLLOUT, 0 }, { a->cancel_fd, POLLIN, 0 } };
-		int n = poll(p, a->cancel_fd >= 0 ? 2 : 1, left_ms(deadline));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return err_set(e, -errno, "poll: %s", strerror(errno));
-		if (n == 0)
-			return err_set(e, -ETIMEDOUT, "the guest agent did not take our data in time");
-		if (p[1].revents)
-			return cancelled(e);
+		int rev = wait_conn(a, POLLOUT, deadline,
+				    "the guest agent did not take our data in time", e);
+		if (rev < 0)
+			return rev;
 		if (flush_some(a, e))
 			return -EIO;
 	}
@@ -179,18 +189,11 @@ static int vsock_handshake(struct agent_conn *a, long long deadline, struct err 
 	if (queue(a, line, (size_t)len, e) || drain(a, deadline, e))
 		return -EIO;
 	while (n < sizeof(line) - 1) {
-		struct pollfd p[2] = { { a->fd, POLLIN, 0 }, { a->cancel_fd, POLLIN, 0 } };
-		int r = poll(p, a->cancel_fd >= 0 ? 2 : 1, left_ms(deadline));
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return err_set(e, -errno, "poll: %s", strerror(errno));
-		if (r == 0)
-			return err_set(e, -ETIMEDOUT,
-				       "the guest did not answer on vsock port %u in time "
-				       "(is its virtio-vsock driver up?)", SMOLVM_AGENT_PORT);
-		if (p[1].revents)
-			return cancelled(e);
+		int rev = wait_conn(a, POLLIN, deadline,
+				    "the guest did not answer on vsock port " STR(SMOLVM_AGENT_PORT) " in time "
+				    "(is its virtio-vsock driver up?)", e);
+		if (rev < 0)
+			return rev;
 		ssize_t got = recv(a->fd, line + n, 1, MSG_DONTWAIT);
 		if (got < 0 && (errno == EAGAIN || errno == EINTR))
 			continue;
