@@ -20,6 +20,7 @@
 #define EXEC_OUT_MAX (16u << 20) /* per stream, for vm:exec() */
 #define AGENT_TIMEOUT_MS 30000
 #define SYNC_OPTIONAL_TIMEOUT_MS 5000
+#define HOOK_CPU_LIMIT_S 10
 
 enum job_state { JOB_NONE, JOB_RUNNING, JOB_DONE };
 
@@ -52,6 +53,11 @@ struct hooks {
 	struct err err;      /* the first hook failure */
 	struct agent_conn conn; /* the sync's connection, handed to the job */
 	int have_conn;
+	/* the watchdog (under lock) */
+	pthread_t watchdog;
+	int watchdog_started, watch_done, script_done, hung, in_hook;
+	struct timespec hook_cpu0;
+	char hook_name[32];
 	/* which hooks the script defines, read once at start: other threads
 	 * ask, and the Lua state belongs to the script thread */
 	unsigned defined;
@@ -573,11 +579,17 @@ static int call_hook(struct hooks *h, const char *name, const char *arg)
 		return 0;
 	pthread_mutex_lock(&h->lock);
 	h->cursor = h->next_seq;
+	h->in_hook = 1;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &h->hook_cpu0);
+	snprintf(h->hook_name, sizeof(h->hook_name), "%s", name);
 	pthread_mutex_unlock(&h->lock);
 	push_vm(h);
 	if (arg)
 		lua_pushstring(script_lua(h->s), arg);
 	rc = script_call_hook(h->s, name, arg ? 2 : 1, &e);
+	pthread_mutex_lock(&h->lock);
+	h->in_hook = 0;
+	pthread_mutex_unlock(&h->lock);
 	if (rc)
 		fail(h, e.msg);
 	return rc;
@@ -631,6 +643,20 @@ static void save_now(struct hooks *h, const char *path, int then_stop)
 		return;
 	if (vm_call(h->vm, do_save, &a, &e) && vm_running(h))
 		fail(h, e.msg);
+}
+
+static const char *stop_name(enum vm_stop why)
+{
+	switch (why) {
+	case VM_STOP_RESET: return "reset";
+	case VM_STOP_POWEROFF: return "poweroff";
+	case VM_STOP_QUIT: return "quit";
+	case VM_STOP_SIGNAL: return "signal";
+	case VM_STOP_TRIPLE_FAULT: return "triple-fault";
+	case VM_STOP_PACKED: return "packed";
+	case VM_STOP_DONE: return "done";
+	default: return "error";
+	}
 }
 
 static void *thread_main(void *arg)
@@ -689,6 +715,52 @@ static void *thread_main(void *arg)
 		if (stopping && !have_line && !snap && !job_done)
 			break;
 	}
+	/* on_exit: once, here, so that all Lua runs on this thread (under the
+	 * watchdog). The machine has stopped by now. */
+	if (!h->failed)
+		call_hook(h, "on_exit", stop_name(vm_stop_reason(h->vm)));
+	pthread_mutex_lock(&h->lock);
+	h->script_done = 1;
+	pthread_cond_broadcast(&h->cond);
+	pthread_mutex_unlock(&h->lock);
+	return NULL;
+}
+
+/* The instruction budget cannot see time spent inside one C function of
+ * the Lua library (string.find with a pathological pattern on a long
+ * string). The watchdog measures the script thread's CPU time per hook
+ * call: past HOOK_CPU_LIMIT_S the machine stops with a message, and the
+ * thread, which cannot be interrupted, is abandoned to the process exit. */
+static void *watchdog_main(void *arg)
+{
+	struct hooks *h = arg;
+	clockid_t cid;
+	int have_clock = pthread_getcpuclockid(h->thread, &cid) == 0;
+
+	pthread_setname_np(pthread_self(), "watchdog");
+	pthread_mutex_lock(&h->lock);
+	while (!h->watch_done && have_clock) {
+		struct timespec dl, now;
+		deadline_in(&dl, 0.5);
+		pthread_cond_timedwait(&h->cond, &h->lock, &dl);
+		if (h->watch_done || !h->in_hook || clock_gettime(cid, &now))
+			continue;
+		double used = (double)(now.tv_sec - h->hook_cpu0.tv_sec) +
+			      (now.tv_nsec - h->hook_cpu0.tv_nsec) / 1e9;
+		if (used > HOOK_CPU_LIMIT_S) {
+			char msg[256];
+			snprintf(msg, sizeof(msg),
+				 "hook %s: still running after %d s of CPU time (a library call "
+				 "that never ends, such as a pathological string pattern?)",
+				 h->hook_name, HOOK_CPU_LIMIT_S);
+			h->hung = 1;
+			pthread_cond_broadcast(&h->cond);
+			pthread_mutex_unlock(&h->lock);
+			fail(h, msg);
+			return NULL;
+		}
+	}
+	pthread_mutex_unlock(&h->lock);
 	return NULL;
 }
 
@@ -727,27 +799,16 @@ int hooks_start(struct vm *vm, struct script *s, const struct hooks_opts *o,
 		return err_set(e, -EAGAIN, "cannot start the script thread");
 	}
 	h->thread_started = 1;
+	if (s && !pthread_create(&h->watchdog, NULL, watchdog_main, h))
+		h->watchdog_started = 1;
 	*out = h;
 	return 0;
-}
-
-static const char *stop_name(enum vm_stop why)
-{
-	switch (why) {
-	case VM_STOP_RESET: return "reset";
-	case VM_STOP_POWEROFF: return "poweroff";
-	case VM_STOP_QUIT: return "quit";
-	case VM_STOP_SIGNAL: return "signal";
-	case VM_STOP_TRIPLE_FAULT: return "triple-fault";
-	case VM_STOP_PACKED: return "packed";
-	case VM_STOP_DONE: return "done";
-	default: return "error";
-	}
 }
 
 int hooks_finish(struct hooks *h, struct err *e)
 {
 	uint64_t one = 1;
+	int hung;
 
 	if (!h)
 		return 0;
@@ -757,24 +818,45 @@ int hooks_finish(struct hooks *h, struct err *e)
 	pthread_mutex_unlock(&h->lock);
 	if (write(h->cancel_fd, &one, sizeof(one)) < 0)
 		perror("smolvm: eventfd");
-	/* The script thread starts the job thread: join it first. */
-	if (h->thread_started)
+	/* The script thread runs on_exit and ends, unless the watchdog
+	 * gives up on it first. It starts the job thread: wait for it first. */
+	pthread_mutex_lock(&h->lock);
+	while (h->thread_started && !h->script_done && !h->hung)
+		pthread_cond_wait(&h->cond, &h->lock);
+	hung = h->hung;
+	h->watch_done = 1;
+	pthread_cond_broadcast(&h->cond);
+	pthread_mutex_unlock(&h->lock);
+	if (h->watchdog_started)
+		pthread_join(h->watchdog, NULL);
+	if (h->thread_started && !hung)
 		pthread_join(h->thread, NULL);
+	else if (h->thread_started)
+		pthread_detach(h->thread);
 	if (h->job_started)
 		pthread_join(h->job_thread, NULL);
-	h->job_started = h->thread_started = 0;
-	/* on_exit runs here, once, on this thread: the script thread is gone. */
-	if (!h->failed)
-		call_hook(h, "on_exit", stop_name(vm_stop_reason(h->vm)));
-	if (h->box)
+	h->job_started = h->thread_started = h->watchdog_started = 0;
+	if (h->box && !hung)
 		*h->box = NULL;
 	h->vm->hooks = NULL;
-	return h->failed ? err_set(e, -EINVAL, "%s", h->err.msg) : 0;
+	return h->failed ? err_set(e, hung ? -ETIMEDOUT : -EINVAL, "%s", h->err.msg) : 0;
+}
+
+int hooks_hung(struct hooks *h)
+{
+	int hung;
+
+	pthread_mutex_lock(&h->lock);
+	hung = h->hung;
+	pthread_mutex_unlock(&h->lock);
+	return hung;
 }
 
 void hooks_free(struct hooks *h)
 {
-	if (!h)
+	/* An abandoned script thread may still use h and its Lua state: both
+	 * stay until the process exits. */
+	if (!h || hooks_hung(h))
 		return;
 	if (h->box)
 		*h->box = NULL;

@@ -30,6 +30,9 @@ int hooks_start(struct vm *vm, struct script *s, const struct hooks_opts *o,
  * Fails (with the message) when a hook failed, even after the machine had
  * stopped. */
 int hooks_finish(struct hooks *h, struct err *e);
+/* A hook stuck in C code was abandoned: its script state must not be
+ * closed (the thread may still use it). */
+int hooks_hung(struct hooks *h);
 void hooks_free(struct hooks *h);
 
 /* From the machine's threads. */

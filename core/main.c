@@ -396,6 +396,8 @@ static int run_session(struct vm *vm, struct session *ss, int restored, int verb
 		fprintf(stderr, "smolvm: %s\n", e.msg);
 		status = 1;
 	}
+	if (h && hooks_hung(h))
+		ss->script = NULL; /* still in use by the abandoned thread */
 	hooks_free(h);
 	return status;
 }

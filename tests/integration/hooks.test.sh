@@ -150,3 +150,11 @@ t_hooks_failing_before_snapshot_keeps_bundle() {
 	# The failed pack replaced nothing.
 	[ "$(sha256sum < "$b")" = "$sum" ] || { echo "bundle changed"; return 1; }
 }
+
+t_hooks_hostile_pattern_hang() {
+	need_kvm || return
+	# One C call (a pattern that backtracks for ages) is invisible to the
+	# instruction budget; the CPU-time watchdog stops it.
+	hostile 'string.find(string.rep("a", 100000), string.rep("a-", 30) .. "b")' \
+		'hook after_restore: still running after [0-9]+ s of CPU time'
+}
