@@ -7,7 +7,7 @@ FUZZ_CC ?= clang
 FUZZ_TIME ?= 10
 FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
 	-fno-sanitize-recover=undefined -Icore $(SDK_CFLAGS) $(LUA_CFLAGS)
-FUZZ_TARGETS := state kernel script bundle manifest virtq agent
+FUZZ_TARGETS := state kernel script bundle manifest virtq agent vsock
 FUZZ_BINS := $(FUZZ_TARGETS:%=$(BUILD)/tests/fuzz/fuzz_%)
 
 # Each target links the core sources it exercises.
@@ -19,6 +19,9 @@ FUZZ_SRCS_bundle := core/bundle.c core/manifest.c core/snapmem.c core/err.c
 FUZZ_SRCS_manifest := core/manifest.c core/err.c
 FUZZ_SRCS_virtq := sdk/src/virtio_mmio.c
 FUZZ_SRCS_agent := sdk/src/agent_proto.c
+# fuzz_vsock.c #includes the plugin (to run its thread's work itself).
+FUZZ_SRCS_vsock := sdk/src/virtio_mmio.c
+$(BUILD)/tests/fuzz/fuzz_vsock: plugins/virtio-vsock/vsock.c
 
 $(BUILD)/tests/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $$(FUZZ_SRCS_$$*)
 	$(call say,FUZZCC,$@)
