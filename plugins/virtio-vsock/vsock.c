@@ -1163,37 +1163,46 @@ static void work(struct vsock *v, nfds_t n)
 		smolvm_virtq_notify(&v->vd, RXQ);
 }
 
+/* One round of the device thread: wait (at most `max_wait` ms, -1: as the
+ * pollset says) for the sockets and the wake fd, then do what is due.
+ * Returns 0, or 1 once the device is stopping. The fuzz target calls it
+ * with max_wait 0 instead of running the thread. */
+static int run_round(struct vsock *v, int max_wait)
+{
+	int timeout;
+	nfds_t n;
+
+	pthread_mutex_lock(&v->vd.notify_lock);
+	if (v->stop) {
+		pthread_mutex_unlock(&v->vd.notify_lock);
+		return 1;
+	}
+	n = build_pollset(v, &timeout);
+	pthread_mutex_unlock(&v->vd.notify_lock);
+	if (max_wait >= 0 && (timeout < 0 || timeout > max_wait))
+		timeout = max_wait;
+	if (poll(v->pfd, n, timeout) < 0) {
+		for (nfds_t i = 0; i < n; i++)
+			v->pfd[i].revents = 0;
+	}
+	if (v->pfd[0].revents & POLLIN) {
+		uint64_t cnt;
+		ssize_t r = read(v->wake_fd, &cnt, sizeof(cnt));
+		(void)r;
+	}
+	pthread_mutex_lock(&v->vd.notify_lock);
+	if (!v->paused && !v->stop)
+		work(v, n);
+	pthread_mutex_unlock(&v->vd.notify_lock);
+	return 0;
+}
+
 static void *vsock_thread(void *opaque)
 {
 	struct vsock *v = opaque;
 
-	for (;;) {
-		int timeout, rc;
-		nfds_t n;
-
-		pthread_mutex_lock(&v->vd.notify_lock);
-		if (v->stop) {
-			pthread_mutex_unlock(&v->vd.notify_lock);
-			break;
-		}
-		n = build_pollset(v, &timeout);
-		pthread_mutex_unlock(&v->vd.notify_lock);
-
-		rc = poll(v->pfd, n, timeout);
-		if (rc < 0) {
-			for (nfds_t i = 0; i < n; i++)
-				v->pfd[i].revents = 0;
-		}
-		if (v->pfd[0].revents & POLLIN) {
-			uint64_t cnt;
-			ssize_t r = read(v->wake_fd, &cnt, sizeof(cnt));
-			(void)r;
-		}
-		pthread_mutex_lock(&v->vd.notify_lock);
-		if (!v->paused && !v->stop)
-			work(v, n);
-		pthread_mutex_unlock(&v->vd.notify_lock);
-	}
+	while (!run_round(v, -1))
+		;
 	return NULL;
 }
 

@@ -22,6 +22,7 @@ FUZZ_SRCS_agent := sdk/src/agent_proto.c
 # fuzz_vsock.c #includes the plugin (to run its thread's work itself).
 FUZZ_SRCS_vsock := sdk/src/virtio_mmio.c
 $(BUILD)/tests/fuzz/fuzz_vsock: plugins/virtio-vsock/vsock.c
+$(BUILD)/tests/fuzz/fuzz_virtq $(BUILD)/tests/fuzz/fuzz_vsock: tests/fuzz/fake_host.h
 
 $(BUILD)/tests/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $$(FUZZ_SRCS_$$*)
 	$(call say,FUZZCC,$@)

@@ -15,40 +15,10 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define GUEST_SIZE 65536
-static uint8_t guest[GUEST_SIZE];
-static const struct smolvm_io_ops *mmio;
-static void *mmio_opaque;
+#include "fake_host.h"
 
 static void f_log(smolvm_ctx *c, enum smolvm_log_level l, const char *f, ...) { (void)c, (void)l, (void)f; }
 static void f_err(smolvm_ctx *c, const char *f, ...) { (void)c, (void)f; }
-static void *f_ptr(smolvm_ctx *c, uint64_t gpa, uint64_t len)
-{
-	(void)c;
-	return gpa > GUEST_SIZE || len > GUEST_SIZE - gpa ? NULL : guest + gpa;
-}
-static int f_irq(smolvm_ctx *c, uint32_t g, int l) { (void)c, (void)g, (void)l; return 0; }
-static int f_io(smolvm_ctx *c, enum smolvm_space s, uint64_t b, uint64_t l,
-		const struct smolvm_io_ops *ops, void *opaque)
-{
-	(void)c, (void)s, (void)b, (void)l;
-	mmio = ops;
-	mmio_opaque = opaque;
-	return 0;
-}
-static int f_res(smolvm_ctx *c, uint64_t sz, uint64_t *base, uint32_t *gsi)
-{
-	(void)c, (void)sz;
-	*base = 0xd0000000;
-	*gsi = 5;
-	return 0;
-}
-static int f_cmd(smolvm_ctx *c, const char *t) { (void)c, (void)t; return 0; }
-static int f_evfd(smolvm_ctx *c, uint64_t g, uint32_t l, uint64_t d, int fd, int a)
-{
-	(void)c, (void)g, (void)l, (void)d, (void)fd, (void)a;
-	return -ENOTSUP;
-}
-static int f_irqfd(smolvm_ctx *c, uint32_t g, int fd, int a) { (void)c, (void)g, (void)fd, (void)a; return -ENOTSUP; }
 
 static const struct smolvm_host_api api = {
 	.struct_size = sizeof(api), .log = f_log, .set_error = f_err, .guest_ptr = f_ptr,

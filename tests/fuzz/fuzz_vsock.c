@@ -66,9 +66,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define AVAIL_GPA(q) (DESC_GPA(q) + 0x1000)
 #define USED_GPA(q) (DESC_GPA(q) + 0x1400)
 #define DATA_GPA 0x6000
-static uint8_t guest[GUEST_SIZE];
-static const struct smolvm_io_ops *mmio;
-static void *mmio_opaque;
+#include "fake_host.h"
 static char log_buf[512];
 
 static void f_log(smolvm_ctx *c, enum smolvm_log_level l, const char *f, ...)
@@ -92,34 +90,6 @@ static void f_err(smolvm_ctx *c, const char *f, ...)
 	vsnprintf(log_buf, sizeof(log_buf), f, ap);
 	va_end(ap);
 }
-static void *f_ptr(smolvm_ctx *c, uint64_t gpa, uint64_t len)
-{
-	(void)c;
-	return gpa > GUEST_SIZE || len > GUEST_SIZE - gpa ? NULL : guest + gpa;
-}
-static int f_irq(smolvm_ctx *c, uint32_t g, int l) { (void)c, (void)g, (void)l; return 0; }
-static int f_io(smolvm_ctx *c, enum smolvm_space s, uint64_t b, uint64_t l,
-		const struct smolvm_io_ops *ops, void *opaque)
-{
-	(void)c, (void)s, (void)b, (void)l;
-	mmio = ops;
-	mmio_opaque = opaque;
-	return 0;
-}
-static int f_res(smolvm_ctx *c, uint64_t sz, uint64_t *base, uint32_t *gsi)
-{
-	(void)c, (void)sz;
-	*base = 0xd0000000;
-	*gsi = 5;
-	return 0;
-}
-static int f_cmd(smolvm_ctx *c, const char *t) { (void)c, (void)t; return 0; }
-static int f_evfd(smolvm_ctx *c, uint64_t g, uint32_t l, uint64_t d, int fd, int a)
-{
-	(void)c, (void)g, (void)l, (void)d, (void)fd, (void)a;
-	return -ENOTSUP;
-}
-static int f_irqfd(smolvm_ctx *c, uint32_t g, int fd, int a) { (void)c, (void)g, (void)fd, (void)a; return -ENOTSUP; }
 static int f_unwatch(smolvm_ctx *c, int fd) { (void)c, (void)fd; return 0; }
 
 static const struct smolvm_host_api api = {
@@ -359,25 +329,7 @@ static void reap_rx(void)
 
 static void run_once(void)
 {
-	int timeout;
-	nfds_t n;
-
-	pthread_mutex_lock(&v->vd.notify_lock);
-	n = build_pollset(v, &timeout);
-	pthread_mutex_unlock(&v->vd.notify_lock);
-	if (poll(v->pfd, n, 0) < 0) {
-		for (nfds_t i = 0; i < n; i++)
-			v->pfd[i].revents = 0;
-	}
-	if (v->pfd[0].revents & POLLIN) {
-		uint64_t cnt;
-		ssize_t r = read(v->wake_fd, &cnt, sizeof(cnt));
-		(void)r;
-	}
-	pthread_mutex_lock(&v->vd.notify_lock);
-	if (!v->paused && !v->stop)
-		work(v, n);
-	pthread_mutex_unlock(&v->vd.notify_lock);
+	run_round(v, 0);
 	accept_guest_conns();
 	reap_rx();
 #ifdef FUZZ_VSOCK_TRACE
