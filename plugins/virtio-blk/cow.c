@@ -120,7 +120,7 @@ static ssize_t pread_full(int fd, void *buf, size_t len, uint64_t off)
 	return (ssize_t)done;
 }
 
-static int pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
+int cow_pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
 {
 	size_t done = 0;
 
@@ -225,7 +225,7 @@ static int create_overlay(struct cow *c, const struct stat *bst, uint64_t hash,
 		errf(err, errlen, "overlay %s: cannot size it: %s", c->name, strerror(-rc));
 		return rc;
 	}
-	rc = pwrite_full(c->fd, h, sizeof(h), 0);
+	rc = cow_pwrite_full(c->fd, h, sizeof(h), 0);
 	if (!rc)
 		rc = sync_fd(c->fd);
 	if (rc) {
@@ -654,9 +654,9 @@ int cow_write(struct cow *c, const void *buf, size_t len, uint64_t off)
 		if (n > len)
 			n = len;
 		if (cow_allocated(c, i)) {
-			rc = pwrite_full(c->fd, p, n, at + within);
+			rc = cow_pwrite_full(c->fd, p, n, at + within);
 		} else if (within == 0 && n == clen) {
-			rc = pwrite_full(c->fd, p, n, at);
+			rc = cow_pwrite_full(c->fd, p, n, at);
 		} else {
 			/* Copy-up: the cluster's other bytes come from the base. */
 			ssize_t got = pread_full(c->base_fd, c->scratch, clen, i * c->cluster_size);
@@ -665,7 +665,7 @@ int cow_write(struct cow *c, const void *buf, size_t len, uint64_t off)
 			if (got < 0)
 				return (int)got;
 			memcpy(c->scratch + within, p, n);
-			rc = pwrite_full(c->fd, c->scratch, clen, at);
+			rc = cow_pwrite_full(c->fd, c->scratch, clen, at);
 		}
 		if (rc)
 			return rc;
@@ -691,7 +691,7 @@ int cow_flush(struct cow *c)
 		rc = sync_fd(c->fd);
 		if (rc)
 			return rc;
-		rc = pwrite_full(c->fd, c->map + c->dirty_lo, c->dirty_hi - c->dirty_lo,
+		rc = cow_pwrite_full(c->fd, c->map + c->dirty_lo, c->dirty_hi - c->dirty_lo,
 				 COW_HEADER_SIZE + c->dirty_lo);
 		if (rc)
 			return rc;
@@ -735,7 +735,7 @@ int cow_import_cluster(struct cow *c, uint64_t i, const void *data, uint32_t len
 		return -EROFS;
 	if (i >= c->clusters || len != cow_cluster_len(c, i))
 		return -EINVAL;
-	rc = pwrite_full(c->fd, data, len, c->data_offset + i * c->cluster_size);
+	rc = cow_pwrite_full(c->fd, data, len, c->data_offset + i * c->cluster_size);
 	if (!rc && !cow_allocated(c, i))
 		mark_allocated(c, i);
 	return rc;

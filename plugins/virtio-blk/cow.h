@@ -71,6 +71,8 @@ int cow_open_private(const char *base, uint32_t cluster_size, struct cow **out,
  * COW_HASH_BYTES), as overlays keep it for their base: 0 or -errno. */
 __attribute__((warn_unused_result))
 int cow_image_hash(int fd, uint64_t size, uint64_t *out);
+/* pwrite() until all of buf is written: 0 or -errno (-EIO on a zero write). */
+int cow_pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
 uint64_t cow_base_hash(const struct cow *c);
 /* The in-memory allocation map (current, flushed or not). */
 const uint8_t *cow_map(const struct cow *c, uint64_t *len);

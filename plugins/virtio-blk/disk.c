@@ -101,26 +101,13 @@ int blk_disk_read(struct blk_disk *d, void *buf, size_t len, uint64_t off)
 
 int blk_disk_write(struct blk_disk *d, const void *buf, size_t len, uint64_t off)
 {
-	size_t done = 0;
-
 	if (d->readonly)
 		return -EROFS;
 	if (d->cow)
 		return cow_write(d->cow, buf, len, off);
 	if (off > d->size || len > d->size - off)
 		return -EINVAL;
-	while (done < len) {
-		ssize_t n = pwrite(d->fd, (const char *)buf + done, len - done,
-				   (off_t)(off + done));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return -EIO;
-		done += (size_t)n;
-	}
-	return 0;
+	return cow_pwrite_full(d->fd, buf, len, off);
 }
 
 int blk_disk_flush(struct blk_disk *d)

@@ -1,23 +1,5 @@
 # virtio-console (/dev/hvc0). Sourced by run.sh.
 
-# console_script NAME KERNEL CMDLINE DEVICES [INITRD]: a machine script in
-# $WORK with absolute paths; DEVICES is the Lua list's contents.
-console_script() {
-	local initrd=""
-	[ -n "${5:-}" ] && initrd="initrd = \"$(realpath "$5")\","
-	cat > "$WORK/$1.lua" <<LUA
-machine {
-  name = "$1",
-  memory = "256M",
-  kernel = "$(realpath "$2")",
-  $initrd
-  cmdline = "$3",
-  devices = { $4 },
-}
-LUA
-	echo "$WORK/$1.lua"
-}
-
 console_linux_ready() {
 	[ -f "$GUEST/vmlinux" ] && [ -f "$GUEST/initramfs.cpio" ] && return 0
 	echo "missing $GUEST/vmlinux or initramfs.cpio: run 'make guest'"
@@ -30,7 +12,7 @@ t_console_input_options() {
 	need_kvm || return
 	local log=$WORK/con-opt.log s rc
 	# uart first: it owns input, virtio-console is output only and says so.
-	s=$(console_script con-auto "$GUEST/ticker.elf" "" \
+	s=$(machine_script con-auto "$GUEST/ticker.elf" "" \
 		'{ type = "uart" }, { type = "virtio-console" }')
 	run "$log" 30 boot "$s" --append ticks=2
 	rc=$?
@@ -39,7 +21,7 @@ t_console_input_options() {
 		echo "auto: exit $rc"; show "$log"; return 1
 	fi
 	# input = false: the same, silently.
-	s=$(console_script con-off "$GUEST/ticker.elf" "" \
+	s=$(machine_script con-off "$GUEST/ticker.elf" "" \
 		'{ type = "uart" }, { type = "virtio-console", input = false }')
 	run "$log" 30 boot "$s" --append ticks=2
 	rc=$?
@@ -47,14 +29,14 @@ t_console_input_options() {
 		echo "input=false: exit $rc"; show "$log"; return 1
 	fi
 	# input = true when the uart has it: refused, with the reason.
-	s=$(console_script con-on "$GUEST/ticker.elf" "" \
+	s=$(machine_script con-on "$GUEST/ticker.elf" "" \
 		'{ type = "uart" }, { type = "virtio-console", input = true }')
 	run "$log" 30 boot "$s"
 	rc=$?
 	if [ $rc -ne 1 ] || ! grep -q 'virtio-console0: the console is already attached' "$log"; then
 		echo "input=true: exit $rc"; show "$log"; return 1
 	fi
-	s=$(console_script con-bad "$GUEST/ticker.elf" "" \
+	s=$(machine_script con-bad "$GUEST/ticker.elf" "" \
 		'{ type = "uart" }, { type = "virtio-console", input = "maybe" }')
 	run "$log" 30 boot "$s"
 	rc=$?
@@ -69,7 +51,7 @@ t_console_hvc_output() {
 	need_kvm || return
 	console_linux_ready || return 1
 	local log=$WORK/con-out.log s
-	s=$(console_script con-out "$GUEST/vmlinux" \
+	s=$(machine_script con-out "$GUEST/vmlinux" \
 		"console=ttyS0 reboot=k panic=-1 random.trust_bootloader=on" \
 		'{ type = "uart" }, { type = "virtio-console" }' "$GUEST/initramfs.cpio")
 	# The computed text is not in the echoed command line.
@@ -87,7 +69,7 @@ t_console_hvc_shell() {
 	need_kvm || return
 	console_linux_ready || return 1
 	local log=$WORK/con-shell.log s
-	s=$(console_script con-shell "$GUEST/vmlinux" \
+	s=$(machine_script con-shell "$GUEST/vmlinux" \
 		"console=hvc0 reboot=k panic=-1 random.trust_bootloader=on" \
 		'{ type = "virtio-console" }' "$GUEST/initramfs.cpio")
 	printf 'echo $((6*7))\nstty size\nread -r c < /proc/consoles; echo "con: $c"\n' |
@@ -105,7 +87,7 @@ t_console_hvc_snapshot() {
 	need_kvm || return
 	console_linux_ready || return 1
 	local b=$WORK/con.smolmachine log=$WORK/con-run.log s
-	s=$(console_script con-snap "$GUEST/vmlinux" \
+	s=$(machine_script con-snap "$GUEST/vmlinux" \
 		"console=hvc0 reboot=k panic=-1 random.trust_bootloader=on" \
 		'{ type = "virtio-console" }' "$GUEST/initramfs.cpio")
 	# pack keeps the guest's input open at end of input: no ^D.

@@ -8,19 +8,7 @@
 # net_script NAME KERNEL CMDLINE NETOPTS [INITRD]: a machine script in $WORK
 # with absolute paths, a uart and one virtio-net with options NETOPTS.
 net_script() {
-	local initrd=""
-	[ -n "${5:-}" ] && initrd="initrd = \"$(realpath "$5")\","
-	cat > "$WORK/$1.lua" <<LUA
-machine {
-  name = "$1",
-  memory = "256M",
-  kernel = "$(realpath "$2")",
-  $initrd
-  cmdline = "$3",
-  devices = { { type = "uart" }, { type = "virtio-net", $4 } },
-}
-LUA
-	echo "$WORK/$1.lua"
+	machine_script "$1" "$2" "$3" "{ type = \"uart\" }, { type = \"virtio-net\", $4 }" "${5:-}"
 }
 
 net_linux_script() { # NAME NETOPTS

@@ -45,6 +45,24 @@ LUA
 	echo "$WORK/$1.lua"
 }
 
+# machine_script NAME KERNEL CMDLINE DEVICES [INITRD]: a machine script in
+# $WORK with absolute paths; DEVICES is the Lua list's contents.
+machine_script() {
+	local initrd=""
+	[ -n "${5:-}" ] && initrd="initrd = \"$(realpath "$5")\","
+	cat > "$WORK/$1.lua" <<LUA
+machine {
+  name = "$1",
+  memory = "256M",
+  kernel = "$(realpath "$2")",
+  $initrd
+  cmdline = "$3",
+  devices = { $4 },
+}
+LUA
+	echo "$WORK/$1.lua"
+}
+
 # run LOG TIMEOUT ARGS...: runs smolvm, stdout+stderr to LOG, returns its status.
 run() {
 	local log=$1 t=$2
