@@ -47,6 +47,7 @@ struct hooks {
 	uint64_t delivered; /* next line for on_console */
 	uint64_t cursor;    /* next line for wait_console in this hook call */
 	uint64_t partial_seen;
+	int waiting;        /* in vm:wait_console: the partial line matters */
 	int failed;
 	int paused;          /* by vm:pause() */
 	struct hooks **box;  /* the vm object's handle on us: NULL once we are gone */
@@ -180,6 +181,9 @@ static int l_console_write(lua_State *L)
 
 /* string.find(line, pattern) in the script's state (pattern errors are
  * the script's errors). */
+/* string.find(line, pattern) in the script's state: 1 on a match, 0 if
+ * none, -1 with the error on the stack (a bad pattern is the script's
+ * error, raised by the caller once it has cleaned up). */
 static int line_matches(lua_State *L, const char *line, int pattern_idx)
 {
 	int found;
@@ -189,36 +193,35 @@ static int line_matches(lua_State *L, const char *line, int pattern_idx)
 	lua_remove(L, -2);
 	lua_pushstring(L, line);
 	lua_pushvalue(L, pattern_idx);
-	lua_call(L, 2, 1);
+	if (lua_pcall(L, 2, 1, 0) != LUA_OK)
+		return -1;
 	found = !lua_isnil(L, -1);
 	lua_pop(L, 1);
 	return found;
 }
 
-/* vm:wait_console(pattern [, timeout_s = 10]): the first console line
- * (or the line being written, such as a prompt) printed since this hook
- * call began, or since the last match, that matches the Lua pattern. */
-static int l_wait_console(lua_State *L)
+static int wait_timeout(lua_State *L, double timeout)
 {
-	struct hooks *h = self(L);
-	double timeout = seconds_arg(L, 3, 10);
+	lua_pushnil(L);
+	lua_pushfstring(L, "timeout: no console line matched \"%s\" in %f s", lua_tostring(L, 2),
+			timeout);
+	return 2;
+}
+
+static int wait_lines(lua_State *L, struct hooks *h, double timeout)
+{
 	struct timespec dl, now;
 	char line[LINE_MAX_LEN];
 
-	luaL_checkstring(L, 2);
 	deadline_in(&dl, timeout);
 	for (;;) {
-		int have = 0, partial = 0;
+		int have = 0, partial = 0, timed_out = 0;
 		uint64_t seq = 0;
 
 		/* A chatty guest never lets the wait below time out. */
 		clock_gettime(CLOCK_MONOTONIC, &now);
-		if (now.tv_sec > dl.tv_sec || (now.tv_sec == dl.tv_sec && now.tv_nsec >= dl.tv_nsec)) {
-			lua_pushnil(L);
-			lua_pushfstring(L, "timeout: no console line matched \"%s\" in %f s",
-					lua_tostring(L, 2), timeout);
-			return 2;
-		}
+		if (now.tv_sec > dl.tv_sec || (now.tv_sec == dl.tv_sec && now.tv_nsec >= dl.tv_nsec))
+			return wait_timeout(L, timeout);
 		pthread_mutex_lock(&h->lock);
 		if (h->cursor + RING < h->next_seq)
 			h->cursor = h->next_seq - RING; /* lost lines: the oldest kept */
@@ -234,15 +237,16 @@ static int l_wait_console(lua_State *L)
 		} else if (h->stopping) {
 			pthread_mutex_unlock(&h->lock);
 			return nil_error(L, "the machine stopped");
-		} else if (pthread_cond_timedwait(&h->cond, &h->lock, &dl) == ETIMEDOUT) {
-			pthread_mutex_unlock(&h->lock);
-			lua_pushnil(L);
-			lua_pushfstring(L, "timeout: no console line matched \"%s\" in %f s",
-					lua_tostring(L, 2), timeout);
-			return 2;
+		} else {
+			timed_out = pthread_cond_timedwait(&h->cond, &h->lock, &dl) == ETIMEDOUT;
 		}
 		pthread_mutex_unlock(&h->lock);
-		if (have && line_matches(L, line, 2)) {
+		if (timed_out)
+			return wait_timeout(L, timeout);
+		int m = have ? line_matches(L, line, 2) : 0;
+		if (m < 0)
+			return -1;
+		if (m) {
 			/* A matched prompt is not matched again once its line ends. */
 			if (partial && h->cursor <= seq)
 				h->cursor = seq + 1;
@@ -250,6 +254,30 @@ static int l_wait_console(lua_State *L)
 			return 1;
 		}
 	}
+}
+
+static void set_waiting(struct hooks *h, int on)
+{
+	pthread_mutex_lock(&h->lock);
+	h->waiting = on;
+	h->partial[0] = 0; /* only a line being written from now on counts */
+	pthread_mutex_unlock(&h->lock);
+}
+
+/* vm:wait_console(pattern [, timeout_s = 10]): the first console line
+ * (or the line being written, such as a prompt) printed since this hook
+ * call began, or since the last match, that matches the Lua pattern. */
+static int l_wait_console(lua_State *L)
+{
+	struct hooks *h = self(L);
+	double timeout = seconds_arg(L, 3, 10);
+	int n;
+
+	luaL_checkstring(L, 2);
+	set_waiting(h, 1);
+	n = wait_lines(L, h, timeout);
+	set_waiting(h, 0);
+	return n < 0 ? lua_error(L) : n;
 }
 
 struct buf {
@@ -871,6 +899,8 @@ void hooks_free(struct hooks *h)
 
 /* ---- from the machine's threads ------------------------------------------ */
 
+/* On the vCPU's path for every console write: the line being written is
+ * copied, and the script thread woken, only while a hook waits for it. */
 void hooks_console_line(struct hooks *h, const char *line, int complete)
 {
 	pthread_mutex_lock(&h->lock);
@@ -878,11 +908,13 @@ void hooks_console_line(struct hooks *h, const char *line, int complete)
 		snprintf(h->ring[h->next_seq % RING], LINE_MAX_LEN, "%s", line);
 		h->next_seq++;
 		h->partial[0] = 0;
-	} else {
+		if (h->waiting || has_hook(h, "on_console"))
+			pthread_cond_broadcast(&h->cond);
+	} else if (h->waiting) {
 		snprintf(h->partial, sizeof(h->partial), "%s", line);
 		h->partial_gen++;
+		pthread_cond_broadcast(&h->cond);
 	}
-	pthread_cond_broadcast(&h->cond);
 	pthread_mutex_unlock(&h->lock);
 }
 

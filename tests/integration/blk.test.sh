@@ -254,7 +254,7 @@ LUA
 	run "$log" 60 boot "$s" || { echo "later boot failed"; show "$log"; return 1; }
 	for round in changed deleted; do
 		[ $round = deleted ] && rm -f "$WORK/blkov.cow"
-		ov_sum=$(sha256sum < "$WORK/blkov.cow" 2>/dev/null)
+		ov_sum=$(sha256sum 2>/dev/null < "$WORK/blkov.cow")
 		timeout -k 5 60 "$SMOLVM" run -p "$b" < /dev/null > "$log.1" 2>&1 &
 		i=$!
 		timeout -k 5 60 "$SMOLVM" run -p "$b" < /dev/null > "$log.2" 2>&1
