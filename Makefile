@@ -1,6 +1,10 @@
 # smolvm: one non-recursive Makefile. `make` builds the VMM and its plugins,
 # `make guest` the guests, `make test` everything the tests need and runs them.
 
+# The one place the version is defined: the binary, bundle manifests and
+# the SDK's .pc file take it from here.
+SMOLVM_VERSION := 0.1.0
+
 BUILD ?= build
 PREFIX ?= /usr/local
 LIBDIR ?= $(PREFIX)/lib
@@ -37,10 +41,10 @@ CHECK_LIBS := $(shell $(PKG_CONFIG) --libs check)
 
 # ---- the VMM ---------------------------------------------------------------
 
-CORE_SRCS := $(wildcard core/*.c)
+CORE_SRCS := $(shell find core -name '*.c' | sort)
 CORE_LIB_SRCS := $(filter-out core/main.c,$(CORE_SRCS))
-CORE_CFLAGS := $(BASE_CFLAGS) $(SDK_CFLAGS) $(LUA_CFLAGS) \
-	-DSMOLVM_LIBDIR='"$(LIBDIR)"' -pthread
+CORE_CFLAGS := $(BASE_CFLAGS) $(SDK_CFLAGS) -Icore $(LUA_CFLAGS) \
+	-DSMOLVM_LIBDIR='"$(LIBDIR)"' -DSMOLVM_VERSION='"$(SMOLVM_VERSION)"' -pthread
 CORE_LIBS := $(LUA_LIBS) $(INIH_LIBS) $(SNAP_LIBS) -ldl -pthread
 
 SMOLVM := $(BUILD)/smolvm
@@ -166,7 +170,6 @@ PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 PLUGINDIR := $(LIBDIR)/smolvm
 INSTALL ?= install
 
-SMOLVM_VERSION := $(shell sed -n 's/^\#define SMOLVM_VERSION "\(.*\)"/\1/p' core/main.c)
 SDK_ABI_MAJOR := $(shell sed -n 's/^\#define SMOLVM_ABI_MAJOR \([0-9]*\)/\1/p' sdk/include/smolvm/plugin.h)
 SDK_ABI_MINOR := $(shell sed -n 's/^\#define SMOLVM_ABI_MINOR \([0-9]*\)/\1/p' sdk/include/smolvm/plugin.h)
 SDK_HEADERS := $(wildcard sdk/include/smolvm/*.h)
@@ -183,7 +186,7 @@ LIBDIR_STAMP := $(BUILD)/core/libdir.stamp
 $(LIBDIR_STAMP): FORCE
 	@mkdir -p $(dir $@)
 	$(Q)echo '$(LIBDIR)' | cmp -s - $@ || echo '$(LIBDIR)' > $@
-$(BUILD)/core/config.o: $(LIBDIR_STAMP)
+$(BUILD)/core/session/host_config.o: $(LIBDIR_STAMP)
 
 # Rewritten only when its contents change.
 $(SDK_PC): sdk/smolvm-plugin.pc.in FORCE

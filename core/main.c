@@ -8,19 +8,16 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "config.h"
-#include "exec.h"
-#include "hooks.h"
-#include "machine.h"
-#include "plugin.h"
-#include "script.h"
-#include "snapmem.h"
-#include "snapshot.h"
-#include "vm.h"
+#include "session/host_config.h"
+#include "session/exec.h"
+#include "session/hooks.h"
+#include "machine/config.h"
+#include "machine/loader.h"
+#include "script/script.h"
+#include "snapshot/snapmem.h"
+#include "snapshot/snapshot.h"
+#include "machine/vm.h"
 
-#ifndef SMOLVM_VERSION
-#define SMOLVM_VERSION "0.1.0"
-#endif
 
 static void usage(FILE *f)
 {

@@ -12,11 +12,11 @@ FUZZ_BINS := $(FUZZ_TARGETS:%=$(BUILD)/tests/fuzz/fuzz_%)
 
 # Each target links the core sources it exercises.
 .SECONDEXPANSION:
-FUZZ_SRCS_state := core/state.c core/err.c
-FUZZ_SRCS_kernel := core/x86_boot.c core/x86_mptable.c core/err.c
-FUZZ_SRCS_script := core/script.c core/machine.c core/err.c
-FUZZ_SRCS_bundle := core/bundle.c core/manifest.c core/snapmem.c core/err.c
-FUZZ_SRCS_manifest := core/manifest.c core/err.c
+FUZZ_SRCS_state := core/machine/state.c core/lib/err.c
+FUZZ_SRCS_kernel := core/arch/x86/boot.c core/arch/x86/mptable.c core/lib/err.c
+FUZZ_SRCS_script := core/script/script.c core/machine/config.c core/lib/err.c
+FUZZ_SRCS_bundle := core/snapshot/bundle.c core/snapshot/manifest.c core/snapshot/snapmem.c core/lib/err.c
+FUZZ_SRCS_manifest := core/snapshot/manifest.c core/lib/err.c
 FUZZ_SRCS_virtq := sdk/src/virtio_mmio.c
 FUZZ_SRCS_agent := sdk/src/agent_proto.c
 # fuzz_vsock.c #includes the plugin (to run its thread's work itself).

@@ -4,9 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bundle.h"
-#include "manifest.h"
-#include "snapmem.h"
+#include "snapshot/bundle.h"
+#include "snapshot/manifest.h"
+#include "snapshot/snapmem.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

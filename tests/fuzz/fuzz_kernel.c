@@ -6,7 +6,7 @@
 #include <unistd.h>
 #include <stdio.h>
 
-#include "x86_boot.h"
+#include "arch/x86/boot.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -85,7 +85,7 @@ for f in $(find ${SDK_CHECK_SRC_DIRS:-plugins backends} -name '*.c' | sort); do
 done
 
 # ---- 3. symbols ------------------------------------------------------------------
-core_syms=$(nm -g --defined-only "$BUILD"/core/*.o 2> /dev/null | awk 'NF == 3 { print $3 }' | sort -u)
+core_syms=$(find "$BUILD"/core -name "*.o" -exec nm -g --defined-only {} + 2> /dev/null | awk 'NF == 3 { print $3 }' | sort -u)
 [ -n "$core_syms" ] || err "no core objects in $BUILD/core (build first: make)"
 sos=$(ls "$BUILD"/plugins/*.so 2> /dev/null)
 [ -n "$sos" ] || err "no plugins in $BUILD/plugins (build first: make)"

@@ -2,7 +2,7 @@
  * sends one Ctrl-A), applied only when the input is a terminal. */
 #include <string.h>
 
-#include "console.h"
+#include "machine/console.h"
 #include "unit.h"
 
 static struct console con;

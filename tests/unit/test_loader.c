@@ -6,7 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "plugin.h"
+#include "machine/loader.h"
 #include "unit.h"
 
 static const char *plugin_dir(void)

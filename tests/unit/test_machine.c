@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "machine.h"
+#include "machine/config.h"
 #include "unit.h"
 
 static const struct {

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "state.h"
+#include "machine/state.h"
 #include "unit.h"
 
 static struct smolvm_state_writer w;

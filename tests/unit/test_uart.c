@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "state.h"
+#include "machine/state.h"
 #include "unit.h"
 
 #include <smolvm/state.h>

@@ -10,7 +10,7 @@
 #include <sys/mman.h>
 
 #include "unit.h"
-#include "x86_boot.h"
+#include "arch/x86/boot.h"
 
 #define MEM_SIZE (64ull << 20)
 #define KERNEL_PADDR 0x100000ull

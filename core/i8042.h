@@ -1,8 +1,0 @@
-#ifndef SMOLVM_I8042_H
-#define SMOLVM_I8042_H
-
-#include "vm.h"
-
-int i8042_add(struct vm *vm, struct err *e) WARN_UNUSED;
-
-#endif

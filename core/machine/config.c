@@ -1,0 +1,133 @@
+#include "machine/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+void machine_config_free(struct machine_config *c)
+{
+	for (size_t i = 0; i < c->ndevices; i++) {
+		struct dev_config *d = &c->devices[i];
+		for (size_t k = 0; k < d->n; k++) {
+			free(d->keys[k]);
+			free(d->vals[k]);
+			if (d->paths)
+				free(d->paths[k]);
+		}
+		free(d->paths);
+		free(d->keys);
+		free(d->vals);
+		free(d->type);
+		free(d->name);
+	}
+	free(c->devices);
+	free(c->script);
+	free(c->script_src);
+	free(c->ready);
+	free(c->name);
+	free(c->kernel);
+	free(c->initrd);
+	free(c->cmdline);
+	free(c->append);
+	free(c->backend);
+	memset(c, 0, sizeof(*c));
+}
+
+const char *dev_config_get(const struct dev_config *d, const char *key)
+{
+	for (size_t i = 0; i < d->n; i++)
+		if (!strcmp(d->keys[i], key))
+			return d->vals[i];
+	return NULL;
+}
+
+int dev_config_set(struct dev_config *d, const char *key, const char *val)
+{
+	char *v = strdup(val), *k;
+
+	if (!v)
+		return -ENOMEM;
+	/* Resolved paths are made again on demand. */
+	for (size_t i = 0; d->paths && i < d->n; i++)
+		free(d->paths[i]);
+	free(d->paths);
+	d->paths = NULL;
+	for (size_t i = 0; i < d->n; i++) {
+		if (!strcmp(d->keys[i], key)) {
+			free(d->vals[i]);
+			d->vals[i] = v;
+			return 0;
+		}
+	}
+	char **nk = realloc(d->keys, (d->n + 1) * sizeof(*nk));
+	if (nk)
+		d->keys = nk;
+	char **nv = nk ? realloc(d->vals, (d->n + 1) * sizeof(*nv)) : NULL;
+	if (nv)
+		d->vals = nv;
+	if (!nv || !(k = strdup(key))) {
+		free(v);
+		return -ENOMEM;
+	}
+	d->keys[d->n] = k;
+	d->vals[d->n++] = v;
+	return 0;
+}
+
+const char *dev_config_path(struct dev_config *d, const char *key, const char *script)
+{
+	const char *slash = script ? strrchr(script, '/') : NULL;
+
+	for (size_t i = 0; i < d->n; i++) {
+		if (strcmp(d->keys[i], key))
+			continue;
+		if (d->vals[i][0] == '/' || !slash)
+			return d->vals[i];
+		if (!d->paths && !(d->paths = calloc(d->n, sizeof(*d->paths))))
+			return NULL;
+		if (!d->paths[i]) {
+			size_t dir = (size_t)(slash - script);
+			d->paths[i] = malloc(dir + strlen(d->vals[i]) + 2);
+			if (!d->paths[i])
+				return NULL;
+			sprintf(d->paths[i], "%.*s/%s", (int)dir, script, d->vals[i]);
+		}
+		return d->paths[i];
+	}
+	return NULL;
+}
+
+int parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+	uint64_t mul = 1ull << 20; /* a bare number is MiB */
+
+	if (!s || !isdigit((unsigned char)*s))
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno)
+		return -EINVAL;
+	if (*end) {
+		switch (toupper((unsigned char)*end)) {
+		case 'B': mul = 1; break;
+		case 'K': mul = 1ull << 10; break;
+		case 'M': mul = 1ull << 20; break;
+		case 'G': mul = 1ull << 30; break;
+		default: return -EINVAL;
+		}
+		end++;
+		if (mul > 1 && *end && strcasecmp(end, "iB") && strcasecmp(end, "B"))
+			return -EINVAL;
+		if (mul == 1 && *end)
+			return -EINVAL;
+	}
+	if (v > UINT64_MAX / mul)
+		return -ERANGE;
+	*out = v * mul;
+	return 0;
+}

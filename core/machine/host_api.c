@@ -1,0 +1,225 @@
+/* The host API: what plugins may ask of the core, bound to their ctx. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "machine/state.h"
+#include "machine/vm.h"
+
+/* set_error() is called on whichever thread runs the plugin; keeping the
+ * message per thread lets two vCPUs fail at once without mixing them. */
+static _Thread_local char last_error[1024];
+
+const char *host_last_error(void)
+{
+	return last_error[0] ? last_error : "unknown error";
+}
+
+void host_clear_error(void)
+{
+	last_error[0] = 0;
+}
+
+static void h_log(smolvm_ctx *ctx, enum smolvm_log_level level, const char *fmt, ...)
+{
+	static const char *const names[] = { "error", "warning", "info", "debug" };
+	char msg[1024];
+	va_list ap;
+
+	if ((int)level > SMOLVM_LOG_WARN + ctx->vm->verbose)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "smolvm: %s: %s: %s\r\n", ctx->name,
+		names[level <= SMOLVM_LOG_DEBUG ? level : SMOLVM_LOG_DEBUG], msg);
+}
+
+static void h_set_error(smolvm_ctx *ctx, const char *fmt, ...)
+{
+	char msg[sizeof(last_error) - 80];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	snprintf(last_error, sizeof(last_error), "%s: %s", ctx->name, msg);
+}
+
+static const char *h_config_get(smolvm_ctx *ctx, const char *key)
+{
+	return ctx->cfg ? dev_config_get(ctx->cfg, key) : NULL;
+}
+
+static void *h_guest_ptr(smolvm_ctx *ctx, uint64_t gpa, uint64_t len)
+{
+	return mem_ptr(&ctx->vm->mem, gpa, len);
+}
+
+static int h_irq_set(smolvm_ctx *ctx, uint32_t gsi, int level)
+{
+	struct vm *vm = ctx->vm;
+	return vm->be->irq_line(vm->be_vm, gsi, level);
+}
+
+static int h_io_register(smolvm_ctx *ctx, enum smolvm_space space, uint64_t base,
+			 uint64_t len, const struct smolvm_io_ops *ops, void *opaque)
+{
+	struct err e;
+	struct bus *b = space == SMOLVM_SPACE_PIO ? &ctx->vm->pio
+			: space == SMOLVM_SPACE_MMIO ? &ctx->vm->mmio : NULL;
+	int rc;
+
+	if (!b) {
+		h_set_error(ctx, "unknown address space %d", space);
+		return -EINVAL;
+	}
+	if (space == SMOLVM_SPACE_PIO && base + len > 0x10000) {
+		h_set_error(ctx, "port range 0x%llx+%llu beyond 0xffff",
+			    (unsigned long long)base, (unsigned long long)len);
+		return -EINVAL;
+	}
+	rc = bus_add(b, base, len, ops, opaque, ctx->name, &e);
+	if (rc)
+		h_set_error(ctx, "%s", e.msg);
+	return rc;
+}
+
+static int h_fd_watch(smolvm_ctx *ctx, int fd, uint32_t events, smolvm_fd_cb cb, void *opaque)
+{
+	return loop_watch(&ctx->vm->loop, fd, events, cb, opaque);
+}
+
+static int h_fd_unwatch(smolvm_ctx *ctx, int fd)
+{
+	return loop_unwatch(&ctx->vm->loop, fd);
+}
+
+static int h_console_write(smolvm_ctx *ctx, const void *buf, size_t len)
+{
+	console_write(&ctx->vm->console, buf, len);
+	return 0;
+}
+
+static int h_console_attach(smolvm_ctx *ctx, smolvm_console_rx rx, void *opaque)
+{
+	int rc = console_attach(&ctx->vm->console, rx, opaque);
+	if (rc)
+		h_set_error(ctx, "the console is already attached to another device");
+	return rc;
+}
+
+static void h_console_kick(smolvm_ctx *ctx)
+{
+	/* Delivery happens on the loop thread (loop.on_wake). */
+	loop_wake(&ctx->vm->loop);
+}
+
+static void h_request_stop(smolvm_ctx *ctx, int reset)
+{
+	vm_request_stop(ctx->vm, reset ? VM_STOP_RESET : VM_STOP_POWEROFF, NULL);
+}
+
+/* Interrupt lines free for devices: not the PIT (0), keyboard (1),
+ * cascade (2), serial ports (3, 4), RTC (8) or FPU (13). */
+static const uint8_t free_gsis[] = { 5, 6, 7, 9, 10, 11, 12, 14, 15,
+				     16, 17, 18, 19, 20, 21, 22, 23 };
+
+static int h_resource_alloc(smolvm_ctx *ctx, uint64_t size, uint64_t *base, uint32_t *gsi)
+{
+	struct vm *vm = ctx->vm;
+	uint64_t at = vm->next_mmio ? vm->next_mmio : VM_MMIO_BASE;
+
+	size = (size + 0xfff) & ~0xfffull;
+	if (!size || size > VM_MMIO_END - at) {
+		h_set_error(ctx, "no room for a %llu-byte MMIO window", (unsigned long long)size);
+		return -ENOSPC;
+	}
+	if (vm->next_gsi >= sizeof(free_gsis)) {
+		h_set_error(ctx, "no free interrupt line (at most %zu such devices)",
+			    sizeof(free_gsis));
+		return -ENOSPC;
+	}
+	*base = at;
+	*gsi = free_gsis[vm->next_gsi++];
+	vm->next_mmio = at + size;
+	return 0;
+}
+
+static int h_cmdline_append(smolvm_ctx *ctx, const char *text)
+{
+	struct vm *vm = ctx->vm;
+	size_t old = vm->dev_cmdline ? strlen(vm->dev_cmdline) : 0;
+	char *s = realloc(vm->dev_cmdline, old + strlen(text) + 2);
+
+	if (!s) {
+		h_set_error(ctx, "out of memory");
+		return -ENOMEM;
+	}
+	if (old)
+		s[old++] = ' ';
+	strcpy(s + old, text);
+	vm->dev_cmdline = s;
+	return 0;
+}
+
+static int h_ioeventfd(smolvm_ctx *ctx, uint64_t gpa, uint32_t len, uint64_t datamatch,
+		       int fd, int assign)
+{
+	struct vm *vm = ctx->vm;
+
+	if (!vm->be->ioeventfd)
+		return -ENOTSUP;
+	return vm->be->ioeventfd(vm->be_vm, gpa, len, datamatch, fd, assign);
+}
+
+static int h_irqfd(smolvm_ctx *ctx, uint32_t gsi, int fd, int assign)
+{
+	struct vm *vm = ctx->vm;
+
+	if (!vm->be->irqfd)
+		return -ENOTSUP;
+	return vm->be->irqfd(vm->be_vm, gsi, fd, assign);
+}
+
+static const char *h_config_path(smolvm_ctx *ctx, const char *key)
+{
+	return ctx->cfg ? dev_config_path(ctx->cfg, key, ctx->vm->cfg->script) : NULL;
+}
+
+static int h_restoring(smolvm_ctx *ctx)
+{
+	return ctx->vm->opts.restore;
+}
+
+const struct smolvm_host_api host_api = {
+	.struct_size = sizeof(struct smolvm_host_api),
+	.abi_major = SMOLVM_ABI_MAJOR,
+	.abi_minor = SMOLVM_ABI_MINOR,
+	.log = h_log,
+	.set_error = h_set_error,
+	.config_get = h_config_get,
+	.guest_ptr = h_guest_ptr,
+	.irq_set = h_irq_set,
+	.io_register = h_io_register,
+	.fd_watch = h_fd_watch,
+	.fd_unwatch = h_fd_unwatch,
+	.console_write = h_console_write,
+	.console_attach = h_console_attach,
+	.console_kick = h_console_kick,
+	.state_put = state_put,
+	.state_get = state_get,
+	.state_begin = state_begin,
+	.state_end = state_end,
+	.state_enter = state_enter,
+	.state_leave = state_leave,
+	.request_stop = h_request_stop,
+	.resource_alloc = h_resource_alloc,
+	.cmdline_append = h_cmdline_append,
+	.ioeventfd = h_ioeventfd,
+	.irqfd = h_irqfd,
+	.config_path = h_config_path,
+	.restoring = h_restoring,
+};

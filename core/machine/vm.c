@@ -1,0 +1,587 @@
+#include "machine/vm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "session/hooks.h"
+#include "arch/x86/i8042.h"
+#include "snapshot/snapshot.h"
+#include "arch/x86/boot.h"
+
+/* Keeps a Linux guest off the instructions a soft-emulated host cannot run
+ * (PLATFORM.md) and tells its init (smolvm.quirks=1). */
+#define SOFT_EMULATION_CMDLINE                                                 \
+	"noxsave nopku clearcpuid=cx16,umip,smap,smep,rdrand,rdseed,fsgsbase,"  \
+	"popcnt,movbe,abm,bmi1,bmi2,avx,avx2 smolvm.quirks=1"
+
+void vm_request_stop(struct vm *vm, enum vm_stop why, const char *msg)
+{
+	pthread_mutex_lock(&vm->stop_lock);
+	if (atomic_load(&vm->stop) == VM_RUNNING) {
+		if (msg)
+			snprintf(vm->stop_msg, sizeof(vm->stop_msg), "%s", msg);
+		atomic_store(&vm->stop, why);
+		pthread_mutex_lock(&vm->park_lock);
+		pthread_cond_broadcast(&vm->park_cond);
+		pthread_mutex_unlock(&vm->park_lock);
+		for (uint32_t i = 0; i < vm->ncpus; i++)
+			if (vm->vcpus[i].be)
+				vm->be->vcpu_kick(vm->vcpus[i].be);
+		loop_stop(&vm->loop);
+	}
+	pthread_mutex_unlock(&vm->stop_lock);
+}
+
+static void unhandled(struct vm *vm, const char *space, const struct smolvm_exit *x)
+{
+	if (vm->verbose >= 2)
+		fprintf(stderr, "smolvm: unhandled %s %s 0x%llx (%u bytes)\r\n", space,
+			x->io.is_write ? "write" : "read", (unsigned long long)x->io.addr,
+			x->io.size);
+}
+
+static void handle_io(struct vm *vm, const struct bus *b, const char *space,
+		      struct smolvm_exit *x)
+{
+	uint8_t *data = x->io.data;
+
+	for (uint32_t i = 0; i < x->io.count; i++, data += x->io.size) {
+		if (bus_access(b, x->io.addr, data, x->io.size, x->io.is_write) < 0) {
+			/* Nothing there: reads float high, writes vanish. */
+			if (!x->io.is_write)
+				memset(data, 0xff, x->io.size);
+			unhandled(vm, space, x);
+		}
+	}
+}
+
+double vm_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* Waits here while a snapshot is taken. */
+static void park(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->park_lock);
+	vm->parked++;
+	pthread_cond_broadcast(&vm->park_cond);
+	while (atomic_load(&vm->pause_req) && atomic_load(&vm->stop) == VM_RUNNING)
+		pthread_cond_wait(&vm->park_cond, &vm->park_lock);
+	vm->parked--;
+	pthread_mutex_unlock(&vm->park_lock);
+}
+
+int vm_pause(struct vm *vm, struct err *e)
+{
+	atomic_store(&vm->pause_req, 1);
+	for (uint32_t i = 0; i < vm->ncpus; i++)
+		vm->be->vcpu_kick(vm->vcpus[i].be);
+	pthread_mutex_lock(&vm->park_lock);
+	while (vm->parked < vm->running && atomic_load(&vm->stop) == VM_RUNNING)
+		pthread_cond_wait(&vm->park_cond, &vm->park_lock);
+	pthread_mutex_unlock(&vm->park_lock);
+	if (atomic_load(&vm->stop) != VM_RUNNING) {
+		vm_resume(vm);
+		return err_set(e, -ECANCELED, "the machine stopped while pausing");
+	}
+	/* Devices finish what is in flight and stop touching memory. */
+	for (size_t i = 0; i < vm->ndevs; i++)
+		if (vm->devs[i].plugin->ops.dev.pause)
+			vm->devs[i].plugin->ops.dev.pause(vm->devs[i].dev);
+	return 0;
+}
+
+void vm_resume(struct vm *vm)
+{
+	for (size_t i = 0; i < vm->ndevs; i++)
+		if (vm->devs[i].plugin->ops.dev.resume)
+			vm->devs[i].plugin->ops.dev.resume(vm->devs[i].dev);
+	pthread_mutex_lock(&vm->park_lock);
+	atomic_store(&vm->pause_req, 0);
+	pthread_cond_broadcast(&vm->park_cond);
+	pthread_mutex_unlock(&vm->park_lock);
+}
+
+static void *vcpu_thread(void *arg)
+{
+	struct vcpu *c = arg;
+	struct vm *vm = c->vm;
+	char name[16];
+
+	snprintf(name, sizeof(name), "vcpu%u", c->index);
+	pthread_setname_np(pthread_self(), name);
+	while (atomic_load(&vm->stop) == VM_RUNNING) {
+		/* Park only right after an interrupted run: KVM completes a
+		 * pending port or MMIO read on the next run, so any other exit
+		 * would leave the vCPU mid-instruction. The kick guarantees
+		 * that next run returns at once. */
+		if (atomic_load(&vm->pause_req) && c->exit.reason == SMOLVM_EXIT_INTR) {
+			park(vm);
+			c->exit.reason = SMOLVM_EXIT_NONE;
+			continue;
+		}
+		if (vm->be->vcpu_run(c->be, &c->exit) < 0) {
+			vm_request_stop(vm, VM_STOP_ERROR, host_last_error());
+			break;
+		}
+		switch (c->exit.reason) {
+		case SMOLVM_EXIT_PIO:
+			handle_io(vm, &vm->pio, "port", &c->exit);
+			break;
+		case SMOLVM_EXIT_MMIO:
+			handle_io(vm, &vm->mmio, "MMIO", &c->exit);
+			break;
+		case SMOLVM_EXIT_INTR:
+			if (vm->verbose >= 2 && atomic_load(&vm->stop) != VM_RUNNING)
+				fprintf(stderr, "smolvm: %s\r\n", host_last_error());
+			break;
+		case SMOLVM_EXIT_RESET:
+			vm_request_stop(vm, VM_STOP_RESET, NULL);
+			break;
+		case SMOLVM_EXIT_POWEROFF:
+			vm_request_stop(vm, VM_STOP_POWEROFF, NULL);
+			break;
+		case SMOLVM_EXIT_SHUTDOWN:
+			vm_request_stop(vm, VM_STOP_TRIPLE_FAULT, host_last_error());
+			break;
+		case SMOLVM_EXIT_HLT:
+		default: {
+			char msg[96];
+			snprintf(msg, sizeof(msg), "vcpu %u: unexpected exit %u from the backend",
+				 c->index, c->exit.reason);
+			vm_request_stop(vm, VM_STOP_ERROR, msg);
+		}
+		}
+	}
+	pthread_mutex_lock(&vm->park_lock);
+	vm->running--;
+	pthread_cond_broadcast(&vm->park_cond);
+	pthread_mutex_unlock(&vm->park_lock);
+	return NULL;
+}
+
+static int create_devices(struct vm *vm, const struct plugin_set *plugins, struct err *e)
+{
+	const struct machine_config *cfg = vm->cfg;
+
+	vm->devs = calloc(cfg->ndevices ? cfg->ndevices : 1, sizeof(*vm->devs));
+	if (!vm->devs)
+		return err_set(e, -ENOMEM, "out of memory");
+	for (size_t i = 0; i < cfg->ndevices; i++) {
+		struct dev_config *dc = &cfg->devices[i];
+		struct device *d = &vm->devs[i];
+		const struct plugin *p = plugins_find(plugins, dc->type, SMOLVM_PLUGIN_DEVICE);
+		int rc;
+
+		if (!p)
+			return err_set(e, -ENOENT,
+				       "%s: no device plugin \"%s\" (see `smolvm plugins` for what is installed)",
+				       dc->name, dc->type);
+		d->plugin = p;
+		d->ctx.vm = vm;
+		d->ctx.cfg = dc;
+		snprintf(d->ctx.name, sizeof(d->ctx.name), "%s", dc->name);
+		host_clear_error();
+		rc = p->ops.dev.create(&d->ctx, &host_api, &d->dev);
+		if (rc < 0)
+			return err_set(e, rc, "%s", host_last_error());
+		vm->ndevs++;
+	}
+	return 0;
+}
+
+/* The script's command line, then what the host adds for the guest's
+ * benefit, then --append (last, so the user can override). */
+static int build_cmdline(struct vm *vm, struct err *e)
+{
+	const struct machine_config *cfg = vm->cfg;
+	/* Input from a pipe or file, not a person: tell init (smolvm.tty=0)
+	 * to run its shell as a script reader, where ^D is a plain EOF. */
+	/* (Not for pack: a bundle may later run on a terminal.) */
+	const char *parts[5] = { cfg->cmdline, vm->dev_cmdline, NULL,
+				 vm->console.is_tty || vm->opts.keep_input_open ? NULL : "smolvm.tty=0",
+				 cfg->append };
+	size_t len = 1;
+	char *s;
+
+	if (vm->quirks & SMOLVM_QUIRK_SOFT_EMULATION)
+		parts[2] = SOFT_EMULATION_CMDLINE;
+	for (int i = 0; i < 5; i++)
+		if (parts[i])
+			len += strlen(parts[i]) + 1;
+	s = calloc(1, len);
+	if (!s)
+		return err_set(e, -ENOMEM, "out of memory");
+	for (int i = 0; i < 5; i++) {
+		if (!parts[i] || !*parts[i])
+			continue;
+		if (*s)
+			strcat(s, " ");
+		strcat(s, parts[i]);
+	}
+	vm->cmdline = s;
+	return 0;
+}
+
+/* Snapshots are taken here, on the main thread, between loop rounds. */
+static void take_requested_snapshots(struct vm *vm)
+{
+	struct err e = { "" };
+	int pack = atomic_exchange(&vm->ready_hit, 0) && vm->opts.ready;
+	int req = atomic_exchange(&vm->snapshot_req, 0);
+
+	if ((!pack && !req) || atomic_load(&vm->stop) != VM_RUNNING)
+		return;
+	if (!vm->opts.save_to) {
+		fprintf(stderr, "\r\nsmolvm: snapshot requested, but there is nowhere to save it\r\n");
+		return;
+	}
+	/* A before_snapshot hook runs first, on the script's thread, which
+	 * then saves through vm_call(). */
+	if (vm->hooks && hooks_take_snapshot(vm->hooks, pack))
+		return;
+	/* pack ends with the machine still stopped: a guest that resumed
+	 * for a moment could reboot and make a good pack look failed. */
+	if (snapshot_save(vm, vm->opts.save_to, pack, &e))
+		vm_request_stop(vm, VM_STOP_ERROR, e.msg);
+}
+
+static void run_call(struct vm *vm)
+{
+	struct vm_call *c;
+	int rc;
+
+	pthread_mutex_lock(&vm->call_lock);
+	c = vm->call;
+	pthread_mutex_unlock(&vm->call_lock);
+	if (!c || c->done)
+		return;
+	rc = c->fn(vm, c->arg, c->e);
+	pthread_mutex_lock(&vm->call_lock);
+	c->rc = rc;
+	c->done = 1;
+	vm->call = NULL;
+	pthread_cond_broadcast(&vm->call_cond);
+	pthread_mutex_unlock(&vm->call_lock);
+}
+
+int vm_call(struct vm *vm, vm_call_fn fn, void *arg, struct err *e)
+{
+	struct vm_call c = { fn, arg, e, 0, 0 };
+	int rc;
+
+	pthread_mutex_lock(&vm->call_lock);
+	while (vm->call && !vm->loop_done)
+		pthread_cond_wait(&vm->call_cond, &vm->call_lock);
+	if (vm->loop_done) {
+		pthread_mutex_unlock(&vm->call_lock);
+		return err_set(e, -ECANCELED, "the machine has stopped");
+	}
+	vm->call = &c;
+	loop_wake(&vm->loop);
+	while (!c.done && !vm->loop_done)
+		pthread_cond_wait(&vm->call_cond, &vm->call_lock);
+	if (c.done) {
+		rc = c.rc;
+	} else {
+		vm->call = NULL;
+		rc = err_set(e, -ECANCELED, "the machine has stopped");
+	}
+	pthread_cond_broadcast(&vm->call_cond);
+	pthread_mutex_unlock(&vm->call_lock);
+	return rc;
+}
+
+static void on_wake(void *opaque)
+{
+	struct vm *vm = opaque;
+	console_deliver(&vm->console);
+	run_call(vm);
+	take_requested_snapshots(vm);
+}
+
+static void on_line(void *opaque, const char *line, int complete)
+{
+	struct vm *vm = opaque;
+
+	if (vm->hooks)
+		hooks_console_line(vm->hooks, line, complete);
+	if (!vm->opts.ready || !strstr(line, vm->opts.ready) || atomic_exchange(&vm->ready_hit, 1))
+		return;
+	/* With a before_snapshot hook the guest goes on until it is done. */
+	if (vm->hooks && hooks_has(vm->hooks, "before_snapshot")) {
+		loop_wake(&vm->loop);
+		return;
+	}
+	/* Stop the guest right here (this vCPU parks as soon as its port
+	 * write completes), not when the main thread gets round to it. */
+	atomic_store(&vm->pause_req, 1);
+	for (uint32_t i = 0; i < vm->ncpus; i++)
+		vm->be->vcpu_kick(vm->vcpus[i].be);
+	loop_wake(&vm->loop);
+}
+
+static void on_quit(void *opaque)
+{
+	vm_request_stop(opaque, VM_STOP_QUIT, NULL);
+}
+
+static void on_signal(void *opaque, int fd, uint32_t revents)
+{
+	struct vm *vm = opaque;
+	struct signalfd_siginfo si;
+
+	(void)revents;
+	if (read(fd, &si, sizeof(si)) != sizeof(si))
+		return;
+	if (si.ssi_signo == SIGUSR1) {
+		atomic_store(&vm->snapshot_req, 1);
+		take_requested_snapshots(vm);
+		return;
+	}
+	vm->stop_signal = (int)si.ssi_signo;
+	vm_request_stop(vm, VM_STOP_SIGNAL, NULL);
+}
+
+static int setup_signals(struct vm *vm, struct err *e)
+{
+	sigset_t set;
+
+	/* Blocked before vCPU threads exist, so they inherit the mask and
+	 * only the loop sees these signals. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1); /* snapshot now (see smolvm help) */
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	vm->signal_fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (vm->signal_fd < 0)
+		return err_set(e, -errno, "signalfd: %s", strerror(errno));
+	if (loop_watch(&vm->loop, vm->signal_fd, POLLIN, on_signal, vm))
+		return err_set(e, -ENOMEM, "out of memory");
+	return 0;
+}
+
+int vm_create(struct vm *vm, struct machine_config *cfg,
+	      const struct plugin_set *plugins, const struct vm_opts *opts, struct err *e)
+{
+	struct smolvm_vm_config vc = { 0 };
+	struct smolvm_mem_region region = { 0 };
+	struct smolvm_x86_boot boot;
+	struct x86_kernel kernel;
+	uint64_t initrd_addr = 0, initrd_size = 0;
+	int rc;
+
+	memset(vm, 0, sizeof(*vm));
+	vm->cfg = cfg;
+	vm->opts = *opts;
+	vm->verbose = opts->verbose;
+	vm->signal_fd = -1;
+	pthread_mutex_init(&vm->stop_lock, NULL);
+	pthread_mutex_init(&vm->park_lock, NULL);
+	pthread_cond_init(&vm->park_cond, NULL);
+	pthread_mutex_init(&vm->call_lock, NULL);
+	pthread_cond_init(&vm->call_cond, NULL);
+	rc = loop_init(&vm->loop, e);
+	if (rc)
+		return rc;
+	vm->loop.on_wake = on_wake;
+	vm->loop.wake_opaque = vm;
+
+	vm->backend = plugins_find(plugins, cfg->backend, SMOLVM_PLUGIN_BACKEND);
+	if (!vm->backend)
+		return err_set(e, -ENOENT,
+			       "no backend plugin \"%s\" (see `smolvm plugins` for what is installed)",
+			       cfg->backend);
+	vm->be = &vm->backend->ops.backend;
+	vm->be_ctx.vm = vm;
+	snprintf(vm->be_ctx.name, sizeof(vm->be_ctx.name), "%s", cfg->backend);
+
+	rc = opts->mem_fd >= 0 ? mem_init_fd(&vm->mem, cfg->memory, opts->mem_fd, e)
+			       : mem_init(&vm->mem, cfg->memory, e);
+	if (rc)
+		return rc;
+	vc.struct_size = sizeof(vc);
+	vc.ncpus = cfg->cpus;
+	vc.mem_size = cfg->memory;
+	vc.quirk_mode = cfg->quirk_mode;
+	host_clear_error();
+	rc = vm->be->vm_create(&vm->be_ctx, &host_api, &vc, &vm->be_vm);
+	if (rc < 0)
+		return err_set(e, rc, "%s", host_last_error());
+	vm->quirks = vm->be->vm_quirks ? vm->be->vm_quirks(vm->be_vm) : 0;
+
+	region.struct_size = sizeof(region);
+	region.gpa = 0;
+	region.size = vm->mem.size;
+	region.hva = vm->mem.base;
+	rc = vm->be->mem_map(vm->be_vm, &region);
+	if (rc < 0)
+		return err_set(e, rc, "%s", host_last_error());
+
+	rc = opts->detached ? console_init(&vm->console, &vm->loop, -1,
+					   opts->verbose ? STDERR_FILENO : -1, e)
+			    : console_init(&vm->console, &vm->loop, STDIN_FILENO, STDOUT_FILENO, e);
+	if (rc)
+		return rc;
+	vm->console.on_quit = on_quit;
+	vm->console.quit_opaque = vm;
+	vm->console.eof_ctrl_d = !opts->keep_input_open;
+	vm->console.on_line = on_line;
+	vm->console.line_opaque = vm;
+	rc = setup_signals(vm, e);
+	if (!rc)
+		rc = i8042_add(vm, e);
+	if (!rc)
+		rc = create_devices(vm, plugins, e);
+	if (!rc)
+		rc = build_cmdline(vm, e);
+	/* A restored machine's RAM already holds the running kernel. */
+	if (!rc && !opts->restore)
+		rc = x86_load_kernel(&vm->mem, cfg->kernel, &kernel, e);
+	if (!rc && !opts->restore && cfg->initrd)
+		rc = x86_load_initrd(&vm->mem, cfg->initrd, &kernel, &initrd_addr, &initrd_size, e);
+	if (!rc && !opts->restore)
+		rc = x86_setup(&vm->mem, &kernel, vm->cmdline, initrd_addr, initrd_size,
+			       cfg->cpus, &boot, e);
+	if (rc)
+		return rc;
+
+	vm->vcpus = calloc(cfg->cpus, sizeof(*vm->vcpus));
+	if (!vm->vcpus)
+		return err_set(e, -ENOMEM, "out of memory");
+	for (uint32_t i = 0; i < cfg->cpus; i++) {
+		struct vcpu *c = &vm->vcpus[i];
+		c->vm = vm;
+		c->index = i;
+		c->exit.struct_size = sizeof(c->exit);
+		host_clear_error();
+		rc = vm->be->vcpu_create(vm->be_vm, i, &c->be);
+		if (rc < 0)
+			return err_set(e, rc, "%s", host_last_error());
+		vm->ncpus++;
+	}
+	if (opts->restore)
+		return 0;
+	/* Only the boot vCPU starts at the kernel; the others wait for the
+	 * guest's INIT/SIPI in the in-kernel LAPIC. */
+	host_clear_error();
+	rc = vm->be->vcpu_boot(vm->vcpus[0].be, &boot);
+	if (rc < 0)
+		return err_set(e, rc, "%s", host_last_error());
+	return 0;
+}
+
+int vm_run(struct vm *vm, struct err *e)
+{
+	int rc = 0, status;
+
+	for (uint32_t i = 0; i < vm->ncpus; i++) {
+		struct vcpu *c = &vm->vcpus[i];
+		pthread_mutex_lock(&vm->park_lock);
+		vm->running++;
+		pthread_mutex_unlock(&vm->park_lock);
+		rc = pthread_create(&c->thread, NULL, vcpu_thread, c);
+		if (rc) {
+			pthread_mutex_lock(&vm->park_lock);
+			vm->running--;
+			pthread_mutex_unlock(&vm->park_lock);
+			vm_request_stop(vm, VM_STOP_ERROR, "cannot start a vCPU thread");
+			break;
+		}
+		c->started = 1;
+	}
+	if (!rc)
+		rc = loop_run(&vm->loop);
+	if (rc)
+		vm_request_stop(vm, VM_STOP_ERROR, strerror(-rc));
+	/* Nobody runs vm_call()s any more: wake their callers. */
+	pthread_mutex_lock(&vm->call_lock);
+	vm->loop_done = 1;
+	pthread_cond_broadcast(&vm->call_cond);
+	pthread_mutex_unlock(&vm->call_lock);
+	for (uint32_t i = 0; i < vm->ncpus; i++)
+		if (vm->vcpus[i].started)
+			pthread_join(vm->vcpus[i].thread, NULL);
+	console_close(&vm->console);
+
+	switch (atomic_load(&vm->stop)) {
+	case VM_STOP_RESET:
+	case VM_STOP_POWEROFF:
+	case VM_STOP_QUIT:
+	case VM_STOP_PACKED:
+	case VM_STOP_DONE:
+		status = 0;
+		break;
+	case VM_STOP_SIGNAL:
+		status = 128 + vm->stop_signal;
+		break;
+	case VM_STOP_TRIPLE_FAULT:
+		err_set(e, -EFAULT, "the guest stopped with a triple fault: %s", vm->stop_msg);
+		status = 1;
+		break;
+	default:
+		err_set(e, -EIO, "%s", vm->stop_msg);
+		status = 1;
+	}
+	return status;
+}
+
+void vm_destroy(struct vm *vm)
+{
+	console_close(&vm->console);
+	for (size_t i = vm->ndevs; i-- > 0;)
+		if (vm->devs[i].plugin->ops.dev.destroy)
+			vm->devs[i].plugin->ops.dev.destroy(vm->devs[i].dev);
+	free(vm->devs);
+	/* The kernel tears a VM down (~16 ms on a software KVM) when its last
+	 * fd closes. A process about to exit leaves that to a child holding
+	 * copies of the fds: ours close fast below, and the child closes its
+	 * own once the pipe tells it we are gone. Only this thread runs by
+	 * now, so fork() is safe. */
+	if (vm->opts.teardown_behind && vm->be_vm) {
+		int gone[2];
+		if (pipe2(gone, O_CLOEXEC) == 0) {
+			pid_t pid = fork();
+			if (pid == 0) {
+				char c;
+				close(gone[1]);
+				while (read(gone[0], &c, 1) < 0 && errno == EINTR)
+					;
+				_exit(0); /* closes the last references */
+			}
+			close(gone[0]); /* gone[1] stays open until we exit */
+		}
+	}
+	for (uint32_t i = 0; i < vm->ncpus; i++)
+		if (vm->be->vcpu_destroy)
+			vm->be->vcpu_destroy(vm->vcpus[i].be);
+	free(vm->vcpus);
+	if (vm->be_vm && vm->be->vm_destroy)
+		vm->be->vm_destroy(vm->be_vm);
+	mem_free(&vm->mem);
+	bus_free(&vm->pio);
+	bus_free(&vm->mmio);
+	if (vm->signal_fd >= 0)
+		close(vm->signal_fd);
+	loop_free(&vm->loop);
+	free(vm->cmdline);
+	free(vm->dev_cmdline);
+	pthread_mutex_destroy(&vm->stop_lock);
+	pthread_mutex_destroy(&vm->park_lock);
+	pthread_cond_destroy(&vm->park_cond);
+	pthread_mutex_destroy(&vm->call_lock);
+	pthread_cond_destroy(&vm->call_cond);
+}

@@ -1,0 +1,49 @@
+/* Lua machine scripts: a sandboxed Lua 5.4 state per script. The script
+ * calls machine { ... } once; the table is validated into a
+ * machine_config with errors naming file, line and field. */
+#ifndef SMOLVM_SCRIPT_H
+#define SMOLVM_SCRIPT_H
+
+#include <lua.h>
+
+#include "lib/err.h"
+#include "machine/config.h"
+
+/* The lifecycle hooks a script may define as global functions. */
+#define SCRIPT_HOOKS "on_boot", "on_console", "before_snapshot", "after_restore", "on_exit"
+#define SCRIPT_HOOK_LIST "on_boot, on_console, before_snapshot, after_restore, on_exit"
+
+/* Limits of one script run (and later of one hook call). */
+#define SCRIPT_MAX_INSTRUCTIONS 50000000ull
+#define SCRIPT_MAX_MEMORY (64u << 20)
+
+int script_load_machine(const char *path, struct machine_config *cfg,
+			struct err *e) WARN_UNUSED;
+/* Same, from text already in memory (`name` is used in messages and for
+ * relative paths). */
+int script_load_machine_buffer(const char *name, const char *src, size_t len,
+			       struct machine_config *cfg, struct err *e) WARN_UNUSED;
+
+/* A script kept open for its hooks (one Lua state, used by one thread at
+ * a time). */
+struct script;
+
+/* Loads and validates like script_load_machine_buffer and, with out not
+ * NULL, keeps the state for the hooks. Refuses functions named like hooks
+ * that are not hooks (on_bot). */
+int script_open(const char *name, const char *src, size_t len, struct machine_config *cfg,
+		struct script **out, struct err *e) WARN_UNUSED;
+int script_open_file(const char *path, struct machine_config *cfg, struct script **out,
+		     struct err *e) WARN_UNUSED;
+/* Runs a hooks-only script in the same state: its hooks replace the
+ * machine script's (smolvm run/exec --hooks). */
+int script_load_hooks(struct script *s, const char *path, struct err *e) WARN_UNUSED;
+int script_has_hook(struct script *s, const char *hook);
+int script_has_hooks(struct script *s);
+lua_State *script_lua(struct script *s);
+/* Calls global `hook` with the nargs values on top of the stack, with a
+ * fresh instruction budget; errors come back as "hook NAME: file:line: ...". */
+int script_call_hook(struct script *s, const char *hook, int nargs, struct err *e) WARN_UNUSED;
+void script_close(struct script *s);
+
+#endif

@@ -1,0 +1,45 @@
+/* The script thread: runs a machine script's lifecycle hooks (on_boot,
+ * on_console, before_snapshot, after_restore, on_exit) one at a time with
+ * a `vm` object, syncs the guest agent after a restore, and drives the job
+ * of `smolvm exec`. Everything that touches the machine goes through
+ * vm_call() (main thread) or the agent's socket, so a hook never blocks the
+ * event loop or a vCPU. */
+#ifndef SMOLVM_HOOKS_H
+#define SMOLVM_HOOKS_H
+
+#include "lib/err.h"
+#include "session/exec.h"
+#include "script/script.h"
+
+struct vm;
+struct hooks;
+
+struct hooks_opts {
+	int restored;      /* after_restore (and the agent sync), else on_boot */
+	int sync_required; /* a failed agent sync stops the machine */
+	const char *vsock; /* the agent's socket, NULL without virtio-vsock */
+	char **vars;       /* "K=V": vm.vars in hooks */
+	struct exec_job *job; /* smolvm exec's command, NULL otherwise */
+	int verbose;
+};
+
+/* s may be NULL (no script state: only the sync and the job). */
+int hooks_start(struct vm *vm, struct script *s, const struct hooks_opts *o,
+		struct hooks **out, struct err *e) WARN_UNUSED;
+/* After vm_run(): cancels what waits on the machine, joins, runs on_exit.
+ * Fails (with the message) when a hook failed, even after the machine had
+ * stopped. */
+int hooks_finish(struct hooks *h, struct err *e);
+/* A hook stuck in C code was abandoned: its script state must not be
+ * closed (the thread may still use it). */
+int hooks_hung(struct hooks *h);
+void hooks_free(struct hooks *h);
+
+/* From the machine's threads. */
+int hooks_has(struct hooks *h, const char *hook);
+void hooks_console_line(struct hooks *h, const char *line, int complete);
+/* Main thread, a snapshot is due: returns 1 when a before_snapshot hook
+ * will run first and then save (pack: then stop), 0 to save at once. */
+int hooks_take_snapshot(struct hooks *h, int pack);
+
+#endif

@@ -1,0 +1,35 @@
+/* Host configuration: an INI file (inih) plus environment variables.
+ *
+ *   $SMOLVM_CONFIG, else $XDG_CONFIG_HOME/smolvm/config.ini,
+ *   else ~/.config/smolvm/config.ini:
+ *     [plugins]
+ *     path = /opt/smolvm/plugins:/usr/lib/smolvm   ; searched first
+ *     [defaults]
+ *     backend = kvm
+ *     host_quirks = auto                           ; auto | on | off
+ *
+ * Plugin search path, first match wins: $SMOLVM_PLUGIN_PATH, [plugins]
+ * path, <dir of the binary>/plugins (build tree), <dir of the binary>/../lib/smolvm,
+ * then the LIBDIR the binary was built for. */
+#ifndef SMOLVM_CONFIG_H
+#define SMOLVM_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lib/err.h"
+
+struct host_config {
+	char *file; /* the INI file read, or NULL */
+	char **plugin_dirs;
+	size_t nplugin_dirs;
+	char *ini_plugin_path;
+	char *backend;
+	uint32_t quirk_mode;
+};
+
+int host_config_load(struct host_config *hc, struct err *e) WARN_UNUSED;
+void host_config_free(struct host_config *hc);
+int parse_quirk_mode(const char *s, uint32_t *out);
+
+#endif

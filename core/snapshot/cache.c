@@ -1,0 +1,132 @@
+#include "snapshot/cache.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "snapshot/snapmem.h"
+
+static double now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+int cache_dir(char *buf, size_t len)
+{
+	const char *env = getenv("SMOLVM_CACHE_DIR"), *xdg = getenv("XDG_CACHE_HOME");
+	const char *home = getenv("HOME");
+
+	if (env && *env)
+		snprintf(buf, len, "%s", env);
+	else if (xdg && *xdg)
+		snprintf(buf, len, "%s/smolvm", xdg);
+	else if (home && *home)
+		snprintf(buf, len, "%s/.cache/smolvm", home);
+	else
+		return -ENOENT;
+	return 0;
+}
+
+static int mkdirs(const char *path)
+{
+	char tmp[4096];
+
+	snprintf(tmp, sizeof(tmp), "%s", path);
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p == '/') {
+			*p = 0;
+			mkdir(tmp, 0755);
+			*p = '/';
+		}
+	}
+	return mkdir(tmp, 0755) == 0 || errno == EEXIST ? 0 : -errno;
+}
+
+/* Decompresses into `fd` (already sized) through a shared mapping. */
+static int fill(int fd, const struct bundle *b, const struct bundle_section *s,
+		uint64_t mem_size, struct err *e)
+{
+	const uint8_t *sec;
+	void *dst;
+	int rc;
+
+	rc = bundle_section_data(b, s, &sec, e);
+	if (rc)
+		return rc;
+	dst = mmap(NULL, mem_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (dst == MAP_FAILED)
+		return err_set(e, -errno, "memory image: %s", strerror(errno));
+	rc = snapmem_read(sec, s->size, dst, mem_size, 0, e);
+	munmap(dst, mem_size);
+	return rc;
+}
+
+int cache_memory(const struct bundle *b, const struct bundle_section *s,
+		 uint64_t mem_size, struct cache_result *r, struct err *e)
+{
+	char dir[4000], path[4200], tmp[4300];
+	double t0 = now_ms();
+	struct stat st;
+	int fd, rc;
+
+	memset(r, 0, sizeof(*r));
+	r->fd = -1;
+	if (cache_dir(dir, sizeof(dir)) == 0 && mkdirs(dir) == 0) {
+		snprintf(path, sizeof(path), "%s/mem-%016llx-%llu.raw", dir,
+			 (unsigned long long)s->hash, (unsigned long long)mem_size);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd >= 0 && fstat(fd, &st) == 0 && (uint64_t)st.st_size == mem_size) {
+			r->fd = fd;
+			r->hit = 1;
+			r->ms = now_ms() - t0;
+			return 0;
+		}
+		if (fd >= 0)
+			close(fd);
+		/* Build it beside its final name; rename makes it appear whole. */
+		snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid());
+		fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (fd >= 0) {
+			rc = ftruncate(fd, (off_t)mem_size) < 0 ? -errno : 0;
+			if (!rc)
+				rc = fill(fd, b, s, mem_size, e);
+			/* Durable before it is trusted by later restores. */
+			if (!rc && fdatasync(fd) < 0)
+				rc = -errno;
+			if (!rc && rename(tmp, path) < 0)
+				rc = -errno;
+			if (rc) {
+				close(fd);
+				unlink(tmp);
+				if (rc == -EBADMSG || rc == -ENOMEM)
+					return rc; /* the bundle is bad: no point retrying */
+			} else {
+				r->fd = fd;
+				r->ms = now_ms() - t0;
+				return 0;
+			}
+		}
+	}
+	/* No cache: an anonymous file that lives as long as the VM. */
+	fd = memfd_create("smolvm-mem", MFD_CLOEXEC);
+	if (fd < 0)
+		return err_set(e, -errno, "memfd_create: %s", strerror(errno));
+	rc = ftruncate(fd, (off_t)mem_size) < 0 ? -errno : 0;
+	if (!rc)
+		rc = fill(fd, b, s, mem_size, e);
+	if (rc) {
+		close(fd);
+		return rc < 0 && !e->msg[0] ? err_set(e, rc, "memory image: %s", strerror(-rc)) : rc;
+	}
+	r->fd = fd;
+	r->ms = now_ms() - t0;
+	return 0;
+}

@@ -1,0 +1,24 @@
+/* The local cache of decompressed memory images, keyed by the memory
+ * section's checksum: $SMOLVM_CACHE_DIR, else $XDG_CACHE_HOME/smolvm, else
+ * ~/.cache/smolvm. A restore maps the image MAP_PRIVATE, so the second and
+ * later restores of a bundle decompress nothing and share page cache. */
+#ifndef SMOLVM_CACHE_H
+#define SMOLVM_CACHE_H
+
+#include <stdint.h>
+
+#include "snapshot/bundle.h"
+
+struct cache_result {
+	int fd;      /* read-only image of guest RAM */
+	int hit;     /* 1: found in the cache; 0: decompressed now */
+	double ms;   /* time spent */
+};
+
+/* A file descriptor holding the section's decompressed memory. Without a
+ * usable cache directory it falls back to a memfd (nothing persists). */
+int cache_memory(const struct bundle *b, const struct bundle_section *s,
+		 uint64_t mem_size, struct cache_result *r, struct err *e) WARN_UNUSED;
+int cache_dir(char *buf, size_t len);
+
+#endif

@@ -1,0 +1,37 @@
+/* Guest RAM in a bundle: fixed-size chunks, each an independent zstd frame
+ * (with its content checksum), all-zero chunks left out, so chunks can be
+ * decompressed in parallel or one at a time on demand.
+ *
+ * Section layout (little-endian):
+ *   "SMEM" u32 version(1) u64 mem_size u32 chunk_size u32 nchunks
+ *   nchunks x { u64 offset (from the section start, 0 = zero chunk),
+ *               u32 compressed size, u32 reserved (0) }
+ *   zstd frames, in chunk order */
+#ifndef SMOLVM_SNAPMEM_H
+#define SMOLVM_SNAPMEM_H
+
+#include <stdint.h>
+
+#include "snapshot/bundle.h"
+#include "machine/mem.h"
+
+#define SNAPMEM_CHUNK (1u << 20)
+#define SNAPMEM_HDR 24
+#define SNAPMEM_ENTRY 16
+
+struct snapmem_stats {
+	uint64_t chunks, zero_chunks, stored_bytes;
+};
+
+/* Compresses `m` into a memory section named "memory". */
+int snapmem_write(struct bundle_writer *w, const struct guest_mem *m,
+		  struct snapmem_stats *st, struct err *e) WARN_UNUSED;
+/* Decompresses a verified memory section into dst (mem_size bytes,
+ * zero-filled beforehand), using `threads` threads. */
+int snapmem_read(const uint8_t *sec, uint64_t sec_size, void *dst, uint64_t mem_size,
+		 unsigned threads, struct err *e) WARN_UNUSED;
+/* Reads mem_size from a section header after bounds checks. */
+int snapmem_size(const uint8_t *sec, uint64_t sec_size, uint64_t *mem_size,
+		 struct err *e) WARN_UNUSED;
+
+#endif

@@ -1,0 +1,38 @@
+/* Snapshots: freeze a running machine into a .smolmachine bundle, and
+ * rebuild a machine from one. Restore order: memory (mapped from the
+ * cache), interrupt controllers and clock, vCPUs, devices. */
+#ifndef SMOLVM_SNAPSHOT_H
+#define SMOLVM_SNAPSHOT_H
+
+#include "snapshot/bundle.h"
+#include "snapshot/cache.h"
+#include "snapshot/manifest.h"
+#include "machine/config.h"
+#include "machine/loader.h"
+
+struct vm;
+
+/* Pauses the machine, writes the bundle atomically, resumes it; with
+ * `then_stop`, stops it instead (VM_STOP_PACKED) once the bundle is safe. */
+int snapshot_save(struct vm *vm, const char *path, int then_stop, struct err *e) WARN_UNUSED;
+
+struct restore_plan {
+	struct bundle b;
+	struct manifest m;
+	const char *lua;
+	size_t lua_len;
+	const struct bundle_section *memory;
+};
+
+/* Opens and verifies a bundle: header, table of contents, manifest, script
+ * and every state section (checksums), before anything is built. */
+int snapshot_open(const char *path, struct restore_plan *p, struct err *e) WARN_UNUSED;
+/* The machine described by the bundle must match the plugins on this host:
+ * names, types and state versions. */
+int snapshot_check_plugins(const struct restore_plan *p, const struct machine_config *cfg,
+			   const struct plugin_set *plugins, struct err *e) WARN_UNUSED;
+/* Applies the saved state to a machine built with vm_opts.restore. */
+int snapshot_restore(struct vm *vm, const struct restore_plan *p, struct err *e) WARN_UNUSED;
+void snapshot_close(struct restore_plan *p);
+
+#endif
