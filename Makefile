@@ -63,9 +63,17 @@ $(AGENT_PROTO_OBJ): sdk/src/agent_proto.c
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CORE_CFLAGS) $(CFLAGS) -c $< -o $@
 
-$(SMOLVM): $(CORE_SRCS:%.c=$(BUILD)/%.o) $(AGENT_PROTO_OBJ)
+# The core's layers (tests/check-layers.sh): an #include that points up
+# fails the build.
+LAYERS_OK := $(BUILD)/core/layers.ok
+$(LAYERS_OK): tests/check-layers.sh $(shell find core -name '*.[ch]')
+	$(call say,LAYERS,core)
+	@mkdir -p $(dir $@)
+	$(Q)tests/check-layers.sh core && touch $@
+
+$(SMOLVM): $(CORE_SRCS:%.c=$(BUILD)/%.o) $(AGENT_PROTO_OBJ) $(LAYERS_OK)
 	$(call say,LINK,$@)
-	$(Q)$(CC) $(CFLAGS) -rdynamic -o $@ $^ $(CORE_LIBS)
+	$(Q)$(CC) $(CFLAGS) -rdynamic -o $@ $(filter %.o,$^) $(CORE_LIBS)
 
 # ---- plugins: each folder under backends/ and plugins/ is one .so ---------
 # They see sdk/include and nothing of core/.

@@ -1,5 +1,5 @@
-/* smolvm: the command line. */
-#include <dirent.h>
+/* smolvm: the command line. Each command parses its options and hands
+ * them to its recipe in session/. */
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -8,15 +8,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "session/host_config.h"
-#include "session/exec.h"
-#include "session/hooks.h"
+#include <smolvm/plugin.h>
+
 #include "machine/config.h"
-#include "machine/loader.h"
-#include "script/script.h"
-#include "snapshot/snapmem.h"
-#include "snapshot/snapshot.h"
-#include "machine/vm.h"
+#include "session/host_config.h"
+#include "session/session.h"
 
 
 static void usage(FILE *f)
@@ -139,112 +135,6 @@ static void usage_inspect(FILE *f)
 		"that its memory decompresses. Exit status 1 if anything is wrong.\n");
 }
 
-static void print_refusal(void *opaque, const char *path, const char *why)
-{
-	(void)opaque;
-	fprintf(stderr, "smolvm: refused %s: %s\n", path, why);
-}
-
-static void quiet_refusal(void *opaque, const char *path, const char *why)
-{
-	int *verbose = opaque;
-	if (*verbose)
-		print_refusal(NULL, path, why);
-}
-static int cmd_plugins(int argc, char **argv)
-{
-	struct host_config hc;
-	struct plugin_set set = { 0 };
-	struct err e;
-
-	if (argc > 1 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
-		printf("usage: smolvm plugins\n\nLists the plugins on the search path "
-		       "(see docs/configuration.md) and why any was refused.\n");
-		return 0;
-	}
-	if (host_config_load(&hc, &e)) {
-		fprintf(stderr, "smolvm: %s\n", e.msg);
-		return 1;
-	}
-	plugins_scan(&set, hc.plugin_dirs, hc.nplugin_dirs, print_refusal, NULL);
-	printf("%-16s %-8s %-8s %-5s %s\n", "NAME", "KIND", "VERSION", "ABI", "PATH");
-	for (size_t i = 0; i < set.n; i++) {
-		const struct plugin *p = &set.v[i];
-		printf("%-16s %-8s %-8s %u.%-3u %s\n", p->desc.name, plugin_kind_name(p->desc.kind),
-		       p->desc.version, p->desc.abi_major, p->desc.abi_minor, p->path);
-	}
-	printf("\nsearch path (host ABI %d.%d):\n", SMOLVM_ABI_MAJOR, SMOLVM_ABI_MINOR);
-	for (size_t i = 0; i < hc.nplugin_dirs; i++)
-		printf("  %s\n", hc.plugin_dirs[i]);
-	plugins_free(&set);
-	host_config_free(&hc);
-	return 0;
-}
-
-static int replace(char **dst, const char *src)
-{
-	free(*dst);
-	*dst = strdup(src);
-	return *dst ? 0 : -ENOMEM;
-}
-
-/* Options shared by boot and pack: they override the script. */
-struct machine_opts {
-	const char *cpus, *memory, *kernel, *initrd, *append, *backend, *quirks, *ready;
-	const char *out;
-	int verbose;
-};
-
-static int apply_opts(const struct machine_opts *o, const struct host_config *hc,
-		      struct machine_config *cfg)
-{
-	cfg->quirk_mode = hc->quirk_mode;
-	if (o->cpus) {
-		char *end;
-		long n = strtol(o->cpus, &end, 10);
-		if (*end || n < 1 || n > 64) {
-			fprintf(stderr, "smolvm: --cpus: \"%s\" is not a number from 1 to 64\n", o->cpus);
-			return -EINVAL;
-		}
-		cfg->cpus = (uint32_t)n;
-	}
-	if (o->memory && parse_size(o->memory, &cfg->memory)) {
-		fprintf(stderr, "smolvm: --memory: \"%s\" is not a size such as 256M or 1G\n", o->memory);
-		return -EINVAL;
-	}
-	if (o->quirks && parse_quirk_mode(o->quirks, &cfg->quirk_mode)) {
-		fprintf(stderr, "smolvm: --host-quirks: \"%s\" is not auto, on or off\n", o->quirks);
-		return -EINVAL;
-	}
-	if ((o->kernel && replace(&cfg->kernel, o->kernel)) ||
-	    (o->initrd && replace(&cfg->initrd, o->initrd)) ||
-	    (o->append && replace(&cfg->append, o->append)) ||
-	    (o->ready && replace(&cfg->ready, o->ready)) ||
-	    replace(&cfg->backend, o->backend ? o->backend : hc->backend)) {
-		fprintf(stderr, "smolvm: out of memory\n");
-		return -ENOMEM;
-	}
-	return 0;
-}
-
-/* Runs a machine until it stops; returns the exit status. */
-static int run_machine(struct vm *vm, int verbose)
-{
-	struct err e;
-	int status;
-
-	if (verbose)
-		fprintf(stderr, "smolvm: %u vCPU, %llu MiB%s\nsmolvm: cmdline: %s\n",
-			vm->cfg->cpus, (unsigned long long)(vm->cfg->memory >> 20),
-			vm->quirks ? " (host quirks on)" : "", vm->cmdline);
-	status = vm_run(vm, &e);
-	if (status == 1)
-		fprintf(stderr, "\r\nsmolvm: %s\n", e.msg);
-	return status;
-}
-
-/* ---- what every command shares: hooks, vars, sockets ---------------------- */
-
 /* The end of every machine command's long options. */
 #define SESSION_LONG_OPTIONS                                                     \
 	{ "verbose", no_argument, NULL, 'v' }, { "hooks", required_argument, NULL, 'H' }, \
@@ -277,126 +167,60 @@ static int check_var(const char *opt, const char *kv)
 	return 0;
 }
 
-/* A private directory for the machine's sockets, removed at the end. */
-struct runtime {
-	char dir[300];
-	char *vsock; /* the first virtio-vsock device's socket */
-};
-
-static void runtime_cleanup(struct runtime *rt)
+/* --hooks, --var, -v: returns 1 when `c` was one of them, -1 on a bad
+ * value (said), 0 otherwise. */
+static int session_option(int c, struct session_opts *o, struct strv *vars)
 {
-	if (rt->dir[0]) {
-		DIR *d = opendir(rt->dir);
-		struct dirent *de;
-		while (d && (de = readdir(d))) {
-			char p[600];
-			if (de->d_name[0] == '.')
-				continue;
-			snprintf(p, sizeof(p), "%s/%s", rt->dir, de->d_name);
-			unlink(p);
-		}
-		if (d)
-			closedir(d);
-		rmdir(rt->dir);
-		rt->dir[0] = 0;
+	switch (c) {
+	case 'v': o->verbose++; return 1;
+	case 'H': o->hooks_path = optarg; return 1;
+	case 'V':
+		if (check_var("--var", optarg) || strv_add(vars, optarg))
+			return -1;
+		o->vars = vars->v;
+		return 1;
+	default: return 0;
 	}
-	free(rt->vsock);
-	rt->vsock = NULL;
 }
 
-/* Every virtio-vsock device gets a socket in the private directory unless
- * the script names one (and always with `force`: clones of one bundle must
- * not fight over a name). */
-static int oom(void)
+static int cmd_plugins(int argc, char **argv)
 {
-	fprintf(stderr, "smolvm: out of memory\n");
-	return -ENOMEM;
-}
-
-static int bind_vsock(struct machine_config *cfg, int force, struct runtime *rt)
-{
-	for (size_t i = 0; i < cfg->ndevices; i++) {
-		struct dev_config *d = &cfg->devices[i];
-		const char *path;
-		char sock[400];
-
-		if (strcmp(d->type, "virtio-vsock"))
-			continue;
-		if (force || !dev_config_get(d, "socket")) {
-			if (!rt->dir[0]) {
-				const char *base = getenv("XDG_RUNTIME_DIR");
-				snprintf(rt->dir, sizeof(rt->dir), "%s/smolvm-XXXXXX",
-					 base && *base ? base : "/tmp");
-				if (!mkdtemp(rt->dir)) {
-					int err = errno;
-					fprintf(stderr, "smolvm: %s: %s\n", rt->dir, strerror(err));
-					rt->dir[0] = 0;
-					return -err;
-				}
-			}
-			snprintf(sock, sizeof(sock), "%s/%s.sock", rt->dir, d->name);
-			if (dev_config_set(d, "socket", sock))
-				return oom();
-		}
-		path = dev_config_path(d, "socket", cfg->script);
-		if (!rt->vsock && path && !(rt->vsock = strdup(path)))
-			return oom();
+	if (argc > 1 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
+		printf("usage: smolvm plugins\n\nLists the plugins on the search path "
+		       "(see docs/configuration.md) and why any was refused.\n");
+		return 0;
 	}
-	return 0;
+	return session_plugins();
 }
 
-struct session {
-	struct script *script;
-	const char *hooks_path;
-	struct strv vars;
-	struct runtime rt;
-	struct exec_job *job;
-};
-
-static void session_free(struct session *ss)
+/* Checks the values of the options that override a script. */
+static int parse_overrides(struct machine_overrides *ov, const char *cpus, const char *memory,
+			   const char *quirks)
 {
-	script_close(ss->script);
-	free(ss->vars.v);
-	runtime_cleanup(&ss->rt);
-}
-
-static int session_load_hooks(struct session *ss)
-{
-	struct err e;
-
-	if (ss->hooks_path && script_load_hooks(ss->script, ss->hooks_path, &e)) {
-		fprintf(stderr, "smolvm: %s\n", e.msg);
+	ov->quirk_mode = -1;
+	if (cpus) {
+		char *end;
+		long n = strtol(cpus, &end, 10);
+		if (*end || n < 1 || n > MACHINE_MAX_CPUS) {
+			fprintf(stderr, "smolvm: --cpus: \"%s\" is not a number from 1 to %d\n", cpus,
+				MACHINE_MAX_CPUS);
+			return -EINVAL;
+		}
+		ov->cpus = (uint32_t)n;
+	}
+	if (memory && (parse_size(memory, &ov->memory) || !ov->memory)) {
+		fprintf(stderr, "smolvm: --memory: \"%s\" is not a size such as 256M or 1G\n", memory);
 		return -EINVAL;
 	}
+	if (quirks) {
+		uint32_t mode;
+		if (parse_quirk_mode(quirks, &mode)) {
+			fprintf(stderr, "smolvm: --host-quirks: \"%s\" is not auto, on or off\n", quirks);
+			return -EINVAL;
+		}
+		ov->quirk_mode = (int)mode;
+	}
 	return 0;
-}
-
-/* Runs a machine with its hooks until it stops; returns the exit status. */
-static int run_session(struct vm *vm, struct session *ss, int restored, int verbose)
-{
-	struct hooks_opts ho = { .restored = restored, .sync_required = ss->job != NULL,
-				 .vsock = ss->rt.vsock, .vars = ss->vars.v, .job = ss->job,
-				 .verbose = verbose };
-	struct hooks *h = NULL;
-	struct err e;
-	int status;
-
-	if ((script_has_hooks(ss->script) || (restored && ss->rt.vsock) || ss->job) &&
-	    hooks_start(vm, script_has_hooks(ss->script) ? ss->script : NULL, &ho, &h, &e)) {
-		fprintf(stderr, "smolvm: %s\n", e.msg);
-		return 1;
-	}
-	status = run_machine(vm, verbose > 1);
-	/* A hook that failed once the machine had stopped (on_exit, say) still
-	 * fails the command; one that stopped it was reported above. */
-	if (hooks_finish(h, &e) && status == 0) {
-		fprintf(stderr, "smolvm: %s\n", e.msg);
-		status = 1;
-	}
-	if (h && hooks_hung(h))
-		ss->script = NULL; /* still in use by the abandoned thread */
-	hooks_free(h);
-	return status;
 }
 
 static int boot_or_pack(int argc, char **argv, int pack)
@@ -414,175 +238,54 @@ static int boot_or_pack(int argc, char **argv, int pack)
 		SESSION_LONG_OPTIONS,
 	};
 	void (*help)(FILE *) = pack ? usage_pack : usage_boot;
-	struct session ss = { 0 };
-	struct machine_opts o = { 0 };
-	struct machine_config cfg = { 0 };
-	struct host_config hc;
-	struct plugin_set set = { 0 };
-	struct vm vm;
-	struct err e;
-	int c, status = 1;
+	struct machine_overrides ov = { 0 };
+	struct session_opts so = { 0 };
+	struct strv vars = { 0 };
+	const char *cpus = NULL, *memory = NULL, *quirks = NULL, *out = NULL;
+	int c, status = 2;
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "c:m:k:i:a:r:o:vh", opts, NULL)) != -1) {
+		int s = session_option(c, &so, &vars);
+		if (s < 0)
+			goto out;
+		if (s)
+			continue;
 		switch (c) {
-		case 'c': o.cpus = optarg; break;
-		case 'm': o.memory = optarg; break;
-		case 'k': o.kernel = optarg; break;
-		case 'i': o.initrd = optarg; break;
-		case 'a': o.append = optarg; break;
-		case 'B': o.backend = optarg; break;
-		case 'Q': o.quirks = optarg; break;
-		case 'r': o.ready = optarg; break;
-		case 'o': o.out = optarg; break;
-		case 'v': o.verbose++; break;
-		case 'H': ss.hooks_path = optarg; break;
-		case 'V':
-			if (check_var("--var", optarg) || strv_add(&ss.vars, optarg)) {
-				free(ss.vars.v);
-				return 2;
-			}
-			break;
-		case 'h': free(ss.vars.v); help(stdout); return 0;
-		default: free(ss.vars.v); help(stderr); return 2;
+		case 'c': cpus = optarg; break;
+		case 'm': memory = optarg; break;
+		case 'k': ov.kernel = optarg; break;
+		case 'i': ov.initrd = optarg; break;
+		case 'a': ov.append = optarg; break;
+		case 'B': ov.backend = optarg; break;
+		case 'Q': quirks = optarg; break;
+		case 'r': ov.ready = optarg; break;
+		case 'o': out = optarg; break;
+		case 'h': help(stdout); status = 0; goto out;
+		default: help(stderr); goto out;
 		}
 	}
 	if (optind != argc - 1) {
-		free(ss.vars.v);
 		fprintf(stderr, "smolvm %s: expected one machine script\n", pack ? "pack" : "boot");
 		help(stderr);
-		return 2;
+		goto out;
 	}
-	if (pack && !o.out) {
-		free(ss.vars.v);
+	if (pack && !out) {
 		fprintf(stderr, "smolvm pack: -o BUNDLE is required\n");
-		return 2;
-	}
-	if (host_config_load(&hc, &e)) {
-		free(ss.vars.v);
-		fprintf(stderr, "smolvm: %s\n", e.msg);
-		return 1;
-	}
-	if (script_open_file(argv[optind], &cfg, &ss.script, &e)) {
-		fprintf(stderr, "smolvm: %s\n", e.msg);
 		goto out;
 	}
-	if (apply_opts(&o, &hc, &cfg) || session_load_hooks(&ss) || bind_vsock(&cfg, 0, &ss.rt))
+	status = 1;
+	if (parse_overrides(&ov, cpus, memory, quirks))
 		goto out;
-	if (pack && !cfg.ready) {
-		fprintf(stderr, "smolvm pack: the script sets no ready = \"...\" and no --ready was given\n");
-		goto out;
-	}
-	plugins_scan(&set, hc.plugin_dirs, hc.nplugin_dirs, quiet_refusal, &o.verbose);
-	for (int restart = 1; restart;) {
-		struct vm_opts vo = { .verbose = o.verbose, .mem_fd = -1,
-				      .ready = pack ? cfg.ready : NULL, .save_to = o.out,
-				      .keep_input_open = pack };
-		if (vm_create(&vm, &cfg, &set, &vo, &e)) {
-			vm_destroy(&vm);
-			fprintf(stderr, "smolvm: %s\n", e.msg);
-			status = 1;
-			break;
-		}
-		status = run_session(&vm, &ss, 0, o.verbose ? o.verbose + 1 : 0);
-		if (pack && status == 0 && vm_stop_reason(&vm) != VM_STOP_PACKED) {
-			fprintf(stderr, "smolvm pack: the guest stopped before printing \"%s\"\n", cfg.ready);
-			status = 1;
-		}
-		/* reboot = "restart": a fresh machine of the same shape. */
-		restart = !pack && cfg.reboot_restart && vm_stop_reason(&vm) == VM_STOP_RESET;
-		if (restart && o.verbose)
-			fprintf(stderr, "smolvm: the guest rebooted; starting it again\n");
-		vm_destroy(&vm);
-	}
+	status = pack ? session_pack(argv[optind], &ov, out, &so)
+		      : session_boot(argv[optind], &ov, out, &so);
 out:
-	plugins_free(&set);
-	machine_config_free(&cfg);
-	host_config_free(&hc);
-	session_free(&ss);
+	free(vars.v);
 	return status;
 }
 
 static int cmd_boot(int argc, char **argv) { return boot_or_pack(argc, argv, 0); }
 static int cmd_pack(int argc, char **argv) { return boot_or_pack(argc, argv, 1); }
-
-/* What a restore holds on to until the machine is destroyed. */
-struct restored {
-	struct restore_plan plan;
-	struct machine_config cfg;
-	struct host_config hc;
-	struct plugin_set set;
-	struct cache_result mem;
-	int have_plan, have_hc;
-};
-
-static void restored_free(struct restored *r)
-{
-	if (r->mem.fd >= 0)
-		close(r->mem.fd);
-	if (r->have_plan)
-		snapshot_close(&r->plan);
-	plugins_free(&r->set);
-	machine_config_free(&r->cfg);
-	if (r->have_hc)
-		host_config_free(&r->hc);
-}
-
-/* Opens a bundle, loads its script (and the user's hooks), binds sockets
- * and builds the machine with its state applied. Prints why on failure. */
-static int restore(const char *path, struct restored *r, struct session *ss, int force_vsock,
-		   struct vm_opts *vo, struct vm *vm, int verbose)
-{
-	double t0 = vm_now_ms();
-	struct err e;
-
-	memset(r, 0, sizeof(*r));
-	r->mem.fd = -1;
-	if (host_config_load(&r->hc, &e)) {
-		fprintf(stderr, "smolvm: %s\n", e.msg);
-		return -1;
-	}
-	r->have_hc = 1;
-	if (snapshot_open(path, &r->plan, &e)) {
-		fprintf(stderr, "smolvm: %s\n", e.msg);
-		return -1;
-	}
-	r->have_plan = 1;
-	/* The bundle's own script, read as if it were still where it was
-	 * packed (its relative paths start there). */
-	if (script_open(r->plan.m.script, r->plan.lua, r->plan.lua_len, &r->cfg, &ss->script, &e)) {
-		fprintf(stderr, "smolvm: %s: its script: %s\n", path, e.msg);
-		return -1;
-	}
-	if (session_load_hooks(ss) || bind_vsock(&r->cfg, force_vsock, &ss->rt))
-		return -1;
-	r->cfg.cpus = r->plan.m.cpus;
-	r->cfg.memory = r->plan.m.memory;
-	r->cfg.quirk_mode = r->hc.quirk_mode;
-	if (replace(&r->cfg.backend, r->plan.m.backend)) {
-		fprintf(stderr, "smolvm: out of memory\n");
-		return -1;
-	}
-	plugins_scan(&r->set, r->hc.plugin_dirs, r->hc.nplugin_dirs, quiet_refusal, &verbose);
-	if (snapshot_check_plugins(&r->plan, &r->cfg, &r->set, &e) ||
-	    cache_memory(&r->plan.b, r->plan.memory, r->plan.m.memory, &r->mem, &e)) {
-		fprintf(stderr, "smolvm: %s: %s\n", path, e.msg);
-		return -1;
-	}
-	vo->mem_fd = r->mem.fd;
-	vo->restore = 1;
-	if (vm_create(vm, &r->cfg, &r->set, vo, &e) || snapshot_restore(vm, &r->plan, &e)) {
-		vm_destroy(vm);
-		fprintf(stderr, "smolvm: %s: %s\n", path, e.msg);
-		return -1;
-	}
-	if (verbose)
-		fprintf(stderr, "smolvm: restored %s in %.1f ms (memory %s in %.1f ms)\n", path,
-			vm_now_ms() - t0,
-			r->mem.hit ? "mapped from the cache" : "decompressed into the cache",
-			r->mem.ms);
-	return 0;
-}
 
 static int cmd_run(int argc, char **argv)
 {
@@ -591,44 +294,33 @@ static int cmd_run(int argc, char **argv)
 		{ "output", required_argument, NULL, 'o' },
 		SESSION_LONG_OPTIONS,
 	};
+	struct session_opts so = { 0 };
+	struct strv vars = { 0 };
 	const char *out = NULL;
-	int pristine = 0, verbose = 0, c, status = 1;
-	struct session ss = { 0 };
-	struct restored r;
-	struct vm vm;
+	int pristine = 0, c, status = 2;
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "po:vh", opts, NULL)) != -1) {
+		int s = session_option(c, &so, &vars);
+		if (s < 0)
+			goto out;
+		if (s)
+			continue;
 		switch (c) {
 		case 'p': pristine = 1; break;
 		case 'o': out = optarg; break;
-		case 'v': verbose++; break;
-		case 'H': ss.hooks_path = optarg; break;
-		case 'V':
-			if (check_var("--var", optarg) || strv_add(&ss.vars, optarg))
-				status = 2;
-			break;
-		case 'h': usage_run(stdout); status = 0; goto usage;
-		default: usage_run(stderr); status = 2; goto usage;
+		case 'h': usage_run(stdout); status = 0; goto out;
+		default: usage_run(stderr); goto out;
 		}
 	}
-	if (status == 2)
-		goto usage;
 	if (optind != argc - 1) {
 		fprintf(stderr, "smolvm run: expected one bundle\n");
 		usage_run(stderr);
-		status = 2;
-		goto usage;
+		goto out;
 	}
-	struct vm_opts vo = { .verbose = verbose > 1,
-			      .save_to = out ? out : pristine ? NULL : argv[optind] };
-	if (!restore(argv[optind], &r, &ss, 0, &vo, &vm, verbose)) {
-		status = run_session(&vm, &ss, 1, verbose);
-		vm_destroy(&vm);
-	}
-	restored_free(&r);
-usage:
-	session_free(&ss);
+	status = session_run(argv[optind], pristine, out, &so);
+out:
+	free(vars.v);
 	return status;
 }
 
@@ -667,12 +359,10 @@ static int cmd_exec(int argc, char **argv)
 		SESSION_LONG_OPTIONS,
 	};
 	struct exec_job job = { 0 };
-	struct strv env = { 0 };
-	struct session ss = { .job = &job };
-	struct restored r = { .mem.fd = -1 };
+	struct strv env = { 0 }, vars = { 0 };
+	struct session_opts so = { 0 };
 	const char *bundle = NULL;
-	int verbose = 0, keep = 0, dd = argc, c, status = 2;
-	struct vm vm;
+	int keep = 0, dd = argc, c, status = 2;
 
 	for (int i = 1; i < argc; i++)
 		if (!strcmp(argv[i], "--")) {
@@ -684,6 +374,11 @@ static int cmd_exec(int argc, char **argv)
 	       (optind < dd && !bundle && (bundle = argv[optind++]))) {
 		if (c == -1)
 			continue; /* the bundle; options may follow it */
+		int s = session_option(c, &so, &vars);
+		if (s < 0)
+			goto out;
+		if (s)
+			continue;
 		switch (c) {
 		case 'i':
 			if (add_copy(&job.copy_in, &job.ncopy_in, optarg, 1))
@@ -710,12 +405,6 @@ static int cmd_exec(int argc, char **argv)
 		}
 		case 'k': keep = 1; break;
 		case 'o': job.keep_to = optarg; break;
-		case 'v': verbose++; break;
-		case 'H': ss.hooks_path = optarg; break;
-		case 'V':
-			if (check_var("--var", optarg) || strv_add(&ss.vars, optarg))
-				goto out;
-			break;
 		case 'h': usage_exec(stdout); status = 0; goto out;
 		default: usage_exec(stderr); goto out;
 		}
@@ -731,46 +420,18 @@ static int cmd_exec(int argc, char **argv)
 	}
 	job.argv = argv + dd + 1;
 	job.env = env.v;
-	job.verbose = verbose;
-	status = 1;
-	struct vm_opts vo = { .verbose = verbose, .detached = 1, .save_to = job.keep_to,
-			      .teardown_behind = 1 };
-	if (!restore(bundle, &r, &ss, 1, &vo, &vm, verbose)) {
-		if (!ss.rt.vsock) {
-			fprintf(stderr, "smolvm exec: %s: its machine has no virtio-vsock device, which the "
-				"guest agent needs (add { type = \"virtio-vsock\" } to its devices)\n", bundle);
-		} else {
-			int vs = run_session(&vm, &ss, 1, verbose);
-			if (job.done) {
-				status = job.status;
-				if (job.e.msg[0])
-					fprintf(stderr, "smolvm exec: %s\n", job.e.msg);
-			} else if (vs == 0) {
-				fprintf(stderr, "smolvm exec: the machine stopped before the command ended\n");
-			}
-			if (vs != 0 && !(vm_stop_reason(&vm) == VM_STOP_SIGNAL))
-				status = status ? status : 1;
-			if (vm_stop_reason(&vm) == VM_STOP_SIGNAL)
-				status = vs;
-		}
-		vm_destroy(&vm);
-	}
-	restored_free(&r);
+	job.verbose = so.verbose;
+	status = session_exec(bundle, &job, &so);
 out:
 	free(job.copy_in);
 	free(job.copy_out);
 	free(env.v);
-	session_free(&ss);
+	free(vars.v);
 	return status;
 }
 
 static int cmd_inspect(int argc, char **argv)
 {
-	struct restore_plan plan;
-	const struct bundle_section *man;
-	struct err e;
-	int rc;
-
 	if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
 		usage_inspect(stdout);
 		return 0;
@@ -779,36 +440,7 @@ static int cmd_inspect(int argc, char **argv)
 		usage_inspect(stderr);
 		return 2;
 	}
-	if (snapshot_open(argv[1], &plan, &e)) {
-		fprintf(stderr, "smolvm: %s\n", e.msg);
-		return 1;
-	}
-	printf("%s: smolvm bundle, format %d, %llu bytes\n\n", argv[1], BUNDLE_VERSION,
-	       (unsigned long long)plan.b.size);
-	man = bundle_find(&plan.b, "manifest");
-	printf("%.*s\n", (int)man->size, (const char *)plan.b.map + man->offset);
-	printf("%-20s %-9s %-5s %12s %12s %s\n", "SECTION", "TYPE", "COMP", "STORED", "SIZE",
-	       "CHECKSUM");
-	for (size_t i = 0; i < plan.b.n; i++) {
-		const struct bundle_section *s = &plan.b.secs[i];
-		printf("%-20s %-9s %-5s %12llu %12llu %016llx\n", s->name, bundle_type_name(s->type),
-		       s->compression ? "zstd" : "-", (unsigned long long)s->size,
-		       (unsigned long long)s->raw_size, (unsigned long long)s->hash);
-	}
-	rc = bundle_verify_all(&plan.b, &e);
-	if (!rc) {
-		/* The memory chunks must decompress, too. */
-		void *tmp = calloc(1, plan.m.memory ? plan.m.memory : 1);
-		if (!tmp)
-			rc = err_set(&e, -ENOMEM, "out of memory");
-		else
-			rc = snapmem_read(plan.b.map + plan.memory->offset, plan.memory->size, tmp,
-					  plan.m.memory, 0, &e);
-		free(tmp);
-	}
-	printf("\n%s\n", rc ? e.msg : "ok: every checksum matches and the memory decompresses");
-	snapshot_close(&plan);
-	return rc ? 1 : 0;
+	return session_inspect(argv[1]);
 }
 
 int main(int argc, char **argv)

@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "arch/x86/board.h"
+
 struct dev_config {
 	char *type;
 	char *name; /* "uart0": type plus index among its type */
@@ -31,6 +33,7 @@ struct machine_config {
 };
 
 #define MACHINE_DEFAULT_CPUS 1
+#define MACHINE_MAX_CPUS BOARD_MAX_CPUS
 #define MACHINE_DEFAULT_MEMORY (256ull << 20)
 
 void machine_config_free(struct machine_config *c);

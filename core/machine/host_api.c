@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "machine/host_api.h"
 #include "machine/state.h"
 #include "machine/vm.h"
 
@@ -113,8 +114,8 @@ static int h_console_attach(smolvm_ctx *ctx, smolvm_console_rx rx, void *opaque)
 
 static void h_console_kick(smolvm_ctx *ctx)
 {
-	/* Delivery happens on the loop thread (loop.on_wake). */
-	loop_wake(&ctx->vm->loop);
+	/* Delivery happens on the loop thread (vm.c's on_wake). */
+	vm_wake(ctx->vm);
 }
 
 static void h_request_stop(smolvm_ctx *ctx, int reset)
@@ -122,18 +123,15 @@ static void h_request_stop(smolvm_ctx *ctx, int reset)
 	vm_request_stop(ctx->vm, reset ? VM_STOP_RESET : VM_STOP_POWEROFF, NULL);
 }
 
-/* Interrupt lines free for devices: not the PIT (0), keyboard (1),
- * cascade (2), serial ports (3, 4), RTC (8) or FPU (13). */
-static const uint8_t free_gsis[] = { 5, 6, 7, 9, 10, 11, 12, 14, 15,
-				     16, 17, 18, 19, 20, 21, 22, 23 };
+static const uint8_t free_gsis[] = BOARD_FREE_GSIS;
 
 static int h_resource_alloc(smolvm_ctx *ctx, uint64_t size, uint64_t *base, uint32_t *gsi)
 {
 	struct vm *vm = ctx->vm;
-	uint64_t at = vm->next_mmio ? vm->next_mmio : VM_MMIO_BASE;
+	uint64_t at = vm->next_mmio ? vm->next_mmio : BOARD_MMIO_BASE;
 
 	size = (size + 0xfff) & ~0xfffull;
-	if (!size || size > VM_MMIO_END - at) {
+	if (!size || size > BOARD_MMIO_END - at) {
 		h_set_error(ctx, "no room for a %llu-byte MMIO window", (unsigned long long)size);
 		return -ENOSPC;
 	}

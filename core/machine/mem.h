@@ -4,16 +4,12 @@
 
 #include <stdint.h>
 
+#include "arch/x86/board.h"
 #include "lib/err.h"
+#include "lib/ram.h"
 
-/* RAM stays below the 32-bit MMIO hole (IOAPIC, LAPIC, device windows). */
-#define MEM_MAX_SIZE (3ull << 30)
+#define MEM_MAX_SIZE BOARD_RAM_MAX
 #define MEM_MIN_SIZE (16ull << 20)
-
-struct guest_mem {
-	uint8_t *base;
-	uint64_t size;
-};
 
 int mem_init(struct guest_mem *m, uint64_t size, struct err *e) WARN_UNUSED;
 /* RAM as a private, copy-on-write mapping of `fd` (a snapshot's memory
@@ -21,13 +17,5 @@ int mem_init(struct guest_mem *m, uint64_t size, struct err *e) WARN_UNUSED;
  * front, and shared with every other VM mapping the same file. */
 int mem_init_fd(struct guest_mem *m, uint64_t size, int fd, struct err *e) WARN_UNUSED;
 void mem_free(struct guest_mem *m);
-
-/* Host pointer for [gpa, gpa+len) when it lies wholly in RAM, else NULL. */
-static inline void *mem_ptr(const struct guest_mem *m, uint64_t gpa, uint64_t len)
-{
-	if (gpa > m->size || len > m->size - gpa)
-		return 0;
-	return m->base + gpa;
-}
 
 #endif

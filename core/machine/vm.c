@@ -11,16 +11,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "session/hooks.h"
-#include "arch/x86/i8042.h"
-#include "snapshot/snapshot.h"
+#include "arch/x86/board.h"
 #include "arch/x86/boot.h"
-
-/* Keeps a Linux guest off the instructions a soft-emulated host cannot run
- * (PLATFORM.md) and tells its init (smolvm.quirks=1). */
-#define SOFT_EMULATION_CMDLINE                                                 \
-	"noxsave nopku clearcpuid=cx16,umip,smap,smep,rdrand,rdseed,fsgsbase,"  \
-	"popcnt,movbe,abm,bmi1,bmi2,avx,avx2 smolvm.quirks=1"
+#include "machine/host_api.h"
 
 void vm_request_stop(struct vm *vm, enum vm_stop why, const char *msg)
 {
@@ -63,12 +56,6 @@ static void handle_io(struct vm *vm, const struct bus *b, const char *space,
 	}
 }
 
-double vm_now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
 
 /* Waits here while a snapshot is taken. */
 static void park(struct vm *vm)
@@ -82,11 +69,33 @@ static void park(struct vm *vm)
 	pthread_mutex_unlock(&vm->park_lock);
 }
 
-int vm_pause(struct vm *vm, struct err *e)
+void vm_pause_soon(struct vm *vm)
 {
 	atomic_store(&vm->pause_req, 1);
 	for (uint32_t i = 0; i < vm->ncpus; i++)
 		vm->be->vcpu_kick(vm->vcpus[i].be);
+}
+
+void vm_wake(struct vm *vm)
+{
+	loop_wake(&vm->loop);
+}
+
+size_t vm_console_input(struct vm *vm, const void *buf, size_t len)
+{
+	struct console *c = &vm->console;
+	size_t room = sizeof(c->pending) - c->pending_len;
+	size_t took = len < room ? len : room;
+
+	memcpy(c->pending + c->pending_len, buf, took);
+	c->pending_len += took;
+	console_deliver(c);
+	return took;
+}
+
+int vm_pause(struct vm *vm, struct err *e)
+{
+	vm_pause_soon(vm);
 	pthread_mutex_lock(&vm->park_lock);
 	while (vm->parked < vm->running && atomic_load(&vm->stop) == VM_RUNNING)
 		pthread_cond_wait(&vm->park_cond, &vm->park_lock);
@@ -117,6 +126,7 @@ static void *vcpu_thread(void *arg)
 {
 	struct vcpu *c = arg;
 	struct vm *vm = c->vm;
+	struct err e;
 	char name[16];
 
 	snprintf(name, sizeof(name), "vcpu%u", c->index);
@@ -131,8 +141,8 @@ static void *vcpu_thread(void *arg)
 			c->exit.reason = SMOLVM_EXIT_NONE;
 			continue;
 		}
-		if (vm->be->vcpu_run(c->be, &c->exit) < 0) {
-			vm_request_stop(vm, VM_STOP_ERROR, host_last_error());
+		if (PLUGIN_CALL(&e, vm->be->vcpu_run(c->be, &c->exit)) < 0) {
+			vm_request_stop(vm, VM_STOP_ERROR, e.msg);
 			break;
 		}
 		switch (c->exit.reason) {
@@ -192,10 +202,9 @@ static int create_devices(struct vm *vm, const struct plugin_set *plugins, struc
 		d->ctx.vm = vm;
 		d->ctx.cfg = dc;
 		snprintf(d->ctx.name, sizeof(d->ctx.name), "%s", dc->name);
-		host_clear_error();
-		rc = p->ops.dev.create(&d->ctx, &host_api, &d->dev);
+		rc = PLUGIN_CALL(e, p->ops.dev.create(&d->ctx, &host_api, &d->dev));
 		if (rc < 0)
-			return err_set(e, rc, "%s", host_last_error());
+			return rc;
 		vm->ndevs++;
 	}
 	return 0;
@@ -216,7 +225,7 @@ static int build_cmdline(struct vm *vm, struct err *e)
 	char *s;
 
 	if (vm->quirks & SMOLVM_QUIRK_SOFT_EMULATION)
-		parts[2] = SOFT_EMULATION_CMDLINE;
+		parts[2] = BOARD_SOFT_EMULATION_CMDLINE;
 	for (int i = 0; i < 5; i++)
 		if (parts[i])
 			len += strlen(parts[i]) + 1;
@@ -232,29 +241,6 @@ static int build_cmdline(struct vm *vm, struct err *e)
 	}
 	vm->cmdline = s;
 	return 0;
-}
-
-/* Snapshots are taken here, on the main thread, between loop rounds. */
-static void take_requested_snapshots(struct vm *vm)
-{
-	struct err e = { "" };
-	int pack = atomic_exchange(&vm->ready_hit, 0) && vm->opts.ready;
-	int req = atomic_exchange(&vm->snapshot_req, 0);
-
-	if ((!pack && !req) || atomic_load(&vm->stop) != VM_RUNNING)
-		return;
-	if (!vm->opts.save_to) {
-		fprintf(stderr, "\r\nsmolvm: snapshot requested, but there is nowhere to save it\r\n");
-		return;
-	}
-	/* A before_snapshot hook runs first, on the script's thread, which
-	 * then saves through vm_call(). */
-	if (vm->hooks && hooks_take_snapshot(vm->hooks, pack))
-		return;
-	/* pack ends with the machine still stopped: a guest that resumed
-	 * for a moment could reboot and make a good pack look failed. */
-	if (snapshot_save(vm, vm->opts.save_to, pack, &e))
-		vm_request_stop(vm, VM_STOP_ERROR, e.msg);
 }
 
 static void run_call(struct vm *vm)
@@ -306,30 +292,24 @@ int vm_call(struct vm *vm, vm_call_fn fn, void *arg, struct err *e)
 static void on_wake(void *opaque)
 {
 	struct vm *vm = opaque;
+	const struct vm_events *ev = &vm->opts.events;
+
 	console_deliver(&vm->console);
 	run_call(vm);
-	take_requested_snapshots(vm);
+	if (ev->wake)
+		ev->wake(ev->opaque);
 }
 
 static void on_line(void *opaque, const char *line, int complete)
 {
-	struct vm *vm = opaque;
+	const struct vm_events *ev = &((struct vm *)opaque)->opts.events;
 
-	if (vm->hooks)
-		hooks_console_line(vm->hooks, line, complete);
-	if (!vm->opts.ready || !strstr(line, vm->opts.ready) || atomic_exchange(&vm->ready_hit, 1))
-		return;
-	/* With a before_snapshot hook the guest goes on until it is done. */
-	if (vm->hooks && hooks_has(vm->hooks, "before_snapshot")) {
-		loop_wake(&vm->loop);
-		return;
-	}
-	/* Stop the guest right here (this vCPU parks as soon as its port
-	 * write completes), not when the main thread gets round to it. */
-	atomic_store(&vm->pause_req, 1);
-	for (uint32_t i = 0; i < vm->ncpus; i++)
-		vm->be->vcpu_kick(vm->vcpus[i].be);
-	loop_wake(&vm->loop);
+	ev->console_line(ev->opaque, line, complete);
+}
+
+static void on_reset(void *opaque)
+{
+	vm_request_stop(opaque, VM_STOP_RESET, NULL);
 }
 
 static void on_quit(void *opaque)
@@ -346,8 +326,8 @@ static void on_signal(void *opaque, int fd, uint32_t revents)
 	if (read(fd, &si, sizeof(si)) != sizeof(si))
 		return;
 	if (si.ssi_signo == SIGUSR1) {
-		atomic_store(&vm->snapshot_req, 1);
-		take_requested_snapshots(vm);
+		if (vm->opts.events.snapshot_request)
+			vm->opts.events.snapshot_request(vm->opts.events.opaque);
 		return;
 	}
 	vm->stop_signal = (int)si.ssi_signo;
@@ -417,19 +397,18 @@ int vm_create(struct vm *vm, struct machine_config *cfg,
 	vc.ncpus = cfg->cpus;
 	vc.mem_size = cfg->memory;
 	vc.quirk_mode = cfg->quirk_mode;
-	host_clear_error();
-	rc = vm->be->vm_create(&vm->be_ctx, &host_api, &vc, &vm->be_vm);
+	rc = PLUGIN_CALL(e, vm->be->vm_create(&vm->be_ctx, &host_api, &vc, &vm->be_vm));
 	if (rc < 0)
-		return err_set(e, rc, "%s", host_last_error());
+		return rc;
 	vm->quirks = vm->be->vm_quirks ? vm->be->vm_quirks(vm->be_vm) : 0;
 
 	region.struct_size = sizeof(region);
 	region.gpa = 0;
 	region.size = vm->mem.size;
 	region.hva = vm->mem.base;
-	rc = vm->be->mem_map(vm->be_vm, &region);
+	rc = PLUGIN_CALL(e, vm->be->mem_map(vm->be_vm, &region));
 	if (rc < 0)
-		return err_set(e, rc, "%s", host_last_error());
+		return rc;
 
 	rc = opts->detached ? console_init(&vm->console, &vm->loop, -1,
 					   opts->verbose ? STDERR_FILENO : -1, e)
@@ -439,11 +418,17 @@ int vm_create(struct vm *vm, struct machine_config *cfg,
 	vm->console.on_quit = on_quit;
 	vm->console.quit_opaque = vm;
 	vm->console.eof_ctrl_d = !opts->keep_input_open;
-	vm->console.on_line = on_line;
-	vm->console.line_opaque = vm;
+	if (opts->events.console_line) {
+		vm->console.on_line = on_line;
+		vm->console.line_opaque = vm;
+	}
+	vm->i8042.reset = on_reset;
+	vm->i8042.opaque = vm;
 	rc = setup_signals(vm, e);
 	if (!rc)
-		rc = i8042_add(vm, e);
+		rc = bus_add(&vm->pio, I8042_DATA_PORT, 1, &i8042_ops, NULL, "i8042", e);
+	if (!rc)
+		rc = bus_add(&vm->pio, I8042_COMMAND_PORT, 1, &i8042_ops, &vm->i8042, "i8042", e);
 	if (!rc)
 		rc = create_devices(vm, plugins, e);
 	if (!rc)
@@ -467,21 +452,17 @@ int vm_create(struct vm *vm, struct machine_config *cfg,
 		c->vm = vm;
 		c->index = i;
 		c->exit.struct_size = sizeof(c->exit);
-		host_clear_error();
-		rc = vm->be->vcpu_create(vm->be_vm, i, &c->be);
+		rc = PLUGIN_CALL(e, vm->be->vcpu_create(vm->be_vm, i, &c->be));
 		if (rc < 0)
-			return err_set(e, rc, "%s", host_last_error());
+			return rc;
 		vm->ncpus++;
 	}
 	if (opts->restore)
 		return 0;
 	/* Only the boot vCPU starts at the kernel; the others wait for the
 	 * guest's INIT/SIPI in the in-kernel LAPIC. */
-	host_clear_error();
-	rc = vm->be->vcpu_boot(vm->vcpus[0].be, &boot);
-	if (rc < 0)
-		return err_set(e, rc, "%s", host_last_error());
-	return 0;
+	rc = PLUGIN_CALL(e, vm->be->vcpu_boot(vm->vcpus[0].be, &boot));
+	return rc < 0 ? rc : 0;
 }
 
 int vm_run(struct vm *vm, struct err *e)

@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "arch/x86/i8042.h"
 #include "machine/bus.h"
 #include "machine/console.h"
 #include "machine/loop.h"
@@ -47,20 +48,32 @@ enum vm_stop {
 	VM_STOP_DONE,        /* a hook (vm:stop()) or smolvm exec ended it */
 };
 
-struct hooks;
+/* What the machine reports; the session decides what it means. Any
+ * callback may be NULL. */
+struct vm_events {
+	void *opaque;
+	/* The current line of guest output after each console write (without
+	 * the newline): complete lines once, the partial one as it grows. On
+	 * the thread that wrote it, often a vCPU: keep it short. */
+	void (*console_line)(void *opaque, const char *line, int complete);
+	/* Main thread: the user asked for a snapshot (SIGUSR1). */
+	void (*snapshot_request)(void *opaque);
+	/* Main thread, after every wake-up of the event loop (vm_wake()): the
+	 * place to act on what the other callbacks noted. */
+	void (*wake)(void *opaque);
+};
 
 struct vm_opts {
 	int verbose;
 	int mem_fd;          /* >= 0: RAM is a private mapping of this image */
 	int restore;         /* build the machine only: state comes from a bundle */
-	const char *ready;   /* pack: snapshot at the first console line containing it */
-	const char *save_to; /* bundle written on SIGUSR1 (and by pack) */
 	int keep_input_open; /* pack: end of input is not passed on as ^D, so
 			      * the saved guest does not carry it */
 	int detached;        /* exec: the console takes no input and its output
 			      * goes to stderr only when verbose */
 	int teardown_behind; /* the process exits after vm_destroy(): leave the
 			      * kernel's VM teardown to a child */
+	struct vm_events events;
 };
 
 /* A function run on the main thread for another thread (vm_call). */
@@ -109,9 +122,7 @@ struct vm {
 	unsigned parked, running;
 
 	struct vm_opts opts;
-	atomic_int ready_hit;      /* the ready line was printed */
-	atomic_int snapshot_req;   /* SIGUSR1 */
-	struct hooks *hooks;       /* the script's lifecycle hooks, if any */
+	struct i8042 i8042;        /* its reset command stops the machine */
 
 	/* vm_call(): one call at a time from other threads. */
 	pthread_mutex_t call_lock;
@@ -128,10 +139,19 @@ int vm_create(struct vm *vm, struct machine_config *cfg,
  * them go on. Main thread only. */
 int vm_pause(struct vm *vm, struct err *e) WARN_UNUSED;
 void vm_resume(struct vm *vm);
+/* From any thread: every vCPU parks at its next exit, without waiting for
+ * it (a vCPU that calls this parks as soon as its current exit is
+ * handled). vm_pause() then completes the pause, vm_resume() ends it. */
+void vm_pause_soon(struct vm *vm);
+/* From any thread: run the wake callback (and pending vm_call()s) on the
+ * main thread soon. */
+void vm_wake(struct vm *vm);
+/* Main thread: bytes for the console device as if typed; returns how many
+ * fit (the rest must be offered again later). */
+size_t vm_console_input(struct vm *vm, const void *buf, size_t len);
 /* From a thread other than the main one: runs fn on the main thread and
  * returns its result; -ECANCELED once the machine has stopped. */
 int vm_call(struct vm *vm, vm_call_fn fn, void *arg, struct err *e);
-double vm_now_ms(void);
 /* Runs until the guest or the user stops it; returns the process exit
  * status and fills `e` when the stop was a failure. */
 int vm_run(struct vm *vm, struct err *e);
@@ -142,15 +162,5 @@ static inline enum vm_stop vm_stop_reason(struct vm *vm)
 }
 /* From any thread: the first caller's reason wins. */
 void vm_request_stop(struct vm *vm, enum vm_stop why, const char *msg);
-
-/* System-bus resources handed to devices (host.c). */
-#define VM_MMIO_BASE 0xd0000000ull
-#define VM_MMIO_END 0xfec00000ull /* the IOAPIC */
-
-/* The host API table handed to plugins (host.c). */
-extern const struct smolvm_host_api host_api;
-/* The last set_error() message of this thread. */
-const char *host_last_error(void);
-void host_clear_error(void);
 
 #endif

@@ -41,9 +41,11 @@ int script_load_hooks(struct script *s, const char *path, struct err *e) WARN_UN
 int script_has_hook(struct script *s, const char *hook);
 int script_has_hooks(struct script *s);
 lua_State *script_lua(struct script *s);
-/* Calls global `hook` with the nargs values on top of the stack, with a
- * fresh instruction budget; errors come back as "hook NAME: file:line: ...". */
-int script_call_hook(struct script *s, const char *hook, int nargs, struct err *e) WARN_UNUSED;
+/* Calls global `hook` with the vm object (script/vm_object.h; nil if none)
+ * and `arg` (when not NULL), with a fresh instruction budget; errors come
+ * back as "hook NAME (file:line): file:line: ...". */
+int script_call_hook(struct script *s, const char *hook, const char *arg,
+		     struct err *e) WARN_UNUSED;
 void script_close(struct script *s);
 
 #endif

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "agent/client.h"
+#include "lib/clock.h"
 
 /* The guest answers within this long, or there is no agent. Generous: on
  * a host that emulates the guest kernel one vsock round trip takes ~0.1 s. */
@@ -44,16 +45,10 @@ static int write_out(void *opaque, int stream, const void *p, size_t n)
 	return 0;
 }
 
-static double ms_now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
 
 void exec_job_run(struct exec_job *j, struct agent_conn *conn, const char *uds, int cancel_fd)
 {
-	double t0 = ms_now(), t1 = t0, t2 = t0, t3 = t0;
+	double t0 = clock_ms(), t1 = t0, t2 = t0, t3 = t0;
 	struct agent_conn a;
 	struct agent_status st;
 	struct out_ctx oc = { cancel_fd };
@@ -69,10 +64,10 @@ void exec_job_run(struct exec_job *j, struct agent_conn *conn, const char *uds, 
 	} else {
 		rc = agent_connect(&a, uds, CONNECT_TIMEOUT_MS, cancel_fd, &j->e);
 	}
-	t1 = ms_now();
+	t1 = clock_ms();
 	for (size_t i = 0; !rc && i < j->ncopy_in; i++)
 		rc = agent_copy_in(&a, j->copy_in[i].host, j->copy_in[i].guest, &j->e);
-	t2 = ms_now();
+	t2 = clock_ms();
 	if (!rc) {
 		rc = agent_exec(&a, j->cwd, (const char *const *)j->argv,
 				(const char *const *)j->env, &io, &st, &gerr, &j->e);
@@ -84,7 +79,7 @@ void exec_job_run(struct exec_job *j, struct agent_conn *conn, const char *uds, 
 			err_set(&j->e, -ETIMEDOUT, "%s: timed out after %d s: killed", j->argv[0],
 				j->timeout_s);
 	}
-	t3 = ms_now();
+	t3 = clock_ms();
 	for (size_t i = 0; !rc && i < j->ncopy_out; i++) {
 		rc = agent_copy_out(&a, j->copy_out[i].guest, j->copy_out[i].host, &j->e);
 		if (rc)
@@ -93,6 +88,6 @@ void exec_job_run(struct exec_job *j, struct agent_conn *conn, const char *uds, 
 	agent_close(&a);
 	if (j->verbose)
 		fprintf(stderr, "smolvm exec: agent connected in %.1f ms; copy-in %.1f ms; "
-			"command %.1f ms; copy-out %.1f ms\n", t1 - t0, t2 - t1, t3 - t2, ms_now() - t3);
+			"command %.1f ms; copy-out %.1f ms\n", t1 - t0, t2 - t1, t3 - t2, clock_ms() - t3);
 	j->done = 1;
 }

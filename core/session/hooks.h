@@ -1,24 +1,27 @@
-/* The script thread: runs a machine script's lifecycle hooks (on_boot,
- * on_console, before_snapshot, after_restore, on_exit) one at a time with
- * a `vm` object, syncs the guest agent after a restore, and drives the job
- * of `smolvm exec`. Everything that touches the machine goes through
- * vm_call() (main thread) or the agent's socket, so a hook never blocks the
- * event loop or a vCPU. */
+/* The hooks runner: a script thread runs a machine script's lifecycle
+ * hooks (on_boot, on_console, before_snapshot, after_restore, on_exit)
+ * one at a time under a CPU watchdog, carries out what their `vm` object
+ * asks (script/vm_object.h), syncs the guest agent after a restore, and
+ * drives the job of `smolvm exec`. Everything that touches the machine
+ * goes through vm_call() (main thread) or the agent's socket, so a hook
+ * never blocks the event loop or a vCPU. */
 #ifndef SMOLVM_HOOKS_H
 #define SMOLVM_HOOKS_H
 
 #include "lib/err.h"
-#include "session/exec.h"
 #include "script/script.h"
+#include "session/exec.h"
 
 struct vm;
 struct hooks;
 
 struct hooks_opts {
-	int restored;      /* after_restore (and the agent sync), else on_boot */
-	int sync_required; /* a failed agent sync stops the machine */
-	const char *vsock; /* the agent's socket, NULL without virtio-vsock */
-	char **vars;       /* "K=V": vm.vars in hooks */
+	int restored;        /* after_restore (and the agent sync), else on_boot */
+	int sync_required;   /* a failed agent sync stops the machine */
+	const char *vsock;   /* the agent's socket, NULL without virtio-vsock */
+	char **vars;         /* "K=V": vm.vars in hooks */
+	const char *name;    /* vm.name */
+	const char *save_to; /* where a requested snapshot goes */
 	struct exec_job *job; /* smolvm exec's command, NULL otherwise */
 	int verbose;
 };

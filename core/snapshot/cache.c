@@ -10,14 +10,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lib/clock.h"
 #include "snapshot/snapmem.h"
 
-static double now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
 
 int cache_dir(char *buf, size_t len)
 {
@@ -73,7 +68,7 @@ int cache_memory(const struct bundle *b, const struct bundle_section *s,
 		 uint64_t mem_size, struct cache_result *r, struct err *e)
 {
 	char dir[4000], path[4200], tmp[4300];
-	double t0 = now_ms();
+	double t0 = clock_ms();
 	struct stat st;
 	int fd, rc;
 
@@ -86,7 +81,7 @@ int cache_memory(const struct bundle *b, const struct bundle_section *s,
 		if (fd >= 0 && fstat(fd, &st) == 0 && (uint64_t)st.st_size == mem_size) {
 			r->fd = fd;
 			r->hit = 1;
-			r->ms = now_ms() - t0;
+			r->ms = clock_ms() - t0;
 			return 0;
 		}
 		if (fd >= 0)
@@ -110,7 +105,7 @@ int cache_memory(const struct bundle *b, const struct bundle_section *s,
 					return rc; /* the bundle is bad: no point retrying */
 			} else {
 				r->fd = fd;
-				r->ms = now_ms() - t0;
+				r->ms = clock_ms() - t0;
 				return 0;
 			}
 		}
@@ -127,6 +122,6 @@ int cache_memory(const struct bundle *b, const struct bundle_section *s,
 		return rc < 0 && !e->msg[0] ? err_set(e, rc, "memory image: %s", strerror(-rc)) : rc;
 	}
 	r->fd = fd;
-	r->ms = now_ms() - t0;
+	r->ms = clock_ms() - t0;
 	return 0;
 }

@@ -4,13 +4,12 @@
 #ifndef SMOLVM_SNAPSHOT_H
 #define SMOLVM_SNAPSHOT_H
 
+#include "machine/config.h"
+#include "machine/loader.h"
+#include "machine/vm.h"
 #include "snapshot/bundle.h"
 #include "snapshot/cache.h"
 #include "snapshot/manifest.h"
-#include "machine/config.h"
-#include "machine/loader.h"
-
-struct vm;
 
 /* Pauses the machine, writes the bundle atomically, resumes it; with
  * `then_stop`, stops it instead (VM_STOP_PACKED) once the bundle is safe. */
@@ -31,8 +30,15 @@ int snapshot_open(const char *path, struct restore_plan *p, struct err *e) WARN_
  * names, types and state versions. */
 int snapshot_check_plugins(const struct restore_plan *p, const struct machine_config *cfg,
 			   const struct plugin_set *plugins, struct err *e) WARN_UNUSED;
-/* Applies the saved state to a machine built with vm_opts.restore. */
-int snapshot_restore(struct vm *vm, const struct restore_plan *p, struct err *e) WARN_UNUSED;
+/* The whole restore of a plan opened above, into `vm`: the bundle's shape
+ * (vCPUs, memory, backend) goes into cfg (the machine its script declares,
+ * with the session's bindings), the plugins are checked, guest memory is
+ * mapped from the cache (mem says how), the machine is built with `opts`
+ * and every saved state applied: irqchip and clock, vCPUs, devices. On
+ * failure nothing is left to destroy. */
+int snapshot_load(const struct restore_plan *p, struct machine_config *cfg,
+		  const struct plugin_set *plugins, const struct vm_opts *opts, struct vm *vm,
+		  struct cache_result *mem, struct err *e) WARN_UNUSED;
 void snapshot_close(struct restore_plan *p);
 
 #endif

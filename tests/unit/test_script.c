@@ -584,9 +584,7 @@ START_TEST(test_hooks_called_with_args)
 	ck_assert(script_has_hook(s, "on_console"));
 	ck_assert(!script_has_hook(s, "on_boot"));
 	for (int i = 0; i < 3; i++) {
-		lua_pushnil(L);
-		lua_pushstring(L, "abcd");
-		ck_assert_int_eq(script_call_hook(s, "on_console", 2, &e), 0);
+		ck_assert_int_eq(script_call_hook(s, "on_console", "abcd", &e), 0);
 	}
 	lua_getglobal(L, "calls");
 	ck_assert_int_eq(lua_tointeger(L, -1), 12);
@@ -604,17 +602,13 @@ START_TEST(test_hook_budget_is_per_call)
 				      "  for i = 1, 10000000 do n = n + i end end\n"
 				      "function on_exit(vm) while true do end end\n");
 
-	lua_pushnil(script_lua(s));
-	ck_assert_int_eq(script_call_hook(s, "on_boot", 1, &e), 0);
-	lua_pushnil(script_lua(s));
-	ck_assert_int_eq(script_call_hook(s, "on_boot", 1, &e), 0);
-	lua_pushnil(script_lua(s));
-	ck_assert_int_eq(script_call_hook(s, "on_exit", 1, &e), -EINVAL);
+	ck_assert_int_eq(script_call_hook(s, "on_boot", NULL, &e), 0);
+	ck_assert_int_eq(script_call_hook(s, "on_boot", NULL, &e), 0);
+	ck_assert_int_eq(script_call_hook(s, "on_exit", NULL, &e), -EINVAL);
 	ck_assert_msg(strstr(e.msg, "hook on_exit (" SCRIPT ":4): " SCRIPT ":4: instruction budget"),
 		      "%s", e.msg);
 	/* and the state is usable after that */
-	lua_pushnil(script_lua(s));
-	ck_assert_int_eq(script_call_hook(s, "on_boot", 1, &e), 0);
+	ck_assert_int_eq(script_call_hook(s, "on_boot", NULL, &e), 0);
 	script_close(s);
 }
 END_TEST
@@ -647,8 +641,7 @@ START_TEST(test_hooks_file_overrides)
 	ck_assert_int_eq(write(fd, mine, strlen(mine)), (ssize_t)strlen(mine));
 	close(fd);
 	ck_assert_int_eq(script_load_hooks(s, path, &e), 0);
-	lua_pushnil(script_lua(s));
-	ck_assert_int_eq(script_call_hook(s, "after_restore", 1, &e), 0);
+	ck_assert_int_eq(script_call_hook(s, "after_restore", NULL, &e), 0);
 	lua_getglobal(script_lua(s), "who");
 	ck_assert_str_eq(lua_tostring(script_lua(s), -1), "user");
 	lua_pop(script_lua(s), 1);

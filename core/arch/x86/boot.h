@@ -7,7 +7,9 @@
 #include <asm/bootparam.h>
 #include <smolvm/plugin.h>
 
-#include "machine/mem.h"
+#include "arch/x86/board.h"
+#include "lib/err.h"
+#include "lib/ram.h"
 
 /* Guest-physical layout below 1 MiB. */
 #define X86_GDT_ADDR 0x500
@@ -22,7 +24,7 @@
 #define X86_BZIMAGE_LOAD 0x100000
 #define X86_IOAPIC_ADDR 0xfec00000u
 #define X86_LAPIC_ADDR 0xfee00000u
-#define X86_MAX_CPUS 64
+#define X86_MAX_CPUS BOARD_MAX_CPUS
 
 #define X86_CODE_SEL 0x10
 #define X86_DATA_SEL 0x18

@@ -1,7 +1,6 @@
-/* The one piece of the PC keyboard controller a microVM needs: the reset
- * line. Linux with reboot=k writes 0xfe to port 0x64 to reboot; test guests
- * do the same to end. Status reads 0 (input buffer empty), so the kernel
- * does not wait for a keyboard that is not there. */
+/* Linux with reboot=k writes 0xfe to port 0x64 to reboot; test guests do
+ * the same to end. Status reads 0 (input buffer empty), so the kernel does
+ * not wait for a keyboard that is not there. */
 #include "arch/x86/i8042.h"
 
 #include <stdint.h>
@@ -16,21 +15,15 @@ static void i8042_read(void *opaque, uint64_t off, void *data, uint32_t size)
 
 static void i8042_write(void *opaque, uint64_t off, const void *data, uint32_t size)
 {
+	const struct i8042 *k = opaque;
+
 	(void)off, (void)size;
-	if (opaque && *(const uint8_t *)data == I8042_CMD_RESET)
-		vm_request_stop(opaque, VM_STOP_RESET, NULL);
+	if (k && *(const uint8_t *)data == I8042_CMD_RESET)
+		k->reset(k->opaque);
 }
 
-static const struct smolvm_io_ops i8042_ops = {
+const struct smolvm_io_ops i8042_ops = {
 	.struct_size = sizeof(struct smolvm_io_ops),
 	.read = i8042_read,
 	.write = i8042_write,
 };
-
-int i8042_add(struct vm *vm, struct err *e)
-{
-	/* 0x60 data (writes ignored: opaque NULL), 0x64 command/status;
-	 * 0x61 in between belongs to the PIT's speaker gate. */
-	int rc = bus_add(&vm->pio, 0x60, 1, &i8042_ops, NULL, "i8042", e);
-	return rc ? rc : bus_add(&vm->pio, 0x64, 1, &i8042_ops, vm, "i8042", e);
-}

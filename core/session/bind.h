@@ -1,0 +1,23 @@
+/* Binding host resources to a machine's devices before it is built: a
+ * private runtime directory for its sockets, and the virtio-vsock socket
+ * each device listens on. (The grants of untrusted bundles land here.) */
+#ifndef SMOLVM_BIND_H
+#define SMOLVM_BIND_H
+
+#include "lib/err.h"
+#include "machine/config.h"
+
+/* A private directory for the machine's sockets, removed at the end. */
+struct runtime {
+	char dir[300];
+	char *vsock; /* the first virtio-vsock device's socket */
+};
+
+/* Every virtio-vsock device gets a socket in the private directory unless
+ * the script names one (and always with `force`: clones of one bundle must
+ * not fight over a name). */
+int bind_vsock(struct machine_config *cfg, int force, struct runtime *rt,
+	       struct err *e) WARN_UNUSED;
+void runtime_cleanup(struct runtime *rt);
+
+#endif

@@ -1,0 +1,40 @@
+/* One machine session: the machine, its script and hooks, and the rules
+ * that give meaning to what the machine reports. pack saves at the first
+ * console output containing the ready text (the vCPU that printed it parks
+ * at once); SIGUSR1 saves to the session's output; a before_snapshot hook
+ * runs first when the script has one. Inside session/. */
+#ifndef SMOLVM_CONTROL_H
+#define SMOLVM_CONTROL_H
+
+#include <stdatomic.h>
+
+#include "machine/vm.h"
+#include "script/script.h"
+#include "session/bind.h"
+#include "session/exec.h"
+#include "session/hooks.h"
+#include "session/session.h"
+
+struct session {
+	const struct session_opts *o;
+	struct script *script;
+	struct runtime rt;
+	struct exec_job *job;   /* smolvm exec */
+	const char *ready;      /* pack: the text that means ready */
+	const char *save_to;    /* where SIGUSR1 (and pack) saves; may be NULL */
+	struct vm *vm;
+	struct hooks *hooks;    /* while the machine runs */
+	atomic_int ready_hit;   /* the ready text was printed */
+	atomic_int snapshot_req; /* SIGUSR1 */
+};
+
+/* The callbacks a machine of this session reports through. */
+struct vm_events session_events(struct session *ss);
+/* Runs --hooks FILE into the script's state (prints why it failed). */
+int session_load_hooks(struct session *ss);
+/* Runs the machine with its hooks until it stops; returns the exit status
+ * (messages printed). */
+int session_drive(struct session *ss, struct vm *vm, int restored);
+void session_free(struct session *ss);
+
+#endif

@@ -1,0 +1,138 @@
+/* run and exec: a machine rebuilt from a bundle. The recipe: host
+ * configuration, the bundle opened and verified, its own script (and the
+ * user's hooks), host resources bound, plugins found, then snapshot_load()
+ * builds the machine and applies its state. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lib/clock.h"
+#include "machine/loader.h"
+#include "machine/vm.h"
+#include "session/control.h"
+#include "session/host_config.h"
+#include "session/session.h"
+#include "snapshot/snapshot.h"
+
+/* What a restore holds on to until the machine is destroyed. */
+struct restored {
+	struct restore_plan plan;
+	struct machine_config cfg;
+	struct host_config hc;
+	struct plugin_set set;
+	int have_plan, have_hc;
+};
+
+static void restored_free(struct restored *r)
+{
+	if (r->have_plan)
+		snapshot_close(&r->plan);
+	plugins_free(&r->set);
+	machine_config_free(&r->cfg);
+	if (r->have_hc)
+		host_config_free(&r->hc);
+}
+
+static void quiet_refusal(void *opaque, const char *path, const char *why)
+{
+	if (*(const int *)opaque)
+		fprintf(stderr, "smolvm: refused %s: %s\n", path, why);
+}
+
+/* Builds the machine saved in `path` into vm. Prints why on failure. */
+static int restore(const char *path, struct restored *r, struct session *ss, int force_vsock,
+		   struct vm_opts *vo, struct vm *vm)
+{
+	int verbose = ss->o->verbose;
+	double t0 = clock_ms();
+	struct cache_result mem = { .fd = -1 };
+	struct err e;
+
+	memset(r, 0, sizeof(*r));
+	if (host_config_load(&r->hc, &e)) {
+		fprintf(stderr, "smolvm: %s\n", e.msg);
+		return -1;
+	}
+	r->have_hc = 1;
+	if (snapshot_open(path, &r->plan, &e)) {
+		fprintf(stderr, "smolvm: %s\n", e.msg);
+		return -1;
+	}
+	r->have_plan = 1;
+	/* The bundle's own script, read as if it were still where it was
+	 * packed (its relative paths start there). */
+	if (script_open(r->plan.m.script, r->plan.lua, r->plan.lua_len, &r->cfg, &ss->script, &e)) {
+		fprintf(stderr, "smolvm: %s: its script: %s\n", path, e.msg);
+		return -1;
+	}
+	if (session_load_hooks(ss))
+		return -1;
+	if (bind_vsock(&r->cfg, force_vsock, &ss->rt, &e)) {
+		fprintf(stderr, "smolvm: %s\n", e.msg);
+		return -1;
+	}
+	r->cfg.quirk_mode = r->hc.quirk_mode;
+	plugins_scan(&r->set, r->hc.plugin_dirs, r->hc.nplugin_dirs, quiet_refusal, &verbose);
+	vo->events = session_events(ss);
+	if (snapshot_load(&r->plan, &r->cfg, &r->set, vo, vm, &mem, &e)) {
+		fprintf(stderr, "smolvm: %s: %s\n", path, e.msg);
+		return -1;
+	}
+	if (verbose)
+		fprintf(stderr, "smolvm: restored %s in %.1f ms (memory %s in %.1f ms)\n", path,
+			clock_ms() - t0,
+			mem.hit ? "mapped from the cache" : "decompressed into the cache", mem.ms);
+	return 0;
+}
+
+int session_run(const char *bundle, int pristine, const char *out, const struct session_opts *o)
+{
+	struct session ss = { .o = o, .save_to = out ? out : pristine ? NULL : bundle };
+	struct vm_opts vo = { .verbose = o->verbose > 1 };
+	struct restored r;
+	struct vm vm;
+	int status = 1;
+
+	if (!restore(bundle, &r, &ss, 0, &vo, &vm)) {
+		status = session_drive(&ss, &vm, 1);
+		vm_destroy(&vm);
+	}
+	restored_free(&r);
+	session_free(&ss);
+	return status;
+}
+
+int session_exec(const char *bundle, struct exec_job *job, const struct session_opts *o)
+{
+	struct session ss = { .o = o, .job = job, .save_to = job->keep_to };
+	struct vm_opts vo = { .verbose = o->verbose, .detached = 1, .teardown_behind = 1 };
+	struct restored r;
+	struct vm vm;
+	int status = 1;
+
+	if (!restore(bundle, &r, &ss, 1, &vo, &vm)) {
+		if (!ss.rt.vsock) {
+			fprintf(stderr, "smolvm exec: %s: its machine has no virtio-vsock device, which the "
+				"guest agent needs (add { type = \"virtio-vsock\" } to its devices)\n", bundle);
+		} else {
+			int vs = session_drive(&ss, &vm, 1);
+			if (job->done) {
+				status = job->status;
+				if (job->e.msg[0])
+					fprintf(stderr, "smolvm exec: %s\n", job->e.msg);
+			} else if (vs == 0) {
+				fprintf(stderr, "smolvm exec: the machine stopped before the command ended\n");
+			}
+			if (vm_stop_reason(&vm) == VM_STOP_SIGNAL)
+				status = vs;
+			else if (vs != 0)
+				status = status ? status : 1;
+		}
+		vm_destroy(&vm);
+	}
+	restored_free(&r);
+	session_free(&ss);
+	return status;
+}

@@ -1,0 +1,168 @@
+/* Freezing a running machine into a bundle. */
+#include "snapshot/snapshot.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lib/clock.h"
+#include "machine/host_api.h"
+#include "machine/state.h"
+#include "machine/vm.h"
+#include "snapshot/snapmem.h"
+
+typedef int (*save_fn)(void *obj, struct smolvm_state_writer *w);
+
+/* One state section: whatever `fn` writes for `obj`. */
+static int add_state(struct bundle_writer *bw, const char *name, uint32_t type,
+		     save_fn fn, void *obj, struct err *e)
+{
+	struct smolvm_state_writer w;
+	int rc;
+
+	state_writer_init(&w);
+	rc = PLUGIN_CALL(e, fn(obj, &w));
+	if (!rc && w.failed)
+		rc = err_set(e, w.failed, "%s", strerror(-w.failed));
+	if (rc < 0)
+		rc = err_wrap(e, rc, "%s: cannot save state", name);
+	else
+		rc = bundle_add(bw, name, type, w.buf, w.len, e);
+	state_writer_free(&w);
+	return rc;
+}
+
+static void fill_manifest(struct vm *vm, struct manifest *m)
+{
+	const struct machine_config *cfg = vm->cfg;
+	char abs[PATH_MAX];
+	time_t now = time(NULL);
+	struct tm tm;
+
+	memset(m, 0, sizeof(*m));
+	snprintf(m->smolvm, sizeof(m->smolvm), "%s", SMOLVM_VERSION);
+	gmtime_r(&now, &tm);
+	strftime(m->created, sizeof(m->created), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	snprintf(m->name, sizeof(m->name), "%s", cfg->name ? cfg->name : "machine");
+	snprintf(m->arch, sizeof(m->arch), "x86_64");
+	m->cpus = vm->ncpus;
+	m->memory = vm->mem.size;
+	snprintf(m->script, sizeof(m->script), "%s",
+		 realpath(cfg->script, abs) ? abs : cfg->script);
+	snprintf(m->backend, sizeof(m->backend), "%s", vm->backend->desc.name);
+	m->page_size = (uint32_t)sysconf(_SC_PAGESIZE);
+	m->quirks = vm->quirks;
+	for (size_t i = 0; i < vm->ndevs && i < MANIFEST_MAX_DEVICES; i++) {
+		const struct device *d = &vm->devs[i];
+		struct manifest_dev *md = &m->devs[m->ndevs++];
+		snprintf(md->name, sizeof(md->name), "%s", d->ctx.name);
+		snprintf(md->type, sizeof(md->type), "%s", d->plugin->desc.name);
+		snprintf(md->version, sizeof(md->version), "%s", d->plugin->desc.version);
+		md->abi_major = d->plugin->desc.abi_major;
+		md->abi_minor = d->plugin->desc.abi_minor;
+		md->state_version = d->plugin->ops.dev.state_version;
+	}
+}
+
+static int vm_save_fn(void *obj, struct smolvm_state_writer *w)
+{
+	struct vm *vm = obj;
+	return vm->be->vm_save(vm->be_vm, w);
+}
+
+static int vcpu_save_fn(void *obj, struct smolvm_state_writer *w)
+{
+	struct vcpu *c = obj;
+	return c->vm->be->vcpu_save(c->be, w);
+}
+
+static int dev_save_fn(void *obj, struct smolvm_state_writer *w)
+{
+	struct device *d = obj;
+	return d->plugin->ops.dev.save(d->dev, w);
+}
+
+static int check_savable(struct vm *vm, struct err *e)
+{
+	if (!vm->be->vm_save || !vm->be->vcpu_save)
+		return err_set(e, -ENOTSUP, "backend %s cannot save machine state",
+			       vm->backend->desc.name);
+	for (size_t i = 0; i < vm->ndevs; i++)
+		if (!vm->devs[i].plugin->ops.dev.save)
+			return err_set(e, -ENOTSUP, "%s: plugin %s has no save hook",
+				       vm->devs[i].ctx.name, vm->devs[i].plugin->desc.name);
+	return 0;
+}
+
+static int write_bundle(struct vm *vm, const char *path, struct snapmem_stats *st,
+			struct err *e)
+{
+	struct bundle_writer bw;
+	struct manifest m;
+	char *text, name[80];
+	int rc;
+
+	fill_manifest(vm, &m);
+	text = manifest_format(&m);
+	if (!text)
+		return err_set(e, -ENOMEM, "out of memory");
+	rc = bundle_writer_open(&bw, path, e);
+	if (rc) {
+		free(text);
+		return rc;
+	}
+	rc = bundle_add(&bw, "manifest", SEC_MANIFEST, text, strlen(text), e);
+	free(text);
+	if (!rc)
+		rc = bundle_add(&bw, "lua", SEC_LUA, vm->cfg->script_src, vm->cfg->script_len, e);
+	if (!rc)
+		rc = add_state(&bw, "vm", SEC_VM, vm_save_fn, vm, e);
+	for (size_t i = 0; !rc && i < vm->ndevs; i++) {
+		snprintf(name, sizeof(name), "dev.%s", vm->devs[i].ctx.name);
+		rc = add_state(&bw, name, SEC_DEVICE, dev_save_fn, &vm->devs[i], e);
+	}
+	for (uint32_t i = 0; !rc && i < vm->ncpus; i++) {
+		snprintf(name, sizeof(name), "cpu.%u", i);
+		rc = add_state(&bw, name, SEC_CPU, vcpu_save_fn, &vm->vcpus[i], e);
+	}
+	if (!rc)
+		rc = snapmem_write(&bw, &vm->mem, st, e);
+	if (!rc)
+		rc = bundle_writer_commit(&bw, e);
+	else
+		bundle_writer_abort(&bw); /* the previous bundle stays as it was */
+	return rc;
+}
+
+int snapshot_save(struct vm *vm, const char *path, int then_stop, struct err *e)
+{
+	struct snapmem_stats st = { 0 };
+	double t0 = clock_ms(), t1;
+	int rc;
+
+	rc = check_savable(vm, e);
+	if (rc)
+		return rc;
+	rc = vm_pause(vm, e);
+	if (rc)
+		return rc;
+	t1 = clock_ms();
+	rc = write_bundle(vm, path, &st, e);
+	/* Said while the guest is still stopped, so the message sits exactly
+	 * between its output before and after the snapshot. */
+	if (!rc)
+		fprintf(stderr,
+			"\r\nsmolvm: saved %s: %llu MiB RAM in %llu chunks (%llu zero), %.1f MiB stored; "
+			"paused %.1f ms, wrote in %.1f ms\r\n",
+			path, (unsigned long long)(vm->mem.size >> 20), (unsigned long long)st.chunks,
+			(unsigned long long)st.zero_chunks, st.stored_bytes / 1048576.0,
+			clock_ms() - t0, clock_ms() - t1);
+	if (!rc && then_stop)
+		vm_request_stop(vm, VM_STOP_PACKED, NULL);
+	vm_resume(vm);
+	return rc ? err_wrap(e, rc, "snapshot %s", path) : 0;
+}
