@@ -21,7 +21,8 @@
 #include <smolvm/plugin.h>
 
 #include "quirks.h"
-#include "state.h"
+#include "vcpu_state.h"
+#include "vm_state.h"
 
 #define KVM_TSS_ADDR 0xfffbd000
 #define KVM_IDENTITY_MAP_ADDR 0xfffbc000
@@ -569,7 +570,7 @@ static int kvm_irqfd(void *opaque, uint32_t gsi, int fd, int assign)
 	return 0;
 }
 
-/* ---- snapshots: state.c saves and restores, given these handles ------- */
+/* ---- snapshots: vm_state.c and vcpu_state.c, given these handles ------ */
 
 static struct kvm_state_env state_env(struct kvm_vm *vm, struct kvm_vcpu *v)
 {
