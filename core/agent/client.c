@@ -14,6 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lib/clock.h"
+
 #define FRAME_MAX (SMOLVM_AGENT_HEADER + SMOLVM_AGENT_MAX_PAYLOAD)
 #define STR_(x) #x
 #define STR(x) STR_(x)
@@ -24,9 +26,7 @@
 
 static long long now_ms(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return (long long)clock_ms();
 }
 
 static int left_ms(long long deadline)

@@ -300,13 +300,6 @@ static void on_wake(void *opaque)
 		ev->wake(ev->opaque);
 }
 
-static void on_line(void *opaque, const char *line, int complete)
-{
-	const struct vm_events *ev = &((struct vm *)opaque)->opts.events;
-
-	ev->console_line(ev->opaque, line, complete);
-}
-
 static void on_reset(void *opaque)
 {
 	vm_request_stop(opaque, VM_STOP_RESET, NULL);
@@ -418,10 +411,8 @@ int vm_create(struct vm *vm, struct machine_config *cfg,
 	vm->console.on_quit = on_quit;
 	vm->console.quit_opaque = vm;
 	vm->console.eof_ctrl_d = !opts->keep_input_open;
-	if (opts->events.console_line) {
-		vm->console.on_line = on_line;
-		vm->console.line_opaque = vm;
-	}
+	vm->console.on_line = opts->events.console_line;
+	vm->console.line_opaque = opts->events.opaque;
 	vm->i8042.reset = on_reset;
 	vm->i8042.opaque = vm;
 	rc = setup_signals(vm, e);

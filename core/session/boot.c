@@ -37,12 +37,6 @@ static int apply_overrides(const struct machine_overrides *ov, const struct host
 	return 0;
 }
 
-static void quiet_refusal(void *opaque, const char *path, const char *why)
-{
-	if (*(const int *)opaque)
-		fprintf(stderr, "smolvm: refused %s: %s\n", path, why);
-}
-
 static int boot_or_pack(const char *script, const struct machine_overrides *ov,
 			const char *out, const struct session_opts *o, int pack)
 {
@@ -73,7 +67,7 @@ static int boot_or_pack(const char *script, const struct machine_overrides *ov,
 		goto out;
 	}
 	ss.ready = pack ? cfg.ready : NULL;
-	plugins_scan(&set, hc.plugin_dirs, hc.nplugin_dirs, quiet_refusal, (void *)&o->verbose);
+	plugins_scan(&set, hc.plugin_dirs, hc.nplugin_dirs, session_refusal, (void *)&o->verbose);
 	for (int restart = 1; restart;) {
 		struct vm_opts vo = { .verbose = o->verbose, .mem_fd = -1,
 				      .keep_input_open = pack, .events = session_events(&ss) };

@@ -72,6 +72,12 @@ struct vm_events session_events(struct session *ss)
 				   .wake = on_wake };
 }
 
+void session_refusal(void *opaque, const char *path, const char *why)
+{
+	if (*(const int *)opaque)
+		fprintf(stderr, "smolvm: refused %s: %s\n", path, why);
+}
+
 int session_load_hooks(struct session *ss)
 {
 	struct err e;

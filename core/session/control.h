@@ -30,6 +30,8 @@ struct session {
 
 /* The callbacks a machine of this session reports through. */
 struct vm_events session_events(struct session *ss);
+/* A plugin the scan refused, said only with -v (opaque: the int verbose). */
+void session_refusal(void *opaque, const char *path, const char *why);
 /* Runs --hooks FILE into the script's state (prints why it failed). */
 int session_load_hooks(struct session *ss);
 /* Runs the machine with its hooks until it stops; returns the exit status

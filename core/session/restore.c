@@ -35,12 +35,6 @@ static void restored_free(struct restored *r)
 		host_config_free(&r->hc);
 }
 
-static void quiet_refusal(void *opaque, const char *path, const char *why)
-{
-	if (*(const int *)opaque)
-		fprintf(stderr, "smolvm: refused %s: %s\n", path, why);
-}
-
 /* Builds the machine saved in `path` into vm. Prints why on failure. */
 static int restore(const char *path, struct restored *r, struct session *ss, int force_vsock,
 		   struct vm_opts *vo, struct vm *vm)
@@ -74,7 +68,7 @@ static int restore(const char *path, struct restored *r, struct session *ss, int
 		return -1;
 	}
 	r->cfg.quirk_mode = r->hc.quirk_mode;
-	plugins_scan(&r->set, r->hc.plugin_dirs, r->hc.nplugin_dirs, quiet_refusal, &verbose);
+	plugins_scan(&r->set, r->hc.plugin_dirs, r->hc.nplugin_dirs, session_refusal, &verbose);
 	vo->events = session_events(ss);
 	if (snapshot_load(&r->plan, &r->cfg, &r->set, vo, vm, &mem, &e)) {
 		fprintf(stderr, "smolvm: %s: %s\n", path, e.msg);

@@ -8,6 +8,35 @@
 
 #define FORMAT 1
 
+/* inih reads lines of at most 199 bytes (INI_MAX_LINE), and a script's
+ * absolute path can be longer: such a value goes on as indented
+ * continuation lines, which the reader joins back. inih strips blanks
+ * around each line and reads a leading ';' or '#' as a comment, so a
+ * piece never starts or ends next to one of those. */
+#define PIECE 120
+
+static int cut_ok(const char *p)
+{
+	return !strchr(" \t\r\n\v\f", p[-1]) && !strchr(" \t\r\n\v\f;#", p[0]);
+}
+
+static void put_value(FILE *f, const char *key, const char *v)
+{
+	size_t len = strlen(v), at = 0;
+
+	fprintf(f, "%s = ", key);
+	while (len - at > PIECE) {
+		size_t n = PIECE;
+		while (n > 1 && !cut_ok(v + at + n))
+			n--;
+		if (n == 1)
+			n = PIECE; /* a run of 120 blanks: cut anyway, losing the blanks at the cut */
+		fprintf(f, "%.*s\n  ", (int)n, v + at);
+		at += n;
+	}
+	fprintf(f, "%s\n", v + at);
+}
+
 char *manifest_format(const struct manifest *m)
 {
 	char *buf = NULL;
@@ -20,7 +49,8 @@ char *manifest_format(const struct manifest *m)
 		FORMAT, m->smolvm, m->created);
 	fprintf(f, "[machine]\nname = %s\narch = %s\ncpus = %u\nmemory = %llu\n",
 		m->name, m->arch, m->cpus, (unsigned long long)m->memory);
-	fprintf(f, "script = %s\n\n", m->script);
+	put_value(f, "script", m->script);
+	fputc('\n', f);
 	fprintf(f, "[host]\nbackend = %s\npage_size = %u\nquirks = %u\n", m->backend,
 		m->page_size, m->quirks);
 	for (size_t i = 0; i < m->ndevs; i++) {
@@ -40,6 +70,7 @@ struct pctx {
 	struct err *e;
 	int rc;
 	uint32_t seen;
+	int in_script; /* the last value was [machine] script: a continuation appends */
 };
 
 enum { S_FORMAT = 1, S_CPUS = 2, S_MEMORY = 4, S_BACKEND = 8, S_ARCH = 16 };
@@ -49,6 +80,16 @@ static int copy(char *dst, size_t cap, const char *v)
 	if (strlen(v) >= cap)
 		return -1;
 	strcpy(dst, v);
+	return 0;
+}
+
+static int append(char *dst, size_t cap, const char *v)
+{
+	size_t have = strlen(dst);
+
+	if (strlen(v) >= cap - have)
+		return -1;
+	strcpy(dst + have, v);
 	return 0;
 }
 
@@ -85,7 +126,7 @@ static int on_kv(void *user, const char *section, const char *key, const char *v
 	struct pctx *c = user;
 	struct manifest *m = c->m;
 	uint64_t n = 0;
-	int bad = 0;
+	int bad = 0, in_script = 0;
 
 	if (!strcmp(section, "bundle")) {
 		if (!strcmp(key, "format")) {
@@ -111,7 +152,9 @@ static int on_kv(void *user, const char *section, const char *key, const char *v
 			bad = num(v, UINT64_MAX, &m->memory);
 			c->seen |= S_MEMORY;
 		} else if (!strcmp(key, "script")) {
-			bad = copy(m->script, sizeof(m->script), v);
+			bad = c->in_script ? append(m->script, sizeof(m->script), v)
+					   : copy(m->script, sizeof(m->script), v);
+			in_script = 1;
 		}
 	} else if (!strcmp(section, "host")) {
 		if (!strcmp(key, "backend")) {
@@ -139,6 +182,7 @@ static int on_kv(void *user, const char *section, const char *key, const char *v
 			d->state_version = (uint32_t)n;
 		}
 	}
+	c->in_script = in_script;
 	/* Unknown keys are tolerated: a newer smolvm may add some. */
 	if (bad) {
 		c->rc = err_set(c->e, -EBADMSG, "manifest: [%s] %s = \"%.64s\" is invalid", section, key, v);
@@ -149,7 +193,7 @@ static int on_kv(void *user, const char *section, const char *key, const char *v
 
 int manifest_parse(const char *text, size_t len, struct manifest *m, struct err *e)
 {
-	struct pctx c = { m, e, 0, 0 };
+	struct pctx c = { m, e, 0, 0, 0 };
 	char *s;
 	int line;
 
