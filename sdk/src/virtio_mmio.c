@@ -121,6 +121,7 @@ void smolvm_virtio_reset(struct smolvm_virtio_dev *vd)
 	pthread_mutex_lock(&vd->lock);
 	reset_locked(vd);
 	pthread_mutex_unlock(&vd->lock);
+	vd->held_kicks = 0; /* for queues that no longer exist */
 	if (vd->ops->reset)
 		vd->ops->reset(vd->dev);
 	pthread_mutex_unlock(&vd->notify_lock);
@@ -131,7 +132,35 @@ static void notify(struct smolvm_virtio_dev *vd, uint32_t q)
 	if (q >= vd->ops->num_queues)
 		return;
 	pthread_mutex_lock(&vd->notify_lock);
-	vd->ops->queue_notify(vd->dev, q);
+	if (vd->paused)
+		vd->held_kicks |= 1u << q;
+	else
+		vd->ops->queue_notify(vd->dev, q);
+	pthread_mutex_unlock(&vd->notify_lock);
+}
+
+void smolvm_virtio_pause(struct smolvm_virtio_dev *vd)
+{
+	pthread_mutex_lock(&vd->notify_lock);
+	vd->paused = 1;
+	if (vd->ops->pause)
+		vd->ops->pause(vd->dev);
+	pthread_mutex_unlock(&vd->notify_lock);
+}
+
+void smolvm_virtio_resume(struct smolvm_virtio_dev *vd)
+{
+	uint32_t held;
+
+	pthread_mutex_lock(&vd->notify_lock);
+	vd->paused = 0;
+	if (vd->ops->resume)
+		vd->ops->resume(vd->dev);
+	held = vd->held_kicks;
+	vd->held_kicks = 0;
+	for (uint32_t q = 0; q < vd->ops->num_queues; q++)
+		if (held & (1u << q))
+			vd->ops->queue_notify(vd->dev, q);
 	pthread_mutex_unlock(&vd->notify_lock);
 }
 
@@ -595,64 +624,77 @@ static const struct smolvm_state_field queue_fields[] = {
 
 #define TRANSPORT_STATE_VERSION 1
 
-int smolvm_virtio_save(struct smolvm_virtio_dev *vd, struct smolvm_state_writer *w)
+void smolvm_virtio_put_state(struct smolvm_virtio_dev *vd, struct smolvm_state_out *o)
 {
-	const struct smolvm_host_api *api = vd->api;
-	int rc;
-
 	pthread_mutex_lock(&vd->lock);
-	rc = api->state_begin(w, "virtio", 0);
-	if (!rc)
-		rc = smolvm_state_save_fields(api, w, dev_fields, SMOLVM_ARRAY_LEN(dev_fields), vd);
-	for (uint32_t i = 0; !rc && i < vd->ops->num_queues; i++) {
+	smolvm_state_begin(o, "virtio");
+	smolvm_state_put_fields(o, dev_fields, SMOLVM_ARRAY_LEN(dev_fields), vd);
+	for (uint32_t i = 0; i < vd->ops->num_queues; i++) {
 		char name[8];
 		snprintf(name, sizeof(name), "q%u", i);
-		rc = api->state_begin(w, name, 0);
-		if (!rc)
-			rc = smolvm_state_save_fields(api, w, queue_fields,
-						      SMOLVM_ARRAY_LEN(queue_fields), &vd->vq[i]);
-		if (!rc)
-			rc = api->state_end(w);
+		smolvm_state_begin(o, name);
+		smolvm_state_put_fields(o, queue_fields, SMOLVM_ARRAY_LEN(queue_fields), &vd->vq[i]);
+		smolvm_state_end(o);
 	}
-	if (!rc)
-		rc = api->state_end(w);
+	smolvm_state_end(o);
 	pthread_mutex_unlock(&vd->lock);
-	return rc;
 }
 
-int smolvm_virtio_restore(struct smolvm_virtio_dev *vd, struct smolvm_state_reader *r)
+/* Into `tmp`, a copy of the transport, validated: the caller applies it. */
+static int load_state(struct smolvm_virtio_dev *vd, struct smolvm_state_in *in,
+		      struct smolvm_virtio_dev *tmp)
 {
-	const struct smolvm_host_api *api = vd->api;
-	struct smolvm_virtio_dev tmp;
+	uint64_t extra;
 	int rc;
 
-	rc = api->state_enter(r, "virtio");
+	rc = smolvm_state_get_fields(in, dev_fields, SMOLVM_ARRAY_LEN(dev_fields), tmp,
+				     TRANSPORT_STATE_VERSION);
+	if (rc)
+		return rc;
+	extra = tmp->driver_features & ~dev_features(vd);
+	if (extra)
+		return smolvm_state_bad(in, "driver_features",
+					"0x%llx has features this device does not offer (0x%llx)",
+					(unsigned long long)tmp->driver_features,
+					(unsigned long long)extra);
+	if (tmp->broken > 1)
+		return smolvm_state_bad(in, "broken", "%u is not 0 or 1", tmp->broken);
+	for (uint32_t i = 0; i < vd->ops->num_queues; i++) {
+		struct smolvm_virtq *q = &tmp->vq[i];
+		char name[8];
+
+		snprintf(name, sizeof(name), "q%u", i);
+		if ((rc = smolvm_state_enter(in, name)) ||
+		    (rc = smolvm_state_get_fields(in, queue_fields, SMOLVM_ARRAY_LEN(queue_fields), q,
+						  TRANSPORT_STATE_VERSION)))
+			return rc;
+		/* Hostile input: the rings are checked like a driver's setup. */
+		if (q->ready && (rc = map_queue(vd, q)))
+			return smolvm_state_in_fail(in, rc, "%s: queue size %u or ring addresses "
+						    "(desc 0x%llx, avail 0x%llx, used 0x%llx) invalid",
+						    in->path, q->num,
+						    (unsigned long long)q->desc_gpa,
+						    (unsigned long long)q->avail_gpa,
+						    (unsigned long long)q->used_gpa);
+		if (!q->ready)
+			q->desc = NULL, q->avail = NULL, q->used = NULL;
+		smolvm_state_leave(in);
+	}
+	return 0;
+}
+
+int smolvm_virtio_get_state(struct smolvm_virtio_dev *vd, struct smolvm_state_in *in)
+{
+	struct smolvm_virtio_dev tmp;
+	int depth = in->depth, rc;
+
+	rc = smolvm_state_enter(in, "virtio");
 	if (rc)
 		return rc;
 	pthread_mutex_lock(&vd->lock);
 	/* Into a copy: nothing changes unless all of it is valid. */
 	tmp = *vd;
-	rc = smolvm_state_load_fields(api, r, dev_fields, SMOLVM_ARRAY_LEN(dev_fields), &tmp,
-				      TRANSPORT_STATE_VERSION);
-	if (!rc && ((tmp.driver_features & ~dev_features(vd)) || tmp.broken > 1))
-		rc = -EINVAL; /* features this build does not offer */
-	for (uint32_t i = 0; !rc && i < vd->ops->num_queues; i++) {
-		struct smolvm_virtq *q = &tmp.vq[i];
-		char name[8];
-
-		snprintf(name, sizeof(name), "q%u", i);
-		rc = api->state_enter(r, name);
-		if (!rc)
-			rc = smolvm_state_load_fields(api, r, queue_fields, SMOLVM_ARRAY_LEN(queue_fields),
-						      q, TRANSPORT_STATE_VERSION);
-		if (!rc)
-			rc = api->state_leave(r);
-		/* Hostile input: the rings are checked like a driver's setup. */
-		if (!rc && q->ready)
-			rc = map_queue(vd, q);
-		if (!rc && !q->ready)
-			q->desc = NULL, q->avail = NULL, q->used = NULL;
-	}
+	rc = load_state(vd, in, &tmp);
 	if (!rc) {
 		/* Only the saved registers; locks, fds and ops stay ours. */
 		vd->status = tmp.status;
@@ -670,9 +712,27 @@ int smolvm_virtio_restore(struct smolvm_virtio_dev *vd, struct smolvm_state_read
 		}
 	}
 	pthread_mutex_unlock(&vd->lock);
-	api->state_leave(r);
-	if (rc)
-		api->set_error(vd->ctx, "virtio transport state invalid (%s)",
-			       rc == -ENOENT ? "a field is missing" : "a value is out of range");
+	while (in->depth > depth)
+		smolvm_state_leave(in);
+	return rc;
+}
+
+int smolvm_virtio_save(struct smolvm_virtio_dev *vd, struct smolvm_state_writer *w)
+{
+	struct smolvm_state_out o;
+
+	smolvm_state_out_init(&o, vd->api, vd->ctx, w);
+	smolvm_virtio_put_state(vd, &o);
+	return smolvm_state_out_done(&o);
+}
+
+int smolvm_virtio_restore(struct smolvm_virtio_dev *vd, struct smolvm_state_reader *r)
+{
+	struct smolvm_state_in in;
+	int rc;
+
+	smolvm_state_in_init(&in, vd->api, vd->ctx, r);
+	rc = smolvm_virtio_get_state(vd, &in);
+	smolvm_state_in_done(&in);
 	return rc;
 }

@@ -12,6 +12,10 @@
 #include <linux/virtio_mmio.h>
 #include <smolvm/virtio.h>
 
+/* The typed state writer and reader the transport's state uses (fuzz.mk
+ * links virtio_mmio.c alone). */
+#include "../../sdk/src/state_io.c"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define GUEST_SIZE 65536

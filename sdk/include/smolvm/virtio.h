@@ -19,8 +19,20 @@
  * the rules gets the device marked DEVICE_NEEDS_RESET and nothing more is
  * processed until it resets the device.
  *
- * This code is part of the SDK (sdk/src/virtio_mmio.c, linked into the
- * plugin); it uses nothing but the host API.
+ * A device whose instance starts with its struct smolvm_virtio_dev (member
+ * `vd`) gets all its device ops but create from SMOLVM_VIRTIO_DEVICE_OPS():
+ * the transport pauses, saves, restores, resets and destroys it, calling
+ * the device's hooks in struct smolvm_virtio_ops where it has any.
+ *
+ * This code is part of the SDK (sdk/src/virtio_mmio.c, virtio_device.c,
+ * linked into the plugin); it uses nothing but the host API.
+ *
+ * Changes: SDK 1.1: the device hooks pause, resume, save, restore and
+ * destroy in struct smolvm_virtio_ops; SMOLVM_VIRTIO_DEVICE_OPS() and the
+ * smolvm_virtio_dev_*() device ops; smolvm_virtio_pause() and
+ * smolvm_virtio_resume() (kicks held while paused);
+ * smolvm_virtio_put_state() and smolvm_virtio_get_state() on the typed
+ * writer and reader of <smolvm/state.h>.
  */
 #ifndef SMOLVM_VIRTIO_H
 #define SMOLVM_VIRTIO_H
@@ -31,6 +43,7 @@
 
 #include <linux/virtio_ring.h>
 #include <smolvm/plugin.h>
+#include <smolvm/state.h>
 
 #define SMOLVM_VIRTIO_MAX_QUEUES 8
 #define SMOLVM_VIRTIO_MAX_SEGS 64 /* buffers in one chain, each direction */
@@ -58,6 +71,25 @@ struct smolvm_virtio_ops {
 	void (*reset)(void *dev);
 	/* DRIVER_OK was set: the queues are live. May be NULL. */
 	void (*driver_ok)(void *dev);
+
+	/* SDK 1.1: the device's part of SMOLVM_VIRTIO_DEVICE_OPS(); each may
+	 * be NULL. */
+	/* The machine pauses (resumes): stop (restart) the device's own work,
+	 * such as its threads, fd watches and console input. Called with the
+	 * notify lock held; from pause to resume the transport holds the
+	 * driver's kicks back and calls queue_notify for them after resume. */
+	void (*pause)(void *dev);
+	void (*resume)(void *dev);
+	/* The device's state, called with the notify lock held (and the
+	 * machine paused). NULL: the transport's section alone. A hook writes
+	 * (reads) the transport's section itself, where the device's state has
+	 * it, with smolvm_virtio_put_state() (smolvm_virtio_get_state()).
+	 * 0, or -errno after set_error(). */
+	int (*save)(void *dev, struct smolvm_state_out *o);
+	int (*restore)(void *dev, struct smolvm_state_in *in, uint32_t version);
+	/* Releases what the device holds (threads first); then the transport
+	 * is cleaned up and the instance freed with free(). */
+	void (*destroy)(void *dev);
 };
 
 struct smolvm_virtq {
@@ -104,6 +136,11 @@ struct smolvm_virtio_dev {
 	uint32_t config_generation;
 	struct smolvm_virtq vq[SMOLVM_VIRTIO_MAX_QUEUES];
 	uint32_t broken;
+
+	/* Under notify_lock (SDK 1.1): paused by smolvm_virtio_pause(), and
+	 * the queues kicked since (bit q). */
+	int paused;
+	uint32_t held_kicks;
 };
 
 /* Claims an MMIO window and an interrupt line, registers the register
@@ -137,5 +174,62 @@ size_t smolvm_iov_from_buf(const struct iovec *iov, unsigned n, uint64_t off,
 /* Transport state as a named section ("virtio") of the device's state. */
 int smolvm_virtio_save(struct smolvm_virtio_dev *vd, struct smolvm_state_writer *w);
 int smolvm_virtio_restore(struct smolvm_virtio_dev *vd, struct smolvm_state_reader *r);
+
+/* SDK 1.1: the same through the typed writer and reader. A refused state
+ * (-errno after set_error, with the path of what is wrong) leaves the
+ * transport as it was. */
+void smolvm_virtio_put_state(struct smolvm_virtio_dev *vd, struct smolvm_state_out *o);
+int smolvm_virtio_get_state(struct smolvm_virtio_dev *vd, struct smolvm_state_in *in);
+
+/* SDK 1.1: the machine pauses: takes the notify lock (queue work in
+ * progress finishes), calls the pause hook, and from then on holds the
+ * driver's kicks back. Resume calls the resume hook, then queue_notify for
+ * the kicks held, under the notify lock. */
+void smolvm_virtio_pause(struct smolvm_virtio_dev *vd);
+void smolvm_virtio_resume(struct smolvm_virtio_dev *vd);
+
+/* ---- SDK 1.1: the device ops of a virtio device -------------------------
+ *
+ *   struct rng { struct smolvm_virtio_dev vd; ... };   // vd first
+ *   static const struct smolvm_virtio_ops rng_virtio = { ..., .save = ... };
+ *   static int rng_create(smolvm_ctx *ctx, const struct smolvm_host_api *api,
+ *                         void **out);  // calloc, smolvm_virtio_init(&r->vd, ...)
+ *   static const struct smolvm_device_ops rng_ops =
+ *           SMOLVM_VIRTIO_DEVICE_OPS(struct rng, rng_create, 1, 1);
+ *
+ * `dev` of these ops is the instance create() returned, which starts with
+ * its struct smolvm_virtio_dev and was allocated with malloc/calloc. */
+void smolvm_virtio_dev_destroy(void *dev);  /* hook, cleanup, free() */
+void smolvm_virtio_dev_reset(void *dev);    /* smolvm_virtio_reset() */
+void smolvm_virtio_dev_pause(void *dev);    /* smolvm_virtio_pause() */
+void smolvm_virtio_dev_resume(void *dev);   /* smolvm_virtio_resume() */
+/* The save or restore hook (else the transport's section alone) with the
+ * notify lock held, through a typed writer or reader. */
+int smolvm_virtio_dev_save(void *dev, struct smolvm_state_writer *w);
+int smolvm_virtio_dev_restore(void *dev, struct smolvm_state_reader *r, uint32_t version);
+
+/* 0, or a compile error unless `type_` starts with its vd. */
+#define SMOLVM_VIRTIO_CHECK_FIRST_(type_)                                       \
+	(0 * sizeof(struct {                                                    \
+		int smolvm_vd_check_;                                           \
+		_Static_assert(offsetof(type_, vd) == 0,                        \
+			       "SMOLVM_VIRTIO_DEVICE_OPS: the instance must start " \
+			       "with its struct smolvm_virtio_dev vd");          \
+	}))
+
+#define SMOLVM_VIRTIO_DEVICE_OPS(type_, create_, state_version_, min_state_version_) \
+	{                                                                       \
+		.struct_size = (uint32_t)(sizeof(struct smolvm_device_ops) +    \
+					  SMOLVM_VIRTIO_CHECK_FIRST_(type_)),   \
+		.state_version = (state_version_),                              \
+		.min_state_version = (min_state_version_),                      \
+		.create = (create_),                                            \
+		.destroy = smolvm_virtio_dev_destroy,                           \
+		.reset = smolvm_virtio_dev_reset,                               \
+		.pause = smolvm_virtio_dev_pause,                               \
+		.resume = smolvm_virtio_dev_resume,                             \
+		.save = smolvm_virtio_dev_save,                                 \
+		.restore = smolvm_virtio_dev_restore,                           \
+	}
 
 #endif
