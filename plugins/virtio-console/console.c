@@ -78,8 +78,8 @@ static const struct smolvm_state_field vcon_fields[] = {
 };
 
 struct vcon {
+	struct smolvm_virtio_dev vd; /* first: SMOLVM_VIRTIO_DEVICE_OPS */
 	struct vcon_state st;
-	struct smolvm_virtio_dev vd;
 	smolvm_ctx *ctx;
 	const struct smolvm_host_api *api;
 	pthread_mutex_t lock;
@@ -353,6 +353,97 @@ static void vcon_config_read(void *dev, uint32_t off, void *data, uint32_t size)
 		memcpy(data, cfg + off, size);
 }
 
+/* The machine pauses: nothing more reaches the queues until resume (the
+ * transport holds the driver's kicks back meanwhile). */
+static void vcon_pause(void *dev)
+{
+	struct vcon *c = dev;
+
+	pthread_mutex_lock(&c->lock);
+	c->paused = 1;
+	pthread_mutex_unlock(&c->lock);
+}
+
+static void vcon_resume(void *dev)
+{
+	struct vcon *c = dev;
+
+	pthread_mutex_lock(&c->lock);
+	c->paused = 0;
+	int tx = c->tx_deferred;
+	pthread_mutex_unlock(&c->lock);
+	if (tx)
+		tx_work(c);
+	flush_ctl(c);
+	want_input(c);
+}
+
+/* The transport's section, then ours. */
+static int vcon_save(void *dev, struct smolvm_state_out *o)
+{
+	struct vcon *c = dev;
+
+	smolvm_virtio_put_state(&c->vd, o);
+	pthread_mutex_lock(&c->lock);
+	smolvm_state_put_fields(o, vcon_fields, SMOLVM_ARRAY_LEN(vcon_fields), &c->st);
+	pthread_mutex_unlock(&c->lock);
+	return 0;
+}
+
+/* A saved control message must be one this device could have queued. */
+static int ctl_valid(const uint8_t *m)
+{
+	uint16_t event = (uint16_t)(m[4] | m[5] << 8);
+
+	if (m[0] || m[1] || m[2] || m[3])
+		return 0; /* port 0 only */
+	return event == VIRTIO_CONSOLE_PORT_ADD || event == VIRTIO_CONSOLE_CONSOLE_PORT ||
+	       event == VIRTIO_CONSOLE_RESIZE || event == VIRTIO_CONSOLE_PORT_OPEN;
+}
+
+static int vcon_restore(void *dev, struct smolvm_state_in *in, uint32_t version)
+{
+	struct vcon *c = dev;
+	struct vcon_state tmp;
+	int rc;
+
+	rc = smolvm_virtio_get_state(&c->vd, in);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&c->lock);
+	tmp = c->st;
+	rc = smolvm_state_get_fields(in, vcon_fields, SMOLVM_ARRAY_LEN(vcon_fields), &tmp,
+				     version);
+	if (!rc && (!tmp.cols || !tmp.rows))
+		rc = smolvm_state_in_fail(in, -EINVAL, "console size %ux%u: out of range",
+					  tmp.cols, tmp.rows);
+	if (!rc && (tmp.listening > 1 || tmp.ctl_len > CTL_MAX))
+		rc = smolvm_state_in_fail(in, -EINVAL,
+					  "listening %u, %u control messages: out of range",
+					  tmp.listening, tmp.ctl_len);
+	for (unsigned i = 0; !rc && i < tmp.ctl_len; i++)
+		if (!ctl_valid(tmp.ctl + i * CTL_SLOT))
+			rc = smolvm_state_in_fail(in, -EINVAL,
+						  "control message %u: not one this device sends", i);
+	if (!rc) {
+		pthread_mutex_lock(&c->vd.lock);
+		c->st = tmp;
+		pthread_mutex_unlock(&c->vd.lock);
+		/* What the guest queued before the snapshot is taken up at
+		 * resume(). */
+		c->tx_deferred = 1;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+static void vcon_destroy(void *dev)
+{
+	struct vcon *c = dev;
+
+	pthread_mutex_destroy(&c->lock);
+}
+
 static const struct smolvm_virtio_ops vcon_virtio = {
 	.device_id = VIRTIO_ID_CONSOLE,
 	.num_queues = NUM_QUEUES,
@@ -363,6 +454,11 @@ static const struct smolvm_virtio_ops vcon_virtio = {
 	.queue_notify = vcon_notify,
 	.reset = vcon_virtio_reset,
 	.driver_ok = vcon_driver_ok,
+	.pause = vcon_pause,
+	.resume = vcon_resume,
+	.save = vcon_save,
+	.restore = vcon_restore,
+	.destroy = vcon_destroy,
 };
 
 /* ---- device ops --------------------------------------------------------- */
@@ -438,126 +534,7 @@ fail:
 	return rc;
 }
 
-static void vcon_destroy(void *dev)
-{
-	struct vcon *c = dev;
-
-	smolvm_virtio_cleanup(&c->vd);
-	pthread_mutex_destroy(&c->lock);
-	free(c);
-}
-
-static void vcon_reset(void *dev)
-{
-	smolvm_virtio_reset(&((struct vcon *)dev)->vd);
-}
-
-static void vcon_pause(void *dev)
-{
-	struct vcon *c = dev;
-
-	/* Under notify_lock: queue work in progress finishes first. */
-	pthread_mutex_lock(&c->vd.notify_lock);
-	pthread_mutex_lock(&c->lock);
-	c->paused = 1;
-	pthread_mutex_unlock(&c->lock);
-	pthread_mutex_unlock(&c->vd.notify_lock);
-}
-
-static void vcon_resume(void *dev)
-{
-	struct vcon *c = dev;
-
-	pthread_mutex_lock(&c->vd.notify_lock);
-	pthread_mutex_lock(&c->lock);
-	c->paused = 0;
-	int tx = c->tx_deferred;
-	pthread_mutex_unlock(&c->lock);
-	if (tx)
-		tx_work(c);
-	flush_ctl(c);
-	pthread_mutex_unlock(&c->vd.notify_lock);
-	want_input(c);
-}
-
-static int vcon_save(void *dev, struct smolvm_state_writer *w)
-{
-	struct vcon *c = dev;
-	int rc;
-
-	rc = smolvm_virtio_save(&c->vd, w);
-	if (rc)
-		return rc;
-	pthread_mutex_lock(&c->lock);
-	rc = smolvm_state_save_fields(c->api, w, vcon_fields,
-				      SMOLVM_ARRAY_LEN(vcon_fields), &c->st);
-	pthread_mutex_unlock(&c->lock);
-	return rc;
-}
-
-/* A saved control message must be one this device could have queued. */
-static int ctl_valid(const uint8_t *m)
-{
-	uint16_t event = (uint16_t)(m[4] | m[5] << 8);
-
-	if (m[0] || m[1] || m[2] || m[3])
-		return 0; /* port 0 only */
-	return event == VIRTIO_CONSOLE_PORT_ADD || event == VIRTIO_CONSOLE_CONSOLE_PORT ||
-	       event == VIRTIO_CONSOLE_RESIZE || event == VIRTIO_CONSOLE_PORT_OPEN;
-}
-
-static int vcon_restore(void *dev, struct smolvm_state_reader *r, uint32_t version)
-{
-	struct vcon *c = dev;
-	struct vcon_state tmp;
-	int rc;
-
-	rc = smolvm_virtio_restore(&c->vd, r);
-	if (rc)
-		return rc;
-	pthread_mutex_lock(&c->lock);
-	tmp = c->st;
-	rc = smolvm_state_load_fields(c->api, r, vcon_fields,
-				      SMOLVM_ARRAY_LEN(vcon_fields), &tmp, version);
-	if (!rc && (!tmp.cols || !tmp.rows)) {
-		c->api->set_error(c->ctx, "console size %ux%u: out of range",
-				  tmp.cols, tmp.rows);
-		rc = -EINVAL;
-	}
-	if (!rc && (tmp.listening > 1 || tmp.ctl_len > CTL_MAX)) {
-		c->api->set_error(c->ctx, "listening %u, %u control messages: out of range",
-				  tmp.listening, tmp.ctl_len);
-		rc = -EINVAL;
-	}
-	for (unsigned i = 0; !rc && i < tmp.ctl_len; i++) {
-		if (!ctl_valid(tmp.ctl + i * CTL_SLOT)) {
-			c->api->set_error(c->ctx, "control message %u: not one this device sends", i);
-			rc = -EINVAL;
-		}
-	}
-	if (!rc) {
-		pthread_mutex_lock(&c->vd.lock);
-		c->st = tmp;
-		pthread_mutex_unlock(&c->vd.lock);
-		/* What the guest queued before the snapshot is taken up at
-		 * resume(). */
-		c->tx_deferred = 1;
-	}
-	pthread_mutex_unlock(&c->lock);
-	return rc;
-}
-
-static const struct smolvm_device_ops vcon_ops = {
-	.struct_size = sizeof(struct smolvm_device_ops),
-	.state_version = 1,
-	.min_state_version = 1,
-	.create = vcon_create,
-	.destroy = vcon_destroy,
-	.reset = vcon_reset,
-	.pause = vcon_pause,
-	.resume = vcon_resume,
-	.save = vcon_save,
-	.restore = vcon_restore,
-};
+static const struct smolvm_device_ops vcon_ops =
+	SMOLVM_VIRTIO_DEVICE_OPS(struct vcon, vcon_create, 1, 1);
 
 SMOLVM_DEVICE_PLUGIN("virtio-console", "1.0.0", "virtio console (/dev/hvc0)", vcon_ops);

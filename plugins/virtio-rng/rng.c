@@ -1,16 +1,13 @@
 /* virtio-rng: the guest's /dev/hwrng, filled from the host's getrandom(). */
 #include <errno.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/random.h>
 
 #include <linux/virtio_ids.h>
 #include <smolvm/virtio.h>
 
 struct rng {
-	struct smolvm_virtio_dev vd;
-	smolvm_ctx *ctx;
-	const struct smolvm_host_api *api;
+	struct smolvm_virtio_dev vd; /* first: SMOLVM_VIRTIO_DEVICE_OPS */
 };
 
 static void rng_notify(void *dev, uint32_t q)
@@ -49,8 +46,6 @@ static int rng_create(smolvm_ctx *ctx, const struct smolvm_host_api *api, void *
 
 	if (!r)
 		return -ENOMEM;
-	r->ctx = ctx;
-	r->api = api;
 	rc = smolvm_virtio_init(&r->vd, ctx, api, &rng_virtio, r);
 	if (rc) {
 		free(r);
@@ -60,39 +55,8 @@ static int rng_create(smolvm_ctx *ctx, const struct smolvm_host_api *api, void *
 	return 0;
 }
 
-static void rng_destroy(void *dev)
-{
-	struct rng *r = dev;
-
-	smolvm_virtio_cleanup(&r->vd);
-	free(r);
-}
-
-static void rng_reset(void *dev)
-{
-	smolvm_virtio_reset(&((struct rng *)dev)->vd);
-}
-
-static int rng_save(void *dev, struct smolvm_state_writer *w)
-{
-	return smolvm_virtio_save(&((struct rng *)dev)->vd, w);
-}
-
-static int rng_restore(void *dev, struct smolvm_state_reader *r, uint32_t version)
-{
-	(void)version;
-	return smolvm_virtio_restore(&((struct rng *)dev)->vd, r);
-}
-
-static const struct smolvm_device_ops rng_ops = {
-	.struct_size = sizeof(struct smolvm_device_ops),
-	.state_version = 1,
-	.min_state_version = 1,
-	.create = rng_create,
-	.destroy = rng_destroy,
-	.reset = rng_reset,
-	.save = rng_save,
-	.restore = rng_restore,
-};
+/* The transport does the rest: its state is all there is to save. */
+static const struct smolvm_device_ops rng_ops =
+	SMOLVM_VIRTIO_DEVICE_OPS(struct rng, rng_create, 1, 1);
 
 SMOLVM_DEVICE_PLUGIN("virtio-rng", "1.0.0", "virtio entropy source (host getrandom)", rng_ops);

@@ -1243,6 +1243,69 @@ static void vsock_config_read(void *dev, uint32_t off, void *data, uint32_t size
 	memcpy(data, (const uint8_t *)&cid + off, size);
 }
 
+/* ---- pause and snapshots (the transport holds vd.notify_lock) ---------------------- */
+
+static void vsock_pause(void *dev)
+{
+	struct vsock *v = dev;
+
+	v->paused = 1; /* work in progress has finished: we hold notify_lock */
+	wake(v);
+}
+
+static void vsock_resume(void *dev)
+{
+	struct vsock *v = dev;
+
+	v->paused = 0;
+	wake(v);
+}
+
+/* The transport's section, then ours. */
+static int vsock_save(void *dev, struct smolvm_state_out *o)
+{
+	struct vsock *v = dev;
+	struct vsock_state s = { .guest_cid = v->guest_cid, .next_port = v->next_port };
+
+	smolvm_virtio_put_state(&v->vd, o);
+	smolvm_state_put_fields(o, vsock_fields, SMOLVM_ARRAY_LEN(vsock_fields), &s);
+	return 0;
+}
+
+static int vsock_restore(void *dev, struct smolvm_state_in *in, uint32_t version)
+{
+	struct vsock *v = dev;
+	struct vsock_state s = { .guest_cid = v->guest_cid, .next_port = v->next_port };
+	int rc;
+
+	if ((rc = smolvm_virtio_get_state(&v->vd, in)) ||
+	    (rc = smolvm_state_get_fields(in, vsock_fields, SMOLVM_ARRAY_LEN(vsock_fields), &s,
+					  version)))
+		return rc;
+	if (s.guest_cid < 3 || s.guest_cid >= UINT32_MAX)
+		return smolvm_state_in_fail(in, -EINVAL, "saved guest cid %llu out of range",
+					    (unsigned long long)s.guest_cid);
+	if (s.next_port >= FIRST_HOST_PORT && s.next_port < UINT32_MAX)
+		v->next_port = s.next_port;
+	if (s.guest_cid != v->guest_cid)
+		v->api->log(v->ctx, SMOLVM_LOG_INFO,
+			    "guest cid %llu, saved with %llu: the transport reset tells the guest",
+			    (unsigned long long)v->guest_cid, (unsigned long long)s.guest_cid);
+	/* No connection survives; a driver that was running hears so. */
+	pthread_mutex_lock(&v->vd.lock);
+	int live = !!(v->vd.status & VIRTIO_CONFIG_S_DRIVER_OK);
+	pthread_mutex_unlock(&v->vd.lock);
+	if (live) {
+		v->reset = RS_PENDING;
+		v->reset_t0 = now_ms();
+		v->evq_kicked = 0;
+	}
+	wake(v);
+	return 0;
+}
+
+static void vsock_destroy(void *dev);
+
 static const struct smolvm_virtio_ops vsock_virtio = {
 	.device_id = VIRTIO_ID_VSOCK,
 	.num_queues = NUM_QUEUES,
@@ -1253,6 +1316,11 @@ static const struct smolvm_virtio_ops vsock_virtio = {
 	.queue_notify = vsock_queue_notify,
 	.reset = vsock_vreset,
 	.driver_ok = vsock_driver_ok,
+	.pause = vsock_pause,
+	.resume = vsock_resume,
+	.save = vsock_save,
+	.restore = vsock_restore,
+	.destroy = vsock_destroy,
 };
 
 /* ---- create / destroy ------------------------------------------------------------------ */
@@ -1372,21 +1440,33 @@ static int start_thread(struct vsock *v)
 	return 0;
 }
 
-static void vsock_free(struct vsock *v)
+/* Stops the thread and lets go of what the device holds but the transport
+ * and the instance (the destroy hook). */
+static void vsock_destroy(void *dev)
 {
+	struct vsock *v = dev;
+
 	if (v->thread_live) {
 		pthread_mutex_lock(&v->vd.notify_lock);
 		v->stop = 1;
 		pthread_mutex_unlock(&v->vd.notify_lock);
 		wake(v);
 		pthread_join(v->thread, NULL);
+		v->thread_live = 0;
 	}
-	if (v->vd_live)
-		smolvm_virtio_cleanup(&v->vd);
 	conn_free_all(v);
 	unbind_socket(v);
 	if (v->wake_fd >= 0)
 		close(v->wake_fd);
+	v->wake_fd = -1;
+}
+
+/* A device create() could not finish. */
+static void vsock_free(struct vsock *v)
+{
+	vsock_destroy(v);
+	if (v->vd_live)
+		smolvm_virtio_cleanup(&v->vd);
 	free(v);
 }
 
@@ -1425,94 +1505,8 @@ fail:
 	return rc;
 }
 
-static void vsock_destroy(void *dev)
-{
-	vsock_free(dev);
-}
-
-static void vsock_reset(void *dev)
-{
-	smolvm_virtio_reset(&((struct vsock *)dev)->vd);
-}
-
-static void set_paused(struct vsock *v, int paused)
-{
-	/* Under notify_lock: work in progress finishes first. */
-	pthread_mutex_lock(&v->vd.notify_lock);
-	v->paused = paused;
-	pthread_mutex_unlock(&v->vd.notify_lock);
-	wake(v);
-}
-
-static void vsock_pause(void *dev) { set_paused(dev, 1); }
-static void vsock_resume(void *dev) { set_paused(dev, 0); }
-
-static int vsock_save(void *dev, struct smolvm_state_writer *w)
-{
-	struct vsock *v = dev;
-	struct vsock_state s = { .guest_cid = v->guest_cid, .next_port = v->next_port };
-	int rc;
-
-	rc = smolvm_virtio_save(&v->vd, w);
-	return rc ? rc : smolvm_state_save_fields(v->api, w, vsock_fields,
-						  SMOLVM_ARRAY_LEN(vsock_fields), &s);
-}
-
-static int vsock_restore(void *dev, struct smolvm_state_reader *r, uint32_t version)
-{
-	struct vsock *v = dev;
-	struct vsock_state s = { .guest_cid = v->guest_cid, .next_port = v->next_port };
-	int rc;
-
-	pthread_mutex_lock(&v->vd.notify_lock);
-	rc = smolvm_virtio_restore(&v->vd, r);
-	if (!rc) {
-		rc = smolvm_state_load_fields(v->api, r, vsock_fields,
-					      SMOLVM_ARRAY_LEN(vsock_fields), &s, version);
-		if (rc)
-			v->api->set_error(v->ctx, "state version %u: %s", version,
-					  rc == -ENOENT ? "a field is missing" : "unreadable");
-	}
-	if (!rc && (s.guest_cid < 3 || s.guest_cid >= UINT32_MAX)) {
-		v->api->set_error(v->ctx, "saved guest cid %llu out of range",
-				  (unsigned long long)s.guest_cid);
-		rc = -EINVAL;
-	}
-	if (!rc) {
-		if (s.next_port >= FIRST_HOST_PORT && s.next_port < UINT32_MAX)
-			v->next_port = s.next_port;
-		if (s.guest_cid != v->guest_cid)
-			v->api->log(v->ctx, SMOLVM_LOG_INFO,
-				    "guest cid %llu, saved with %llu: the transport reset "
-				    "tells the guest", (unsigned long long)v->guest_cid,
-				    (unsigned long long)s.guest_cid);
-		/* No connection survives; a driver that was running hears so. */
-		pthread_mutex_lock(&v->vd.lock);
-		int live = !!(v->vd.status & VIRTIO_CONFIG_S_DRIVER_OK);
-		pthread_mutex_unlock(&v->vd.lock);
-		if (live) {
-			v->reset = RS_PENDING;
-			v->reset_t0 = now_ms();
-			v->evq_kicked = 0;
-		}
-	}
-	pthread_mutex_unlock(&v->vd.notify_lock);
-	wake(v);
-	return rc;
-}
-
-static const struct smolvm_device_ops vsock_ops = {
-	.struct_size = sizeof(struct smolvm_device_ops),
-	.state_version = 2,
-	.min_state_version = 1,
-	.create = vsock_create,
-	.destroy = vsock_destroy,
-	.reset = vsock_reset,
-	.pause = vsock_pause,
-	.resume = vsock_resume,
-	.save = vsock_save,
-	.restore = vsock_restore,
-};
+static const struct smolvm_device_ops vsock_ops =
+	SMOLVM_VIRTIO_DEVICE_OPS(struct vsock, vsock_create, 2, 1);
 
 SMOLVM_DEVICE_PLUGIN("virtio-vsock", "1.0.0",
 		     "virtio socket device: guest AF_VSOCK streams to host Unix sockets",

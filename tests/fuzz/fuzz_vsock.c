@@ -55,6 +55,10 @@ static int fz_clock_gettime(clockid_t id, struct timespec *ts)
 #define clock_gettime fz_clock_gettime
 #include "../../plugins/virtio-vsock/vsock.c" /* the harness reaches its internals */
 #undef clock_gettime
+/* The SDK code vsock.c uses besides the transport (fuzz.mk links
+ * virtio_mmio.c): its device ops and the typed state writer and reader. */
+#include "../../sdk/src/state_io.c"
+#include "../../sdk/src/virtio_device.c"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -718,7 +722,7 @@ static void run_cmd(struct in *in)
 	case 11: cmd_raw_desc(in); break;
 	case 12:
 		if (op & 16)
-			vsock_reset(v); /* machine reset */
+			smolvm_virtio_dev_reset(v); /* machine reset */
 		if (!(op & 32))
 			bringup();
 		else
@@ -730,7 +734,12 @@ static void run_cmd(struct in *in)
 		else
 			cmd_restore();
 		break;
-	case 14: set_paused(v, !v->paused); break;
+	case 14:
+		if (v->vd.paused)
+			smolvm_virtio_dev_resume(v);
+		else
+			smolvm_virtio_dev_pause(v);
+		break;
 	default: cmd_mmio(in); break;
 	}
 	/* The device's thread runs after everything that wakes it. */
