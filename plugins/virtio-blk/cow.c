@@ -38,6 +38,8 @@ struct cow {
 	int private_; /* an unlinked temporary file (cow_open_private) */
 	uint64_t base_hash;
 	char *base_name, *name;
+	const struct smolvm_host_api *api; /* errors: api->set_error(ctx, ...) */
+	smolvm_ctx *ctx;
 	uint32_t cluster_size;
 	uint64_t size, clusters;
 	uint64_t map_size, data_offset;
@@ -48,18 +50,20 @@ struct cow {
 	char warning[512];
 };
 
-static void errf(char *err, size_t errlen, const char *fmt, ...)
+static void errf(const struct smolvm_host_api *api, smolvm_ctx *ctx, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-static void errf(char *err, size_t errlen, const char *fmt, ...)
+/* Why the call fails, through the host (set_error); the caller returns
+ * -errno. */
+static void errf(const struct smolvm_host_api *api, smolvm_ctx *ctx, const char *fmt, ...)
 {
+	char msg[768];
 	va_list ap;
 
-	if (!err || !errlen)
-		return;
 	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	api->set_error(ctx, "%s", msg);
 }
 
 static uint64_t fnv1a(uint64_t h, const void *buf, size_t len)
@@ -196,8 +200,7 @@ static void sync_parent(const char *path)
 	free(copy);
 }
 
-static int create_overlay(struct cow *c, const struct stat *bst, uint64_t hash,
-			  char *err, size_t errlen)
+static int create_overlay(struct cow *c, const struct stat *bst, uint64_t hash)
 {
 	uint8_t h[COW_HEADER_SIZE];
 	int rc;
@@ -222,14 +225,14 @@ static int create_overlay(struct cow *c, const struct stat *bst, uint64_t hash,
 	/* The map starts all zero: a sparse hole up to its end. */
 	if (ftruncate(c->fd, (off_t)(COW_HEADER_SIZE + c->map_size)) < 0) {
 		rc = -errno;
-		errf(err, errlen, "overlay %s: cannot size it: %s", c->name, strerror(-rc));
+		errf(c->api, c->ctx, "overlay %s: cannot size it: %s", c->name, strerror(-rc));
 		return rc;
 	}
 	rc = cow_pwrite_full(c->fd, h, sizeof(h), 0);
 	if (!rc)
 		rc = sync_fd(c->fd);
 	if (rc) {
-		errf(err, errlen, "overlay %s: cannot write its header: %s", c->name,
+		errf(c->api, c->ctx, "overlay %s: cannot write its header: %s", c->name,
 		     strerror(-rc));
 		return rc;
 	}
@@ -239,7 +242,7 @@ static int create_overlay(struct cow *c, const struct stat *bst, uint64_t hash,
 }
 
 static int load_overlay(struct cow *c, uint64_t file_size, const struct stat *bst,
-			uint64_t hash, char *err, size_t errlen)
+			uint64_t hash)
 {
 	uint8_t h[H_END];
 	uint64_t vsize, bsize, map_size, data_off;
@@ -247,29 +250,29 @@ static int load_overlay(struct cow *c, uint64_t file_size, const struct stat *bs
 	ssize_t n;
 
 	if (file_size < COW_HEADER_SIZE) {
-		errf(err, errlen, "overlay %s: %llu bytes, too short for its %u-byte header "
+		errf(c->api, c->ctx, "overlay %s: %llu bytes, too short for its %u-byte header "
 		     "(corrupt; delete it to start from the base again)", c->name,
 		     (unsigned long long)file_size, COW_HEADER_SIZE);
 		return -EINVAL;
 	}
 	n = pread_full(c->fd, h, sizeof(h), 0);
 	if (n != (ssize_t)sizeof(h)) {
-		errf(err, errlen, "overlay %s: cannot read its header: %s", c->name,
+		errf(c->api, c->ctx, "overlay %s: cannot read its header: %s", c->name,
 		     n < 0 ? strerror((int)-n) : "short read");
 		return n < 0 ? (int)n : -EIO;
 	}
 	if (memcmp(h + H_MAGIC, COW_MAGIC, 8)) {
-		errf(err, errlen, "overlay %s: not a smolvm overlay (bad magic)", c->name);
+		errf(c->api, c->ctx, "overlay %s: not a smolvm overlay (bad magic)", c->name);
 		return -EINVAL;
 	}
 	version = get32(h, H_VERSION);
 	if (version != COW_VERSION) {
-		errf(err, errlen, "overlay %s: format version %u, this build reads %u",
+		errf(c->api, c->ctx, "overlay %s: format version %u, this build reads %u",
 		     c->name, version, COW_VERSION);
 		return -EINVAL;
 	}
 	if (get64(h, H_CHECKSUM) != fnv1a(FNV_OFFSET, h, H_CHECKSUM)) {
-		errf(err, errlen, "overlay %s: header checksum mismatch (corrupt)", c->name);
+		errf(c->api, c->ctx, "overlay %s: header checksum mismatch (corrupt)", c->name);
 		return -EINVAL;
 	}
 	cs = get32(h, H_CLUSTER_SIZE);
@@ -280,7 +283,7 @@ static int load_overlay(struct cow *c, uint64_t file_size, const struct stat *bs
 	if (get32(h, H_HEADER_SIZE) != COW_HEADER_SIZE || get32(h, H_FLAGS) != 0 ||
 	    !valid_cluster(cs) || !vsize || vsize % 512 || vsize != bsize ||
 	    get64(h, H_MAP_OFFSET) != COW_HEADER_SIZE) {
-		errf(err, errlen, "overlay %s: invalid header (header size %u, cluster size %u, "
+		errf(c->api, c->ctx, "overlay %s: invalid header (header size %u, cluster size %u, "
 		     "virtual size %llu, flags 0x%x)", c->name, get32(h, H_HEADER_SIZE), cs,
 		     (unsigned long long)vsize, get32(h, H_FLAGS));
 		return -EINVAL;
@@ -289,26 +292,26 @@ static int load_overlay(struct cow *c, uint64_t file_size, const struct stat *bs
 	c->clusters = (vsize + cs - 1) / cs;
 	if (map_size != map_bytes(c->clusters) ||
 	    data_off != data_offset_for(map_size, cs)) {
-		errf(err, errlen, "overlay %s: map of %llu bytes at data offset %llu does not fit "
+		errf(c->api, c->ctx, "overlay %s: map of %llu bytes at data offset %llu does not fit "
 		     "%llu clusters (corrupt)", c->name, (unsigned long long)map_size,
 		     (unsigned long long)data_off, (unsigned long long)c->clusters);
 		return -EINVAL;
 	}
 	if (file_size < COW_HEADER_SIZE + map_size) {
-		errf(err, errlen, "overlay %s: truncated: its map ends at byte %llu, the file "
+		errf(c->api, c->ctx, "overlay %s: truncated: its map ends at byte %llu, the file "
 		     "has %llu", c->name, (unsigned long long)(COW_HEADER_SIZE + map_size),
 		     (unsigned long long)file_size);
 		return -EINVAL;
 	}
 	/* Made for this base? */
 	if (bsize != c->size) {
-		errf(err, errlen, "overlay %s was made for a base of %llu bytes, but %s has "
+		errf(c->api, c->ctx, "overlay %s was made for a base of %llu bytes, but %s has "
 		     "%llu bytes (delete the overlay to start again from this base)", c->name,
 		     (unsigned long long)bsize, c->base_name, (unsigned long long)c->size);
 		return -EINVAL;
 	}
 	if (get64(h, H_BASE_HASH) != hash) {
-		errf(err, errlen, "overlay %s was made for a different base: %s has the same "
+		errf(c->api, c->ctx, "overlay %s was made for a different base: %s has the same "
 		     "size (%llu bytes) but its first %u KiB differ", c->name, c->base_name,
 		     (unsigned long long)c->size, COW_HASH_BYTES / 1024);
 		return -EINVAL;
@@ -324,24 +327,24 @@ static int load_overlay(struct cow *c, uint64_t file_size, const struct stat *bs
 	return 0;
 }
 
-static int load_map(struct cow *c, char *err, size_t errlen)
+static int load_map(struct cow *c)
 {
 	ssize_t n;
 	unsigned tail = (unsigned)(c->clusters % 8);
 
 	c->map = calloc(1, c->map_size);
 	if (!c->map) {
-		errf(err, errlen, "out of memory for the map of %s", c->name);
+		errf(c->api, c->ctx, "out of memory for the map of %s", c->name);
 		return -ENOMEM;
 	}
 	n = pread_full(c->fd, c->map, c->map_size, COW_HEADER_SIZE);
 	if (n != (ssize_t)c->map_size) {
-		errf(err, errlen, "overlay %s: cannot read its map: %s", c->name,
+		errf(c->api, c->ctx, "overlay %s: cannot read its map: %s", c->name,
 		     n < 0 ? strerror((int)-n) : "short read");
 		return n < 0 ? (int)n : -EIO;
 	}
 	if (tail && (c->map[c->map_size - 1] >> tail)) {
-		errf(err, errlen, "overlay %s: map marks clusters past the end of the disk "
+		errf(c->api, c->ctx, "overlay %s: map marks clusters past the end of the disk "
 		     "(corrupt)", c->name);
 		return -EINVAL;
 	}
@@ -349,7 +352,7 @@ static int load_map(struct cow *c, char *err, size_t errlen)
 }
 
 /* An unlinked file in $TMPDIR (or /tmp): it vanishes with the process. */
-static int open_private(char *err, size_t errlen)
+static int open_private(const struct smolvm_host_api *api, smolvm_ctx *ctx)
 {
 	const char *dir = getenv("TMPDIR");
 	char path[4096];
@@ -362,38 +365,40 @@ static int open_private(char *err, size_t errlen)
 		return fd;
 	/* No O_TMPFILE on this file system: a unique name, unlinked at once. */
 	if ((size_t)snprintf(path, sizeof(path), "%s/smolvm-overlay.XXXXXX", dir) >= sizeof(path)) {
-		errf(err, errlen, "TMPDIR %s: name too long", dir);
+		errf(api, ctx, "TMPDIR %s: name too long", dir);
 		return -ENAMETOOLONG;
 	}
 	fd = mkostemp(path, O_CLOEXEC);
 	if (fd < 0) {
 		rc = -errno;
-		errf(err, errlen, "cannot create a private overlay in %s: %s", dir, strerror(-rc));
+		errf(api, ctx, "cannot create a private overlay in %s: %s", dir, strerror(-rc));
 		return rc;
 	}
 	unlink(path);
 	return fd;
 }
 
-static int cow_open_common(const char *base, const char *overlay, const struct cow_params *p,
-			   int private_, struct cow **out, char *err, size_t errlen);
+static int cow_open_common(const struct smolvm_host_api *api, smolvm_ctx *ctx,
+			   const char *base, const char *overlay, const struct cow_params *p,
+			   int private_, struct cow **out);
 
-int cow_open(const char *base, const char *overlay, const struct cow_params *p,
-	     struct cow **out, char *err, size_t errlen)
+int cow_open(const struct smolvm_host_api *api, smolvm_ctx *ctx, const char *base,
+	     const char *overlay, const struct cow_params *p, struct cow **out)
 {
-	return cow_open_common(base, overlay, p, 0, out, err, errlen);
+	return cow_open_common(api, ctx, base, overlay, p, 0, out);
 }
 
-int cow_open_private(const char *base, uint32_t cluster_size, struct cow **out,
-		     char *err, size_t errlen)
+int cow_open_private(const struct smolvm_host_api *api, smolvm_ctx *ctx, const char *base,
+		     uint32_t cluster_size, struct cow **out)
 {
 	struct cow_params p = { .cluster_size = cluster_size };
 
-	return cow_open_common(base, "(private overlay)", &p, 1, out, err, errlen);
+	return cow_open_common(api, ctx, base, "(private overlay)", &p, 1, out);
 }
 
-static int cow_open_common(const char *base, const char *overlay, const struct cow_params *p,
-			   int private_, struct cow **out, char *err, size_t errlen)
+static int cow_open_common(const struct smolvm_host_api *api, smolvm_ctx *ctx,
+			   const char *base, const char *overlay, const struct cow_params *p,
+			   int private_, struct cow **out)
 {
 	struct cow_params dflt = { 0 };
 	struct cow *c;
@@ -406,7 +411,7 @@ static int cow_open_common(const char *base, const char *overlay, const struct c
 		p = &dflt;
 	*out = NULL;
 	if (p->cluster_size && !valid_cluster(p->cluster_size)) {
-		errf(err, errlen, "overlay cluster size %u: not a power of two in [%u, %u]",
+		errf(api, ctx, "overlay cluster size %u: not a power of two in [%u, %u]",
 		     p->cluster_size, COW_MIN_CLUSTER, COW_MAX_CLUSTER);
 		return -EINVAL;
 	}
@@ -414,6 +419,8 @@ static int cow_open_common(const char *base, const char *overlay, const struct c
 	if (!c)
 		return -ENOMEM;
 	c->base_fd = c->fd = -1;
+	c->api = api;
+	c->ctx = ctx;
 	c->readonly = !!p->readonly;
 	c->private_ = private_;
 	c->cluster_size = p->cluster_size ? p->cluster_size : COW_DEFAULT_CLUSTER;
@@ -427,90 +434,90 @@ static int cow_open_common(const char *base, const char *overlay, const struct c
 	c->base_fd = open(base, O_RDONLY | O_CLOEXEC);
 	if (c->base_fd < 0) {
 		rc = -errno;
-		errf(err, errlen, "cannot open base image %s: %s", base, strerror(-rc));
+		errf(api, ctx, "cannot open base image %s: %s", base, strerror(-rc));
 		goto out;
 	}
 	/* Readers share the base; a machine writing it directly locks it
 	 * exclusively. */
 	if (flock(c->base_fd, LOCK_SH | LOCK_NB) < 0) {
 		rc = -errno;
-		errf(err, errlen, "base image %s is locked for writing by another process",
+		errf(api, ctx, "base image %s is locked for writing by another process",
 		     base);
 		goto out;
 	}
 	end = lseek(c->base_fd, 0, SEEK_END);
 	if (end < 0 || fstat(c->base_fd, &bst) < 0) {
 		rc = -errno;
-		errf(err, errlen, "base image %s: %s", base, strerror(-rc));
+		errf(api, ctx, "base image %s: %s", base, strerror(-rc));
 		goto out;
 	}
 	c->size = (uint64_t)end;
 	if (!c->size || c->size % 512) {
-		errf(err, errlen, "base image %s is %llu bytes, not a positive multiple of 512",
+		errf(api, ctx, "base image %s is %llu bytes, not a positive multiple of 512",
 		     base, (unsigned long long)c->size);
 		rc = -EINVAL;
 		goto out;
 	}
 	rc = cow_image_hash(c->base_fd, c->size, &hash);
 	if (rc) {
-		errf(err, errlen, "base image %s: cannot read it: %s", base, strerror(-rc));
+		errf(api, ctx, "base image %s: cannot read it: %s", base, strerror(-rc));
 		goto out;
 	}
 
 	c->base_hash = hash;
 	if (private_) {
-		c->fd = open_private(err, errlen);
+		c->fd = open_private(api, ctx);
 		if (c->fd < 0) {
 			rc = c->fd;
 			goto out;
 		}
 		c->clusters = (c->size + c->cluster_size - 1) / c->cluster_size;
-		rc = create_overlay(c, &bst, hash, err, errlen);
+		rc = create_overlay(c, &bst, hash);
 		goto opened;
 	}
 	c->fd = open(overlay, c->readonly ? O_RDONLY | O_CLOEXEC
 					  : O_RDWR | O_CREAT | O_CLOEXEC, 0644);
 	if (c->fd < 0) {
 		rc = -errno;
-		errf(err, errlen, "cannot open overlay %s: %s%s", overlay, strerror(-rc),
+		errf(api, ctx, "cannot open overlay %s: %s%s", overlay, strerror(-rc),
 		     c->readonly && rc == -ENOENT ? " (a readonly disk does not create it)" : "");
 		goto out;
 	}
 	if (fstat(c->fd, &ost) < 0) {
 		rc = -errno;
-		errf(err, errlen, "overlay %s: %s", overlay, strerror(-rc));
+		errf(api, ctx, "overlay %s: %s", overlay, strerror(-rc));
 		goto out;
 	}
 	if (ost.st_dev == bst.st_dev && ost.st_ino == bst.st_ino) {
-		errf(err, errlen, "overlay %s and base %s are the same file", overlay, base);
+		errf(api, ctx, "overlay %s and base %s are the same file", overlay, base);
 		rc = -EINVAL;
 		goto out;
 	}
 	if (!S_ISREG(ost.st_mode)) {
-		errf(err, errlen, "overlay %s is not a regular file", overlay);
+		errf(api, ctx, "overlay %s is not a regular file", overlay);
 		rc = -EINVAL;
 		goto out;
 	}
 	if (flock(c->fd, (c->readonly ? LOCK_SH : LOCK_EX) | LOCK_NB) < 0) {
 		rc = -errno;
-		errf(err, errlen, "overlay %s is in use by another process", overlay);
+		errf(api, ctx, "overlay %s is in use by another process", overlay);
 		goto out;
 	}
 	/* Its size again, now that nobody else can be creating it. */
 	if (fstat(c->fd, &ost) < 0) {
 		rc = -errno;
-		errf(err, errlen, "overlay %s: %s", overlay, strerror(-rc));
+		errf(api, ctx, "overlay %s: %s", overlay, strerror(-rc));
 		goto out;
 	}
 	if (ost.st_size == 0 && !c->readonly) {
 		c->clusters = (c->size + c->cluster_size - 1) / c->cluster_size;
-		rc = create_overlay(c, &bst, hash, err, errlen);
+		rc = create_overlay(c, &bst, hash);
 	} else {
-		rc = load_overlay(c, (uint64_t)ost.st_size, &bst, hash, err, errlen);
+		rc = load_overlay(c, (uint64_t)ost.st_size, &bst, hash);
 	}
 opened:
 	if (!rc)
-		rc = load_map(c, err, errlen);
+		rc = load_map(c);
 	if (rc)
 		goto out;
 	c->scratch = malloc(c->cluster_size);
@@ -524,7 +531,7 @@ opened:
 	return 0;
 out:
 	if (rc == -ENOMEM)
-		errf(err, errlen, "out of memory");
+		errf(api, ctx, "out of memory");
 	if (c->fd >= 0)
 		close(c->fd);
 	if (c->base_fd >= 0)
@@ -701,27 +708,30 @@ int cow_flush(struct cow *c)
 	return sync_fd(c->fd);
 }
 
-int cow_check_map(uint64_t size, uint32_t cluster_size, const uint8_t *map,
-		  uint64_t map_len, char *err, size_t errlen)
+int cow_check_map(const struct smolvm_host_api *api, smolvm_ctx *ctx, uint64_t size,
+		  uint32_t cluster_size, const uint8_t *map, uint64_t map_len)
 {
 	uint64_t clusters;
 	unsigned tail;
 
 	if (!valid_cluster(cluster_size)) {
-		errf(err, errlen, "cluster size %u: not a power of two in [%u, %u]",
+		errf(api, ctx, "snapshot: bad overlay map: "
+		     "cluster size %u: not a power of two in [%u, %u]",
 		     cluster_size, COW_MIN_CLUSTER, COW_MAX_CLUSTER);
 		return -EINVAL;
 	}
 	clusters = (size + cluster_size - 1) / cluster_size;
 	if (map_len != map_bytes(clusters)) {
-		errf(err, errlen, "map of %llu bytes for %llu clusters of %u bytes (want %llu)",
+		errf(api, ctx, "snapshot: bad overlay map: "
+		     "map of %llu bytes for %llu clusters of %u bytes (want %llu)",
 		     (unsigned long long)map_len, (unsigned long long)clusters, cluster_size,
 		     (unsigned long long)map_bytes(clusters));
 		return -EINVAL;
 	}
 	tail = (unsigned)(clusters % 8);
 	if (map_len && tail && (map[map_len - 1] >> tail)) {
-		errf(err, errlen, "map marks clusters past the end of the disk");
+		errf(api, ctx, "snapshot: bad overlay map: "
+		     "map marks clusters past the end of the disk");
 		return -EINVAL;
 	}
 	return 0;

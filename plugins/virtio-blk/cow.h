@@ -15,12 +15,18 @@
  * Deleting the overlay resets the disk to the base.
  *
  * Not thread-safe: one caller at a time per struct cow.
+ *
+ * Errors: a call that can fail for a reason the user must hear returns
+ * -errno after api->set_error(ctx, ...), the plugins' one convention (the
+ * message names the files); the I/O calls return -errno alone.
  */
 #ifndef BLK_COW_H
 #define BLK_COW_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include <smolvm/plugin.h>
 
 #define COW_MAGIC "SMOLCOW\0"
 #define COW_VERSION 1
@@ -42,10 +48,10 @@ struct cow_params {
  * overlay when it does not exist or is empty (unless readonly). An existing
  * overlay is validated: magic, version, header checksum, sizes, map, and
  * that it was made for this base (size and a hash of its first 64 KiB).
- * Returns 0, or -errno with a message naming the files in `err`. */
+ * Returns 0, or -errno after set_error() naming the files. */
 __attribute__((warn_unused_result))
-int cow_open(const char *base, const char *overlay, const struct cow_params *p,
-	     struct cow **out, char *err, size_t errlen);
+int cow_open(const struct smolvm_host_api *api, smolvm_ctx *ctx, const char *base,
+	     const char *overlay, const struct cow_params *p, struct cow **out);
 /* Flushes (see cow_flush) and frees; returns the flush result. */
 int cow_close(struct cow *c);
 
@@ -64,8 +70,8 @@ int cow_flush(struct cow *c);
 /* A private overlay over `base`: an unlinked temporary file in $TMPDIR
  * (or /tmp) that vanishes when the process exits. Same errors as cow_open. */
 __attribute__((warn_unused_result))
-int cow_open_private(const char *base, uint32_t cluster_size, struct cow **out,
-		     char *err, size_t errlen);
+int cow_open_private(const struct smolvm_host_api *api, smolvm_ctx *ctx, const char *base,
+		     uint32_t cluster_size, struct cow **out);
 
 /* Snapshots. The identity hash of an image (FNV-1a of its first
  * COW_HASH_BYTES), as overlays keep it for their base: 0 or -errno. */
@@ -76,12 +82,12 @@ int cow_pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
 uint64_t cow_base_hash(const struct cow *c);
 /* The in-memory allocation map (current, flushed or not). */
 const uint8_t *cow_map(const struct cow *c, uint64_t *len);
-/* Checks a map from outside for a disk of `size` bytes: cluster size valid,
- * length ceil(clusters / 8), no bit past the last cluster. 0 or -EINVAL
- * with a message in `err`. */
+/* Checks a map from a snapshot for a disk of `size` bytes: cluster size
+ * valid, length ceil(clusters / 8), no bit past the last cluster. 0, or
+ * -EINVAL after set_error() ("snapshot: bad overlay map: ..."). */
 __attribute__((warn_unused_result))
-int cow_check_map(uint64_t size, uint32_t cluster_size, const uint8_t *map,
-		  uint64_t map_len, char *err, size_t errlen);
+int cow_check_map(const struct smolvm_host_api *api, smolvm_ctx *ctx, uint64_t size,
+		  uint32_t cluster_size, const uint8_t *map, uint64_t map_len);
 /* Stores a whole cluster (exactly cow_cluster_len bytes) and marks it
  * allocated; durable after cow_flush. 0 or -errno (-EINVAL: bad index or
  * length). */

@@ -9,8 +9,8 @@
 #include <sys/file.h>
 #include <unistd.h>
 
-int blk_disk_open(struct blk_disk *d, const struct blk_disk_opts *o,
-		  char *err, size_t errlen)
+int blk_disk_open(const struct smolvm_host_api *api, smolvm_ctx *ctx, struct blk_disk *d,
+		  const struct blk_disk_opts *o)
 {
 	off_t end;
 	int rc;
@@ -24,8 +24,8 @@ int blk_disk_open(struct blk_disk *d, const struct blk_disk_opts *o,
 		/* A restored disk's content comes from the snapshot: the
 		 * configured overlay is not even opened. */
 		rc = o->private_overlay
-			     ? cow_open_private(o->path, o->cluster_size, &d->cow, err, errlen)
-			     : cow_open(o->path, o->overlay, &p, &d->cow, err, errlen);
+			     ? cow_open_private(api, ctx, o->path, o->cluster_size, &d->cow)
+			     : cow_open(api, ctx, o->path, o->overlay, &p, &d->cow);
 		if (!rc)
 			d->size = cow_size(d->cow);
 		return rc;
@@ -34,25 +34,25 @@ int blk_disk_open(struct blk_disk *d, const struct blk_disk_opts *o,
 	d->fd = open(o->path, (d->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
 	if (d->fd < 0) {
 		rc = -errno;
-		snprintf(err, errlen, "cannot open disk image %s: %s", o->path, strerror(-rc));
+		api->set_error(ctx, "cannot open disk image %s: %s", o->path, strerror(-rc));
 		return rc;
 	}
 	if (flock(d->fd, (d->readonly ? LOCK_SH : LOCK_EX) | LOCK_NB) < 0) {
 		rc = -errno;
-		snprintf(err, errlen, "disk image %s is in use by another process%s", o->path,
-			 d->readonly ? " that writes it" : "");
+		api->set_error(ctx, "disk image %s is in use by another process%s", o->path,
+			       d->readonly ? " that writes it" : "");
 		goto fail;
 	}
 	end = lseek(d->fd, 0, SEEK_END);
 	if (end < 0) {
 		rc = -errno;
-		snprintf(err, errlen, "disk image %s: %s", o->path, strerror(-rc));
+		api->set_error(ctx, "disk image %s: %s", o->path, strerror(-rc));
 		goto fail;
 	}
 	d->size = (uint64_t)end;
 	if (!d->size || d->size % BLK_SECTOR) {
-		snprintf(err, errlen, "disk image %s is %llu bytes, not a positive multiple of 512",
-			 o->path, (unsigned long long)d->size);
+		api->set_error(ctx, "disk image %s is %llu bytes, not a positive multiple of 512",
+			       o->path, (unsigned long long)d->size);
 		rc = -EINVAL;
 		goto fail;
 	}

@@ -30,12 +30,12 @@ struct blk_disk_opts {
 	int private_overlay;   /* restore: a throwaway overlay, not `overlay` */
 };
 
-/* 0, or -errno with a message naming the file in `err`. Locks the image
- * (shared when only read, exclusive when written directly) so that a
+/* 0, or -errno after api->set_error(ctx, ...) naming the file. Locks the
+ * image (shared when only read, exclusive when written directly) so that a
  * machine writing an image cannot run beside another that reads it. */
 __attribute__((warn_unused_result))
-int blk_disk_open(struct blk_disk *d, const struct blk_disk_opts *o,
-		  char *err, size_t errlen);
+int blk_disk_open(const struct smolvm_host_api *api, smolvm_ctx *ctx, struct blk_disk *d,
+		  const struct blk_disk_opts *o);
 /* Flushes, closes; returns the flush result. */
 int blk_disk_close(struct blk_disk *d);
 __attribute__((warn_unused_result))

@@ -10,6 +10,7 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,22 @@ static uint8_t base_data[BASE_SIZE];
 static uint64_t base_sum;
 static struct stat base_st;
 static char err[1024];
+
+/* cow.c and disk.c report through the host's set_error: here into `err`. */
+static void t_set_error(smolvm_ctx *ctx, const char *fmt, ...)
+{
+	va_list ap;
+
+	(void)ctx;
+	va_start(ap, fmt);
+	vsnprintf(err, sizeof(err), fmt, ap);
+	va_end(ap);
+}
+
+static const struct smolvm_host_api host = {
+	.struct_size = sizeof(host),
+	.set_error = t_set_error,
+};
 
 static void write_file(const char *path, const void *buf, size_t len)
 {
@@ -99,7 +116,7 @@ static struct cow *open_cow(uint32_t cluster)
 {
 	struct cow_params p = { .cluster_size = cluster };
 	struct cow *c = NULL;
-	int rc = cow_open(base_path, cow_path, &p, &c, err, sizeof(err));
+	int rc = cow_open(&host, NULL, base_path, cow_path, &p, &c);
 
 	ck_assert_msg(rc == 0, "cow_open: %d %s", rc, err);
 	return c;
@@ -297,7 +314,7 @@ START_TEST(reopen_keeps_data)
 
 	/* Readonly: same view, writes refused. */
 	struct cow_params p = { .readonly = 1 };
-	ck_assert_int_eq(cow_open(base_path, cow_path, &p, &c, err, sizeof(err)), 0);
+	ck_assert_int_eq(cow_open(&host, NULL, base_path, cow_path, &p, &c), 0);
 	check_read_all(c, want);
 	ck_assert_int_eq(cow_write(c, buf, 512, 0), -EROFS);
 	ck_assert_int_eq(cow_close(c), 0);
@@ -351,7 +368,7 @@ END_TEST
 static int reopen_fails(const char *needle)
 {
 	struct cow *c = (struct cow *)1;
-	int rc = cow_open(base_path, cow_path, NULL, &c, err, sizeof(err));
+	int rc = cow_open(&host, NULL, base_path, cow_path, NULL, &c);
 
 	ck_assert_int_lt(rc, 0);
 	ck_assert_ptr_null(c);
@@ -452,7 +469,7 @@ START_TEST(refuse_other_base_size)
 	memcpy(big, base_data, BASE_SIZE);
 	write_file(other_path, big, sizeof(big));
 	struct cow *c;
-	ck_assert_int_lt(cow_open(other_path, cow_path, NULL, &c, err, sizeof(err)), 0);
+	ck_assert_int_lt(cow_open(&host, NULL, other_path, cow_path, NULL, &c), 0);
 	ck_assert_msg(strstr(err, "made for a base of 41984 bytes") &&
 		      strstr(err, "other.img has 42496 bytes"), "%s", err);
 }
@@ -467,7 +484,7 @@ START_TEST(refuse_other_base_content)
 	memcpy(other, base_data, BASE_SIZE);
 	other[1024] ^= 1; /* e.g. another file system's superblock */
 	write_file(other_path, other, sizeof(other));
-	ck_assert_int_lt(cow_open(other_path, cow_path, NULL, &c, err, sizeof(err)), 0);
+	ck_assert_int_lt(cow_open(&host, NULL, other_path, cow_path, NULL, &c), 0);
 	ck_assert_msg(strstr(err, "made for a different base"), "%s", err);
 }
 END_TEST
@@ -494,24 +511,24 @@ START_TEST(refuse_in_use_and_misc)
 	struct cow_params p = { .readonly = 1 };
 	static uint8_t odd[1000];
 
-	ck_assert_int_lt(cow_open(base_path, cow_path, NULL, &b, err, sizeof(err)), 0);
+	ck_assert_int_lt(cow_open(&host, NULL, base_path, cow_path, NULL, &b), 0);
 	ck_assert_msg(strstr(err, "in use by another process"), "%s", err);
 	ck_assert_int_eq(cow_close(a), 0);
 
-	ck_assert_int_lt(cow_open(base_path, other_path, &p, &b, err, sizeof(err)), 0);
+	ck_assert_int_lt(cow_open(&host, NULL, base_path, other_path, &p, &b), 0);
 	ck_assert_msg(strstr(err, "No such file") && strstr(err, "readonly"), "%s", err);
 
-	ck_assert_int_lt(cow_open(other_path, cow_path, NULL, &b, err, sizeof(err)), 0);
+	ck_assert_int_lt(cow_open(&host, NULL, other_path, cow_path, NULL, &b), 0);
 	ck_assert_msg(strstr(err, "cannot open base image") && strstr(err, "other.img"), "%s", err);
 
 	write_file(other_path, odd, sizeof(odd));
-	ck_assert_int_lt(cow_open(other_path, cow_path, NULL, &b, err, sizeof(err)), 0);
+	ck_assert_int_lt(cow_open(&host, NULL, other_path, cow_path, NULL, &b), 0);
 	ck_assert_msg(strstr(err, "1000 bytes, not a positive multiple of 512"), "%s", err);
 
 	p.readonly = 0;
 	p.cluster_size = 1000;
-	ck_assert_int_eq(cow_open(base_path, cow_path, &p, &b, err, sizeof(err)), -EINVAL);
-	ck_assert_int_eq(cow_open(base_path, base_path, NULL, &b, err, sizeof(err)), -EINVAL);
+	ck_assert_int_eq(cow_open(&host, NULL, base_path, cow_path, &p, &b), -EINVAL);
+	ck_assert_int_eq(cow_open(&host, NULL, base_path, base_path, NULL, &b), -EINVAL);
 	ck_assert_msg(strstr(err, "same file"), "%s", err);
 }
 END_TEST
@@ -555,7 +572,7 @@ static void open_disk(struct blk_disk *d, int overlay, int readonly)
 {
 	struct blk_disk_opts o = { .path = base_path, .overlay = overlay ? cow_path : NULL,
 				   .readonly = readonly, .cluster_size = CS };
-	int rc = blk_disk_open(d, &o, err, sizeof(err));
+	int rc = blk_disk_open(&host, NULL, d, &o);
 
 	ck_assert_msg(rc == 0, "blk_disk_open: %s", err);
 }
@@ -716,14 +733,14 @@ START_TEST(request_readonly_and_raw)
 	req_run(&d, &r, 1);
 	ck_assert_int_eq(r.status, VIRTIO_BLK_S_OK);
 	/* A reader holds the image: nobody may write it directly. */
-	ck_assert_int_lt(blk_disk_open(&w, &o, err, sizeof(err)), 0);
+	ck_assert_int_lt(blk_disk_open(&host, NULL, &w, &o), 0);
 	ck_assert_msg(strstr(err, "in use by another process"), "%s", err);
 	ck_assert_int_eq(blk_disk_close(&d), 0);
 
 	/* A writable raw image, on a copy (the base stays untouched). */
 	write_file(other_path, base_data, BASE_SIZE);
 	o.path = other_path;
-	ck_assert_int_eq(blk_disk_open(&w, &o, err, sizeof(err)), 0);
+	ck_assert_int_eq(blk_disk_open(&host, NULL, &w, &o), 0);
 	fill(buf, sizeof(buf), 0x77);
 	req_init(&r, VIRTIO_BLK_T_OUT, 3);
 	req_out(&r, buf, sizeof(buf));
@@ -738,7 +755,7 @@ START_TEST(request_readonly_and_raw)
 	ck_assert_mem_eq(got, buf, 512);
 
 	o.path = "/nonexistent/disk.img";
-	ck_assert_int_eq(blk_disk_open(&w, &o, err, sizeof(err)), -ENOENT);
+	ck_assert_int_eq(blk_disk_open(&host, NULL, &w, &o), -ENOENT);
 	ck_assert_msg(strstr(err, "cannot open disk image /nonexistent/disk.img"), "%s", err);
 }
 END_TEST
@@ -764,8 +781,8 @@ START_TEST(private_overlay_import)
 	ck_assert_uint_eq(cow_base_hash(c), fnv1a(FNV_OFFSET, base_data, BASE_SIZE));
 
 	map = cow_map(c, &map_len);
-	ck_assert_int_eq(cow_check_map(BASE_SIZE, CS, map, map_len, err, sizeof(err)), 0);
-	ck_assert_int_eq(cow_open_private(base_path, CS, &p, err, sizeof(err)), 0);
+	ck_assert_int_eq(cow_check_map(&host, NULL, BASE_SIZE, CS, map, map_len), 0);
+	ck_assert_int_eq(cow_open_private(&host, NULL, base_path, CS, &p), 0);
 	ck_assert_uint_eq(cow_base_hash(p), cow_base_hash(c));
 	ck_assert_uint_eq(cow_allocated_count(p), 0);
 	for (uint64_t i = 0; i < cow_clusters(c); i++) {
@@ -799,15 +816,15 @@ START_TEST(check_map_hostile)
 	int fd;
 
 	/* 11 clusters of 4 KiB: 2 bytes, bits 0..10 only. */
-	ck_assert_int_eq(cow_check_map(BASE_SIZE, CS, map, 2, err, sizeof(err)), 0);
-	ck_assert_int_eq(cow_check_map(BASE_SIZE, CS, map, 3, err, sizeof(err)), -EINVAL);
-	ck_assert_int_eq(cow_check_map(BASE_SIZE, CS, map, 1, err, sizeof(err)), -EINVAL);
-	ck_assert_int_eq(cow_check_map(BASE_SIZE, 3000, map, 2, err, sizeof(err)), -EINVAL);
-	ck_assert_int_eq(cow_check_map(BASE_SIZE, 0, map, 2, err, sizeof(err)), -EINVAL);
+	ck_assert_int_eq(cow_check_map(&host, NULL, BASE_SIZE, CS, map, 2), 0);
+	ck_assert_int_eq(cow_check_map(&host, NULL, BASE_SIZE, CS, map, 3), -EINVAL);
+	ck_assert_int_eq(cow_check_map(&host, NULL, BASE_SIZE, CS, map, 1), -EINVAL);
+	ck_assert_int_eq(cow_check_map(&host, NULL, BASE_SIZE, 3000, map, 2), -EINVAL);
+	ck_assert_int_eq(cow_check_map(&host, NULL, BASE_SIZE, 0, map, 2), -EINVAL);
 	map[1] = 0x04;
-	ck_assert_int_eq(cow_check_map(BASE_SIZE, CS, map, 2, err, sizeof(err)), 0);
+	ck_assert_int_eq(cow_check_map(&host, NULL, BASE_SIZE, CS, map, 2), 0);
 	map[1] = 0x08;
-	ck_assert_int_eq(cow_check_map(BASE_SIZE, CS, map, 2, err, sizeof(err)), -EINVAL);
+	ck_assert_int_eq(cow_check_map(&host, NULL, BASE_SIZE, CS, map, 2), -EINVAL);
 	ck_assert_msg(strstr(err, "past the end"), "%s", err);
 	/* The image hash is the one an overlay keeps for its base. */
 	fd = open(base_path, O_RDONLY);
