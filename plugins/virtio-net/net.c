@@ -488,6 +488,13 @@ static void net_config_read(void *dev, uint32_t off, void *data, uint32_t size)
 	memcpy(data, (const uint8_t *)&n->cfg + off, size);
 }
 
+/* The device's hooks (pause, snapshots, destroy), further down. */
+static void net_pause(void *dev);
+static void net_resume(void *dev);
+static int net_save(void *dev, struct smolvm_state_out *o);
+static int net_restore(void *dev, struct smolvm_state_in *in, uint32_t version);
+static void net_destroy(void *dev);
+
 static const struct smolvm_virtio_ops net_virtio = {
 	.device_id = VIRTIO_ID_NET,
 	.num_queues = 2,
@@ -500,6 +507,11 @@ static const struct smolvm_virtio_ops net_virtio = {
 	.queue_notify = net_queue_notify,
 	.reset = net_vreset,
 	.driver_ok = net_driver_ok,
+	.pause = net_pause,
+	.resume = net_resume,
+	.save = net_save,
+	.restore = net_restore,
+	.destroy = net_destroy,
 };
 
 /* ---- create / destroy -------------------------------------------------------- */
@@ -508,12 +520,13 @@ static int configure(struct net *n, uint8_t mac[ETH_ALEN], int *has_mac)
 {
 	const struct smolvm_host_api *api = n->api;
 	const char *s;
-	char err[512], key[32];
+	char key[32];
+	int rc;
 
 	*has_mac = 0;
 	if ((s = api->config_get(n->ctx, "mac"))) {
-		if (net_parse_mac(s, mac, err, sizeof(err)))
-			goto bad_mac;
+		if ((rc = net_parse_mac(api, n->ctx, "mac", s, mac)))
+			return rc;
 		*has_mac = 1;
 	}
 	n->mtu = 1500;
@@ -527,14 +540,12 @@ static int configure(struct net *n, uint8_t mac[ETH_ALEN], int *has_mac)
 		n->mtu = (uint32_t)v;
 	}
 	s = api->config_get(n->ctx, "net");
-	if (net_parse_network(s ? s : "10.0.2.0/24", &n->addrs, err, sizeof(err))) {
-		api->set_error(n->ctx, "net %s", err);
-		return -EINVAL;
-	}
+	if ((rc = net_parse_network(api, n->ctx, "net", s ? s : "10.0.2.0/24", &n->addrs)))
+		return rc;
 	/* forward = "..." or forward = { "...", ... } */
 	if ((s = api->config_get(n->ctx, "forward"))) {
-		if (net_parse_forward(s, &n->addrs, &n->fwd[0], err, sizeof(err)))
-			goto bad_fwd;
+		if ((rc = net_parse_forward(api, n->ctx, "forward[1]", s, &n->addrs, &n->fwd[0])))
+			return rc;
 		n->nfwd = 1;
 		return 0;
 	}
@@ -546,17 +557,11 @@ static int configure(struct net *n, uint8_t mac[ETH_ALEN], int *has_mac)
 			api->set_error(n->ctx, "forward: at most %d forwards", NET_MAX_FORWARDS);
 			return -EINVAL;
 		}
-		if (net_parse_forward(s, &n->addrs, &n->fwd[n->nfwd], err, sizeof(err)))
-			goto bad_fwd;
+		if ((rc = net_parse_forward(api, n->ctx, key, s, &n->addrs, &n->fwd[n->nfwd])))
+			return rc;
 		n->nfwd++;
 	}
 	return 0;
-bad_mac:
-	api->set_error(n->ctx, "mac %s", err);
-	return -EINVAL;
-bad_fwd:
-	api->set_error(n->ctx, "forward[%zu] %s", n->nfwd + 1, err);
-	return -EINVAL;
 }
 
 /* The default MAC: QEMU's 52:54:00:12:34:56 for the first slot on the
@@ -634,19 +639,23 @@ static int start_thread(struct net *n)
 	return 0;
 }
 
-static void net_free(struct net *n)
+/* Stops the thread and lets go of everything but the transport and the
+ * instance (the destroy hook). */
+static void net_destroy(void *dev)
 {
+	struct net *n = dev;
+
 	if (n->thread_live) {
 		pthread_mutex_lock(&n->lock);
 		n->stop = 1;
 		pthread_mutex_unlock(&n->lock);
 		wake(n);
 		pthread_join(n->thread, NULL);
+		n->thread_live = 0;
 	}
-	if (n->vd_live)
-		smolvm_virtio_cleanup(&n->vd);
 	if (n->slirp)
 		slirp_cleanup(n->slirp); /* frees its timers through cb_timer_free */
+	n->slirp = NULL;
 	while (n->timers) {
 		struct net_timer *t = n->timers;
 		n->timers = t->next;
@@ -654,10 +663,21 @@ static void net_free(struct net *n)
 	}
 	backlog_drop_all(n);
 	free(n->pfd);
+	n->pfd = NULL;
 	if (n->wake_fd >= 0)
 		close(n->wake_fd);
+	n->wake_fd = -1;
 	if (n->lock_live)
 		pthread_mutex_destroy(&n->lock);
+	n->lock_live = 0;
+}
+
+/* A device create() could not finish. */
+static void net_free(struct net *n)
+{
+	net_destroy(n);
+	if (n->vd_live)
+		smolvm_virtio_cleanup(&n->vd);
 	free(n);
 }
 
@@ -711,23 +731,12 @@ fail:
 	return rc;
 }
 
-static void net_destroy(void *dev)
-{
-	net_free(dev);
-}
-
-static void net_reset(void *dev)
-{
-	smolvm_virtio_reset(&((struct net *)dev)->vd);
-}
-
+/* Called with vd.notify_lock held. */
 static void set_paused(struct net *n, int paused)
 {
-	pthread_mutex_lock(&n->vd.notify_lock);
 	pthread_mutex_lock(&n->lock);
 	n->paused = paused;
 	pthread_mutex_unlock(&n->lock);
-	pthread_mutex_unlock(&n->vd.notify_lock);
 	wake(n); /* stop polling slirp's sockets, or look at the queues again */
 }
 
@@ -792,152 +801,136 @@ static void fill_state(const struct net *n, struct net_state *s)
 	s->mtu = n->mtu;
 }
 
-/* slirp's own state (DHCP leases, IP ids) as an optional section. */
-static int save_slirp(struct net *n, struct smolvm_state_writer *w)
+/* slirp's own state (DHCP leases, IP ids) as an optional section "slirp":
+ * its format version and length, then the bytes. */
+struct slirp_hdr {
+	uint32_t version;
+	uint32_t len;
+};
+
+static const struct smolvm_state_field slirp_fields[] = {
+	SMOLVM_FIELD(struct slirp_hdr, version, SMOLVM_STATE_U32, 1),
+	SMOLVM_FIELD(struct slirp_hdr, len, SMOLVM_STATE_U32, 1),
+};
+
+static int save_slirp(struct net *n, struct smolvm_state_out *o)
 {
-	const struct smolvm_host_api *api = n->api;
 	struct blob b = { 0 };
-	uint32_t version = (uint32_t)slirp_state_version(), len;
-	int rc;
+	struct slirp_hdr h = { .version = (uint32_t)slirp_state_version() };
 
 	pthread_mutex_lock(&n->lock);
 	slirp_state_save(n->slirp, blob_write, &b);
 	pthread_mutex_unlock(&n->lock);
 	if (b.failed || !b.len) {
 		free(b.buf);
-		api->set_error(n->ctx, "saving the slirp state: %s",
-			       b.failed ? strerror(-b.failed) : "slirp wrote nothing");
-		return b.failed ? b.failed : -EIO;
+		return smolvm_state_out_fail(o, b.failed ? b.failed : -EIO,
+					     "saving the slirp state: %s",
+					     b.failed ? strerror(-b.failed) : "slirp wrote nothing");
 	}
-	len = (uint32_t)b.len;
-	rc = api->state_begin(w, "slirp", 1);
-	rc = rc ? rc : api->state_put(w, "version", SMOLVM_STATE_U32, &version, 4);
-	rc = rc ? rc : api->state_put(w, "len", SMOLVM_STATE_U32, &len, 4);
-	rc = rc ? rc : api->state_put(w, "data", SMOLVM_STATE_BYTES, b.buf, len);
-	rc = rc ? rc : api->state_end(w);
+	h.len = (uint32_t)b.len;
+	smolvm_state_begin_opt(o, "slirp");
+	smolvm_state_put_fields(o, slirp_fields, SMOLVM_ARRAY_LEN(slirp_fields), &h);
+	smolvm_state_put_bytes(o, "data", b.buf, h.len);
+	smolvm_state_end(o);
 	free(b.buf);
-	return rc;
+	return 0;
 }
 
-static int restore_slirp(struct net *n, struct smolvm_state_reader *r)
+static int restore_slirp(struct net *n, struct smolvm_state_in *in)
 {
-	const struct smolvm_host_api *api = n->api;
 	struct blob b = { 0 };
-	uint32_t version, len;
-	int rc;
+	struct slirp_hdr h;
+	int missing, rc;
 
-	rc = api->state_enter(r, "slirp");
-	if (rc == -ENOENT)
-		return 0; /* optional: a fresh stack, the guest asks DHCP again */
-	if (rc)
-		return rc;
-	rc = api->state_get(r, "version", SMOLVM_STATE_U32, &version, 4);
-	rc = rc ? rc : api->state_get(r, "len", SMOLVM_STATE_U32, &len, 4);
-	if (!rc && (version < 1 || version > (uint32_t)slirp_state_version() || !len ||
-		    len > MAX_SLIRP_STATE)) {
-		api->set_error(n->ctx, "slirp state version %u, %u bytes: this libslirp "
-			       "reads versions 1 to %d, at most %u bytes", version, len,
-			       slirp_state_version(), MAX_SLIRP_STATE);
-		rc = -EINVAL;
-	}
-	if (!rc && !(b.buf = malloc(len)))
-		rc = -ENOMEM;
+	rc = smolvm_state_enter_opt(in, "slirp", &missing);
+	if (rc || missing)
+		return rc; /* optional: a fresh stack, the guest asks DHCP again */
+	rc = smolvm_state_get_fields(in, slirp_fields, SMOLVM_ARRAY_LEN(slirp_fields), &h, 1);
+	if (!rc && (h.version < 1 || h.version > (uint32_t)slirp_state_version() || !h.len ||
+		    h.len > MAX_SLIRP_STATE))
+		rc = smolvm_state_in_fail(in, -EINVAL, "slirp state version %u, %u bytes: this "
+					  "libslirp reads versions 1 to %d, at most %u bytes",
+					  h.version, h.len, slirp_state_version(), MAX_SLIRP_STATE);
+	if (!rc && !(b.buf = malloc(h.len)))
+		rc = smolvm_state_in_fail(in, -ENOMEM, "out of memory");
 	if (!rc) {
-		b.len = len;
-		rc = api->state_get(r, "data", SMOLVM_STATE_BYTES, b.buf, len);
+		b.len = h.len;
+		rc = smolvm_state_get(in, "data", SMOLVM_STATE_BYTES, b.buf, h.len);
 	}
-	api->state_leave(r);
+	smolvm_state_leave(in);
 	/* The state starts with the guest-forward sockets, ended by a zero
 	 * byte; this device makes none, so anything else is not ours. */
-	if (!rc && b.buf[0] != 0) {
-		api->set_error(n->ctx, "slirp state lists guest-forward sockets this device "
-			       "does not have");
-		rc = -EINVAL;
-	}
+	if (!rc && b.buf[0] != 0)
+		rc = smolvm_state_in_fail(in, -EINVAL, "slirp state lists guest-forward sockets "
+					  "this device does not have");
 	if (!rc) {
 		pthread_mutex_lock(&n->lock);
-		int lrc = slirp_state_load(n->slirp, (int)version, blob_read, &b);
+		int lrc = slirp_state_load(n->slirp, (int)h.version, blob_read, &b);
 		pthread_mutex_unlock(&n->lock);
-		if (lrc < 0 || b.failed || b.off != b.len) {
-			api->set_error(n->ctx, "slirp state of %u bytes is damaged (%s)", len,
-				       lrc < 0 ? "refused by libslirp"
-				       : b.failed ? "truncated" : "trailing bytes");
-			rc = -EINVAL;
-		}
+		if (lrc < 0 || b.failed || b.off != b.len)
+			rc = smolvm_state_in_fail(in, -EINVAL, "slirp state of %u bytes is damaged (%s)",
+						  h.len, lrc < 0 ? "refused by libslirp"
+						  : b.failed ? "truncated" : "trailing bytes");
 	}
 	free(b.buf);
 	return rc;
 }
 
-static int net_save(void *dev, struct smolvm_state_writer *w)
+/* Our facts, the transport's section, then slirp's. */
+static int net_save(void *dev, struct smolvm_state_out *o)
 {
 	struct net *n = dev;
 	struct net_state s;
-	int rc;
 
 	fill_state(n, &s);
-	rc = smolvm_state_save_fields(n->api, w, net_fields, SMOLVM_ARRAY_LEN(net_fields), &s);
-	rc = rc ? rc : smolvm_virtio_save(&n->vd, w);
-	return rc ? rc : save_slirp(n, w);
+	smolvm_state_put_fields(o, net_fields, SMOLVM_ARRAY_LEN(net_fields), &s);
+	smolvm_virtio_put_state(&n->vd, o);
+	return save_slirp(n, o);
 }
 
-static int net_restore(void *dev, struct smolvm_state_reader *r, uint32_t version)
+static int net_restore(void *dev, struct smolvm_state_in *in, uint32_t version)
 {
 	struct net *n = dev;
 	struct net_state s, want;
 	int rc;
 
 	memset(&s, 0, sizeof(s));
-	rc = smolvm_state_load_fields(n->api, r, net_fields, SMOLVM_ARRAY_LEN(net_fields),
-				      &s, version);
+	rc = smolvm_state_get_fields(in, net_fields, SMOLVM_ARRAY_LEN(net_fields), &s, version);
 	if (rc)
 		return rc;
 	fill_state(n, &want);
-	if (memcmp(s.mac, want.mac, ETH_ALEN)) {
-		n->api->set_error(n->ctx, "snapshot has mac %02x:%02x:%02x:%02x:%02x:%02x, "
-				  "this device %02x:%02x:%02x:%02x:%02x:%02x",
-				  s.mac[0], s.mac[1], s.mac[2], s.mac[3], s.mac[4], s.mac[5],
-				  want.mac[0], want.mac[1], want.mac[2], want.mac[3],
-				  want.mac[4], want.mac[5]);
-		return -EINVAL;
-	}
-	if (s.network != want.network || s.prefix != want.prefix) {
-		n->api->set_error(n->ctx, "snapshot has net %u.%u.%u.%u/%u, this device "
-				  "%u.%u.%u.%u/%u",
-				  s.network >> 24, (s.network >> 16) & 255, (s.network >> 8) & 255,
-				  s.network & 255, s.prefix, want.network >> 24,
-				  (want.network >> 16) & 255, (want.network >> 8) & 255,
-				  want.network & 255, want.prefix);
-		return -EINVAL;
-	}
-	if (s.mtu != want.mtu) {
-		n->api->set_error(n->ctx, "snapshot has mtu %u, this device %u", s.mtu, want.mtu);
-		return -EINVAL;
-	}
-	rc = smolvm_virtio_restore(&n->vd, r);
+	if (memcmp(s.mac, want.mac, ETH_ALEN))
+		return smolvm_state_in_fail(in, -EINVAL,
+					    "snapshot has mac %02x:%02x:%02x:%02x:%02x:%02x, "
+					    "this device %02x:%02x:%02x:%02x:%02x:%02x",
+					    s.mac[0], s.mac[1], s.mac[2], s.mac[3], s.mac[4], s.mac[5],
+					    want.mac[0], want.mac[1], want.mac[2], want.mac[3],
+					    want.mac[4], want.mac[5]);
+	if (s.network != want.network || s.prefix != want.prefix)
+		return smolvm_state_in_fail(in, -EINVAL,
+					    "snapshot has net %u.%u.%u.%u/%u, this device "
+					    "%u.%u.%u.%u/%u",
+					    s.network >> 24, (s.network >> 16) & 255,
+					    (s.network >> 8) & 255, s.network & 255, s.prefix,
+					    want.network >> 24, (want.network >> 16) & 255,
+					    (want.network >> 8) & 255, want.network & 255, want.prefix);
+	if (s.mtu != want.mtu)
+		return smolvm_state_in_fail(in, -EINVAL, "snapshot has mtu %u, this device %u",
+					    s.mtu, want.mtu);
+	rc = smolvm_virtio_get_state(&n->vd, in);
 	if (rc)
 		return rc;
 	/* Frames queued for the guest before belong to another timeline. */
 	pthread_mutex_lock(&n->lock);
 	backlog_drop_all(n);
 	pthread_mutex_unlock(&n->lock);
-	rc = restore_slirp(n, r);
+	rc = restore_slirp(n, in);
 	wake(n);
 	return rc;
 }
 
-static const struct smolvm_device_ops net_ops = {
-	.struct_size = sizeof(struct smolvm_device_ops),
-	.state_version = 1,
-	.min_state_version = 1,
-	.create = net_create,
-	.destroy = net_destroy,
-	.reset = net_reset,
-	.pause = net_pause,
-	.resume = net_resume,
-	.save = net_save,
-	.restore = net_restore,
-};
+static const struct smolvm_device_ops net_ops =
+	SMOLVM_VIRTIO_DEVICE_OPS(struct net, net_create, 1, 1);
 
 SMOLVM_DEVICE_PLUGIN("virtio-net", "1.0.0",
 		     "virtio network card with user-mode NAT (libslirp): DHCP, DNS, port forwards",
