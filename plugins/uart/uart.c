@@ -371,37 +371,36 @@ static void uart_resume(void *dev) { set_paused(dev, 0); }
 static int uart_save(void *dev, struct smolvm_state_writer *w)
 {
 	struct uart *u = dev;
-	int rc;
+	struct smolvm_state_out o;
 
+	smolvm_state_out_init(&o, u->api, u->ctx, w);
 	pthread_mutex_lock(&u->lock);
-	rc = smolvm_state_save_fields(u->api, w, uart_fields,
-				      SMOLVM_ARRAY_LEN(uart_fields), u);
+	smolvm_state_put_fields(&o, uart_fields, SMOLVM_ARRAY_LEN(uart_fields), u);
 	pthread_mutex_unlock(&u->lock);
-	return rc;
+	return smolvm_state_out_done(&o);
 }
 
 static int uart_restore(void *dev, struct smolvm_state_reader *r, uint32_t version)
 {
 	struct uart *u = dev;
+	struct smolvm_state_in in;
 	struct uart tmp;
 	int rc;
 
+	smolvm_state_in_init(&in, u->api, u->ctx, r);
 	pthread_mutex_lock(&u->lock);
 	tmp = *u;
-	rc = smolvm_state_load_fields(u->api, r, uart_fields,
-				      SMOLVM_ARRAY_LEN(uart_fields), &tmp, version);
-	if (!rc && (tmp.rx_len > FIFO_SIZE || tmp.rx_head >= FIFO_SIZE)) {
-		u->api->set_error(u->ctx, "rx fifo %u bytes at %u: out of range",
-				  tmp.rx_len, tmp.rx_head);
-		rc = -EINVAL;
-	}
+	rc = smolvm_state_get_fields(&in, uart_fields, SMOLVM_ARRAY_LEN(uart_fields), &tmp,
+				     version);
+	if (!rc && (tmp.rx_len > FIFO_SIZE || tmp.rx_head >= FIFO_SIZE))
+		rc = smolvm_state_in_fail(&in, -EINVAL, "rx fifo %u bytes at %u: out of range",
+					  tmp.rx_len, tmp.rx_head);
 	/* Only values the registers can hold (see the write handler). */
 	if (!rc && ((tmp.ier & ~0x0f) || (tmp.mcr & ~0x1f) || (tmp.fcr & ~0xc1) ||
-		    tmp.thr_pending > 1)) {
-		u->api->set_error(u->ctx, "register values out of range (ier %#x mcr %#x fcr %#x)",
-				  tmp.ier, tmp.mcr, tmp.fcr);
-		rc = -EINVAL;
-	}
+		    tmp.thr_pending > 1))
+		rc = smolvm_state_in_fail(&in, -EINVAL,
+					  "register values out of range (ier %#x mcr %#x fcr %#x)",
+					  tmp.ier, tmp.mcr, tmp.fcr);
 	if (!rc) {
 		/* Only the guest-visible prefix; the host side stays ours. */
 		memcpy(u, &tmp, offsetof(struct uart, ctx));
@@ -409,6 +408,7 @@ static int uart_restore(void *dev, struct smolvm_state_reader *r, uint32_t versi
 		update_irq(u);
 	}
 	pthread_mutex_unlock(&u->lock);
+	smolvm_state_in_done(&in);
 	return rc;
 }
 

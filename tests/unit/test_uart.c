@@ -1,6 +1,7 @@
 /* plugins/uart/uart.c (compiled in): register behaviour seen through a
  * fake host, and save/restore through core/state.c into a fresh
- * instance, with hostile states refused. */
+ * instance, with hostile states refused; and the SDK's typed state writer
+ * and reader that uart.c uses (sdk/src/state_io.c), over the same buffer. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -11,6 +12,10 @@
 #include "unit.h"
 
 #include <smolvm/state.h>
+
+/* uart.c saves and restores through the SDK's typed writer and reader (in
+ * libsmolvm-sdk.a for the plugin): compiled in here for the runner. */
+#include "../../sdk/src/state_io.c"
 
 /* The uart plugin's descriptor, linked in from plugins/uart/uart.c. */
 extern const struct smolvm_plugin smolvm_plugin_v1;
@@ -470,7 +475,166 @@ START_TEST(test_missing_field)
 	ck_assert_uint_eq(type(&b, "k"), 1);
 	hostile_state(1, 0, 16, "rx_head");
 	ck_assert_int_eq(restore(&b, 1), -ENOENT);
+	ck_assert_str_eq(b.error, "rx_head: field missing");
 	expect_untouched(&b);
+}
+END_TEST
+
+/* ---- the SDK's typed writer and reader (sdk/src/state_io.c) ------------------ */
+
+struct io_state {
+	uint8_t mode;
+	uint16_t head;
+	uint64_t count;
+	uint8_t blob[4];
+};
+
+static const struct smolvm_state_field io_fields[] = {
+	SMOLVM_FIELD(struct io_state, mode, SMOLVM_STATE_U8, 1),
+	SMOLVM_FIELD(struct io_state, head, SMOLVM_STATE_U16, 1),
+	SMOLVM_FIELD(struct io_state, blob, SMOLVM_STATE_BYTES, 1),
+	SMOLVM_FIELD(struct io_state, count, SMOLVM_STATE_U64, 2),
+};
+
+static const struct smolvm_state_limit io_limits[] = {
+	SMOLVM_LIMIT(struct io_state, mode, 3),
+	SMOLVM_LIMIT(struct io_state, head, 63),
+};
+
+/* outer { inner { mode head blob count } opt? { x } } */
+static void io_write(const struct io_state *st, int with_opt)
+{
+	struct smolvm_state_out o;
+
+	smolvm_state_out_init(&o, &api, (smolvm_ctx *)(void *)&a, &w);
+	smolvm_state_begin(&o, "outer");
+	smolvm_state_begin(&o, "inner");
+	smolvm_state_put_fields(&o, io_fields, SMOLVM_ARRAY_LEN(io_fields), st);
+	smolvm_state_end(&o);
+	if (with_opt) {
+		smolvm_state_begin_opt(&o, "opt");
+		smolvm_state_put_u32(&o, "x", 7);
+		smolvm_state_end(&o);
+	}
+	smolvm_state_end(&o);
+	ck_assert_int_eq(smolvm_state_out_done(&o), 0);
+}
+
+static void io_reader(struct smolvm_state_in *in, const char *prefix)
+{
+	struct err e;
+
+	ck_assert_int_eq(state_reader_init(&r, w.buf, w.len, &e), 0);
+	smolvm_state_in_init(in, &api, (smolvm_ctx *)(void *)&a, &r);
+	in->prefix = prefix;
+	a.error[0] = 0;
+}
+
+START_TEST(test_io_round_trip)
+{
+	struct io_state st = { 2, 40, 1ull << 40, { 1, 2, 3, 4 } }, got;
+	struct smolvm_state_in in;
+	uint32_t x = 0;
+	int missing = -1;
+
+	io_write(&st, 1);
+	io_reader(&in, NULL);
+	memset(&got, 0, sizeof(got));
+	ck_assert_int_eq(smolvm_state_enter(&in, "outer"), 0);
+	ck_assert_int_eq(smolvm_state_enter(&in, "inner"), 0);
+	ck_assert_str_eq(in.path, "outer.inner");
+	ck_assert_int_eq(smolvm_state_get_fields(&in, io_fields, SMOLVM_ARRAY_LEN(io_fields),
+						 &got, 2), 0);
+	ck_assert_uint_eq(got.mode, st.mode);
+	ck_assert_uint_eq(got.head, st.head);
+	ck_assert_uint_eq(got.count, st.count);
+	ck_assert_int_eq(memcmp(got.blob, st.blob, sizeof(st.blob)), 0);
+	ck_assert_int_eq(smolvm_state_check_limits(&in, io_limits, SMOLVM_ARRAY_LEN(io_limits),
+						   &got), 0);
+	smolvm_state_leave(&in);
+	ck_assert_str_eq(in.path, "outer");
+	ck_assert_int_eq(smolvm_state_enter_opt(&in, "opt", &missing), 0);
+	ck_assert_int_eq(missing, 0);
+	ck_assert_int_eq(smolvm_state_get_u32(&in, "x", &x), 0);
+	ck_assert_uint_eq(x, 7);
+	smolvm_state_in_done(&in);
+	ck_assert_int_eq(in.depth, 0);
+	ck_assert_str_eq(in.path, "");
+	ck_assert_str_eq(a.error, "");
+}
+END_TEST
+
+/* Each failure says where, and returns what the host's reader said. */
+START_TEST(test_io_errors)
+{
+	struct io_state st = { 5, 70, 9, { 0 } }, got;
+	struct smolvm_state_in in;
+	uint32_t v32;
+	uint8_t v8;
+	int missing = -1;
+
+	io_write(&st, 0);
+	io_reader(&in, "dev0 state: ");
+	ck_assert_int_eq(smolvm_state_enter(&in, "nope"), -ENOENT);
+	ck_assert_str_eq(a.error, "dev0 state: section nope: missing");
+	ck_assert_int_eq(smolvm_state_enter(&in, "outer"), 0);
+	ck_assert_int_eq(smolvm_state_enter_opt(&in, "opt", &missing), 0);
+	ck_assert_int_eq(missing, 1);
+	ck_assert_str_eq(in.path, "outer"); /* nothing entered */
+	ck_assert_int_eq(smolvm_state_enter(&in, "inner"), 0);
+	/* Version 1 has no count: not asked for, left alone. */
+	memset(&got, 0xee, sizeof(got));
+	ck_assert_int_eq(smolvm_state_get_fields(&in, io_fields, SMOLVM_ARRAY_LEN(io_fields),
+						 &got, 1), 0);
+	ck_assert_uint_eq(got.count, 0xeeeeeeeeeeeeeeeeull);
+	ck_assert_int_eq(smolvm_state_check_limits(&in, io_limits, SMOLVM_ARRAY_LEN(io_limits),
+						   &got), -EINVAL);
+	ck_assert_str_eq(a.error, "dev0 state: outer.inner.mode: 5 is out of range (at most 3)");
+	ck_assert_int_eq(smolvm_state_get_u32(&in, "mode", &v32), -EBADMSG);
+	ck_assert_str_eq(a.error, "dev0 state: outer.inner.mode: wrong type or size "
+				  "(want an integer of 4 bytes)");
+	ck_assert_int_eq(smolvm_state_get_u8(&in, "gone", &v8), -ENOENT);
+	ck_assert_str_eq(a.error, "dev0 state: outer.inner.gone: field missing");
+	a.error[0] = 0;
+	ck_assert_int_eq(smolvm_state_get_opt(&in, "gone", SMOLVM_STATE_U8, &v8, 1), -ENOENT);
+	ck_assert_str_eq(a.error, "");
+	ck_assert_int_eq(smolvm_state_bad(&in, "head", "%u is odd", 71u), -EINVAL);
+	ck_assert_str_eq(a.error, "dev0 state: outer.inner.head: 71 is odd");
+	smolvm_state_in_done(&in);
+	ck_assert_int_eq(in.depth, 0);
+}
+END_TEST
+
+/* The writer's first failure sticks: later calls write nothing, and
+ * smolvm_state_out_done() reports it once. */
+START_TEST(test_io_sticky_writer)
+{
+	struct smolvm_state_out o;
+	char name[300];
+	size_t len;
+
+	memset(name, 'n', sizeof(name) - 1);
+	name[sizeof(name) - 1] = 0; /* longer than a record name may be */
+	smolvm_state_out_init(&o, &api, (smolvm_ctx *)(void *)&a, &w);
+	o.prefix = "dev0 state: ";
+	smolvm_state_put_u8(&o, "ok", 1);
+	len = w.len;
+	smolvm_state_put_u8(&o, name, 1);
+	ck_assert_int_eq(o.rc, -EINVAL);
+	smolvm_state_begin(&o, "later");
+	smolvm_state_put_u64(&o, "later", 1);
+	ck_assert_uint_eq(w.len, len);
+	ck_assert_int_eq(smolvm_state_out_done(&o), -EINVAL);
+	ck_assert_str_eq(a.error, "dev0 state: cannot write the state: Invalid argument");
+	/* A failure of the plugin's own keeps its message. */
+	state_writer_free(&w);
+	state_writer_init(&w);
+	smolvm_state_out_init(&o, &api, (smolvm_ctx *)(void *)&a, &w);
+	ck_assert_int_eq(smolvm_state_out_fail(&o, -EIO, "disk %d unreadable", 2), -EIO);
+	smolvm_state_put_u8(&o, "after", 1);
+	ck_assert_uint_eq(w.len, 0);
+	ck_assert_int_eq(smolvm_state_out_done(&o), -EIO);
+	ck_assert_str_eq(a.error, "disk 2 unreadable");
 }
 END_TEST
 
@@ -513,6 +677,13 @@ Suite *uart_suite(void)
 	tcase_add_test(tc, test_hostile_rx_head);
 	tcase_add_test(tc, test_short_rx_bytes);
 	tcase_add_test(tc, test_missing_field);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("sdk-state-io");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_io_round_trip);
+	tcase_add_test(tc, test_io_errors);
+	tcase_add_test(tc, test_io_sticky_writer);
 	suite_add_tcase(s, tc);
 	return s;
 }
