@@ -289,6 +289,17 @@ t_sdk_abi_layout() {
 	fi
 }
 
+# SMOLVM_FIELD() checks its type tag at compile time, with the installed
+# headers: a mistagged field (a uint32_t tagged U8, an array tagged U8, ...)
+# does not compile.
+t_sdk_field_tags() {
+	local s
+	s=$(sdk_stage) || { echo "$s"; return 1; }
+	sdk_env "$s" || return 1
+	# shellcheck disable=SC2046
+	tests/sdk/check-field-tags.sh $(pkg-config --cflags smolvm-plugin)
+}
+
 # Our plugins use nothing but the SDK; and the check itself catches a bad
 # include and a plugin that calls the core.
 t_sdk_plugins_use_only_sdk() {

@@ -1,8 +1,10 @@
 # The SDK's own checks (tests/sdk), included by the top-level Makefile.
 #
 #   make check-sdk     plugins/ and backends/ use nothing but the SDK
-#                      (tests/sdk/check-plugins.sh); also run by `make test`
-#                      through tests/integration/sdk.test.sh
+#                      (tests/sdk/check-plugins.sh), and SMOLVM_FIELD refuses
+#                      a wrong type tag at compile time
+#                      (tests/sdk/check-field-tags.sh); also run by `make
+#                      test` through tests/integration/sdk.test.sh
 #   make sdk-guest     the test guest that drives the SDK's example devices
 #
 # The guest is built like tests/guests/ (its flags, linker script and
@@ -27,6 +29,7 @@ sdk-guest: $(SDK_GUEST)
 
 check-sdk: $(SMOLVM) $(PLUGIN_SOS)
 	$(Q)tests/sdk/check-plugins.sh $(BUILD)
+	$(Q)tests/sdk/check-field-tags.sh
 
 # The integration tests (tests/integration/sdk.test.sh) boot it.
 test integration: $(SDK_GUEST)
