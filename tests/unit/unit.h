@@ -16,6 +16,8 @@ Suite *console_suite(void);
 Suite *machine_suite(void);
 Suite *blk_suite(void);
 Suite *agent_suite(void);
+Suite *bundle_suite(void);
+Suite *snapshot_suite(void);
 
 /* A fresh directory under $TMPDIR (or /tmp); removed with its files. */
 char *unit_tmpdir(void);
