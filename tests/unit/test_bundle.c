@@ -1292,6 +1292,61 @@ START_TEST(test_cache_good_memory)
 }
 END_TEST
 
+/* No usable cache directory: the image goes to a memfd instead, with the
+ * same refusals. */
+START_TEST(test_cache_without_dir)
+{
+	char *dir = unit_tmpdir(), *path, *file;
+	const char *old = getenv("SMOLVM_CACHE_DIR");
+	char *saved = old ? strdup(old) : NULL, *cache;
+	struct bundle_writer w;
+	struct cache_result r;
+	struct bundle b;
+	struct err e = { "" };
+	uint8_t *img = malloc(SMEM_SIZE);
+
+	ck_assert_ptr_nonnull(img);
+	file = unit_write_file(dir, "a-file", "x", 1);
+	ck_assert(asprintf(&cache, "%s/cache", file) > 0); /* under a file: mkdir fails */
+	setenv("SMOLVM_CACHE_DIR", cache, 1);
+	ck_assert(asprintf(&path, "%s/m.smolmachine", dir) > 0);
+	for (int bad = 0; bad < 2; bad++) {
+		if (bad)
+			memset(smem + get64(ent(0)), 0xee, 16);
+		ck_assert_int_eq(bundle_writer_open(&w, path, &e), 0);
+		ck_assert_int_eq(bundle_section_begin(&w, "memory", SEC_MEMORY, COMP_ZSTD, SMEM_SIZE, &e), 0);
+		ck_assert_int_eq(bundle_section_write(&w, smem, smem_len, &e), 0);
+		ck_assert_int_eq(bundle_section_end(&w, &e), 0);
+		ck_assert_int_eq(bundle_writer_commit(&w, &e), 0);
+		ck_assert_msg(bundle_open(&b, path, &e) == 0, "%s", e.msg);
+		e.msg[0] = 0;
+		if (!bad) {
+			ck_assert_msg(cache_memory(&b, &b.secs[0], SMEM_SIZE, &r, &e) == 0, "%s", e.msg);
+			ck_assert_int_eq(r.hit, 0);
+			ck_assert_int_eq(pread(r.fd, img, SMEM_SIZE, 0), SMEM_SIZE);
+			ck_assert_int_eq(memcmp(img, smem_mem, SMEM_SIZE), 0);
+			close(r.fd);
+		} else {
+			ck_assert_int_eq(cache_memory(&b, &b.secs[0], SMEM_SIZE, &r, &e), -EBADMSG);
+			ck_assert_str_eq(e.msg, "memory section: chunk 0 does not decompress");
+			ck_assert_int_eq(r.fd, -1);
+		}
+		bundle_close(&b);
+	}
+	free(img);
+	unlink(path);
+	free(path);
+	free(cache);
+	free(file);
+	unit_rmdir(dir);
+	if (saved)
+		setenv("SMOLVM_CACHE_DIR", saved, 1);
+	else
+		unsetenv("SMOLVM_CACHE_DIR");
+	free(saved);
+}
+END_TEST
+
 Suite *bundle_suite(void)
 {
 	Suite *s = suite_create("bundle");
@@ -1330,6 +1385,7 @@ Suite *bundle_suite(void)
 	tcase_add_test(tc, test_smem_frames_refused);
 	tcase_add_test(tc, test_cache_refuses_bad_memory);
 	tcase_add_test(tc, test_cache_good_memory);
+	tcase_add_test(tc, test_cache_without_dir);
 	tcase_set_timeout(tc, 30);
 	suite_add_tcase(s, tc);
 	return s;
