@@ -19,6 +19,7 @@ int snapshot_open(const char *path, struct restore_plan *p, struct err *e)
 {
 	const struct bundle_section *man, *lua;
 	const uint8_t *data;
+	char name[80];
 	int rc;
 
 	memset(p, 0, sizeof(*p));
@@ -29,18 +30,21 @@ int snapshot_open(const char *path, struct restore_plan *p, struct err *e)
 	lua = bundle_find(&p->b, "lua");
 	p->memory = bundle_find(&p->b, "memory");
 	if (!man || !lua || !p->memory || !bundle_find(&p->b, "vm")) {
-		snapshot_close(p);
-		return err_set(e, -EBADMSG, "%s: missing a manifest, lua, vm or memory section", path);
+		rc = err_set(e, -EBADMSG, "%s: missing a manifest, lua, vm or memory section", path);
+		goto fail;
 	}
+	/* (bundle_section_data's messages name the bundle already) */
 	rc = bundle_section_data(&p->b, man, &data, e);
-	if (!rc)
-		rc = manifest_parse((const char *)data, man->size, &p->m, e);
-	if (!rc)
-		rc = bundle_section_data(&p->b, lua, &data, e);
+	if (rc)
+		goto fail;
+	rc = manifest_parse((const char *)data, man->size, &p->m, e);
 	if (rc) {
-		snapshot_close(p);
-		return err_wrap(e, rc, "%s", path);
+		err_wrap(e, rc, "%s", path);
+		goto fail;
 	}
+	rc = bundle_section_data(&p->b, lua, &data, e);
+	if (rc)
+		goto fail;
 	p->lua = (const char *)data;
 	p->lua_len = lua->size;
 	/* Every small section now; memory is verified as it is read. */
@@ -49,21 +53,39 @@ int snapshot_open(const char *path, struct restore_plan *p, struct err *e)
 		if (s->type == SEC_MEMORY)
 			continue;
 		rc = bundle_section_data(&p->b, s, &data, e);
-		if (rc) {
-			snapshot_close(p);
-			return rc;
+		if (rc)
+			goto fail;
+	}
+	/* Every state the manifest promises is there before anything is built. */
+	for (uint32_t i = 0; i < p->m.cpus; i++) {
+		snprintf(name, sizeof(name), "cpu.%u", i);
+		if (!bundle_find(&p->b, name)) {
+			rc = err_set(e, -EBADMSG, "%s: the manifest has %u vCPUs but there is no section %s",
+				     path, p->m.cpus, name);
+			goto fail;
+		}
+	}
+	for (size_t i = 0; i < p->m.ndevs; i++) {
+		snprintf(name, sizeof(name), "dev.%s", p->m.devs[i].name);
+		if (!bundle_find(&p->b, name)) {
+			rc = err_set(e, -EBADMSG, "%s: device %s has no state section %s", path,
+				     p->m.devs[i].name, name);
+			goto fail;
 		}
 	}
 	if (strcmp(p->m.arch, "x86_64")) {
-		snapshot_close(p);
-		return err_set(e, -ENOTSUP, "%s: a %s machine; this host runs x86_64", path, p->m.arch);
+		rc = err_set(e, -ENOTSUP, "%s: a %s machine; this host runs x86_64", path, p->m.arch);
+		goto fail;
 	}
 	if (p->m.page_size && p->m.page_size != (uint32_t)sysconf(_SC_PAGESIZE)) {
-		snapshot_close(p);
-		return err_set(e, -ENOTSUP, "%s: saved with %u-byte pages, this host uses %ld",
-			       path, p->m.page_size, sysconf(_SC_PAGESIZE));
+		rc = err_set(e, -ENOTSUP, "%s: saved with %u-byte pages, this host uses %ld",
+			     path, p->m.page_size, sysconf(_SC_PAGESIZE));
+		goto fail;
 	}
 	return 0;
+fail:
+	snapshot_close(p);
+	return rc;
 }
 
 int snapshot_check_plugins(const struct restore_plan *p, const struct machine_config *cfg,
