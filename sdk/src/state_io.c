@@ -117,8 +117,8 @@ int smolvm_state_out_fail(struct smolvm_state_out *o, int rc, const char *fmt, .
 int smolvm_state_out_done(struct smolvm_state_out *o)
 {
 	if (o->rc && !o->reported) {
-		o->api->set_error(o->ctx, "%scannot write the state: %s", o->prefix ? o->prefix : "",
-				  strerror(-o->rc));
+		o->api->set_error(o->ctx, "%scannot write the state: %s",
+				  o->prefix ? o->prefix : "", strerror(-o->rc));
 		o->reported = 1;
 	}
 	return o->rc;
@@ -195,9 +195,11 @@ int smolvm_state_get_opt(struct smolvm_state_in *in, const char *name,
 	if (rc == -ENOENT || rc >= 0)
 		return rc < 0 ? rc : 0;
 	if (rc == -EBADMSG)
-		return smolvm_state_in_fail(in, rc, "%s%s%s: wrong type or size (want %s of %u bytes)",
+		return smolvm_state_in_fail(in, rc,
+					    "%s%s%s: wrong type or size (want %s of %u bytes)",
 					    in->path, sep(in), name,
-					    type == SMOLVM_STATE_BYTES ? "bytes" : "an integer", len);
+					    type == SMOLVM_STATE_BYTES ? "bytes" : "an integer",
+					    len);
 	return smolvm_state_in_fail(in, rc, "%s%s%s: %s", in->path, sep(in), name, strerror(-rc));
 }
 
@@ -207,7 +209,8 @@ int smolvm_state_get(struct smolvm_state_in *in, const char *name,
 	int rc = smolvm_state_get_opt(in, name, type, data, len);
 
 	if (rc == -ENOENT)
-		return smolvm_state_in_fail(in, rc, "%s%s%s: field missing", in->path, sep(in), name);
+		return smolvm_state_in_fail(in, rc, "%s%s%s: field missing", in->path, sep(in),
+					    name);
 	return rc;
 }
 
@@ -268,11 +271,14 @@ int smolvm_state_check_limits(struct smolvm_state_in *in, const struct smolvm_st
 		case 2: { uint16_t x; memcpy(&x, p, 2); v = x; break; }
 		case 4: { uint32_t x; memcpy(&x, p, 4); v = x; break; }
 		case 8: memcpy(&v, p, 8); break;
-		default: return smolvm_state_bad(in, l[i].name, "not an integer (%u bytes)", l[i].size);
+		default:
+			return smolvm_state_bad(in, l[i].name, "not an integer (%u bytes)",
+						l[i].size);
 		}
 		if (v > l[i].max)
 			return smolvm_state_bad(in, l[i].name, "%llu is out of range (at most %llu)",
-						(unsigned long long)v, (unsigned long long)l[i].max);
+						(unsigned long long)v,
+						(unsigned long long)l[i].max);
 	}
 	return 0;
 }

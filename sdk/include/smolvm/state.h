@@ -35,8 +35,9 @@ struct smolvm_state_field {
 };
 
 /* SDK 1.1: the type tag an lvalue of this type takes: an integer of 1, 2,
- * 4 or 8 bytes is U8 .. U64, anything else (an array, a struct) BYTES. */
-#ifndef __cplusplus
+ * 4 or 8 bytes is U8 .. U64, anything else (an array, a struct) BYTES.
+ * C11 (_Generic, _Static_assert); older C and C++ go unchecked. */
+#if !defined(__cplusplus) && defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L
 #define SMOLVM_STATE_TYPE_OF(lv)                                                \
 	(_Generic((lv), _Bool: 1, char: 1, signed char: 1, unsigned char: 1,   \
 		  short: 1, unsigned short: 1, int: 1, unsigned int: 1, long: 1, \
@@ -58,7 +59,7 @@ struct smolvm_state_field {
 			       "SMOLVM_STATE_U<8N>, an array or struct BYTES)");  \
 	}))
 #else
-#define SMOLVM_STATE_CHECK_TAG_(lv, stype) 0 /* no _Generic in C++ */
+#define SMOLVM_STATE_CHECK_TAG_(lv, stype) 0
 #endif
 
 /* A field of `type_` named after its member. The tag must match the
@@ -236,7 +237,7 @@ struct smolvm_state_limit {
 	  (uint32_t)(offsetof(type_, member) +                                  \
 		     SMOLVM_STATE_CHECK_LIMIT_(((type_ *)0)->member)),           \
 	  (uint32_t)sizeof(((type_ *)0)->member), (max_) }
-#ifndef __cplusplus
+#ifdef SMOLVM_STATE_TYPE_OF
 #define SMOLVM_STATE_CHECK_LIMIT_(lv)                                           \
 	(0 * sizeof(struct {                                                    \
 		int smolvm_limit_check_;                                        \

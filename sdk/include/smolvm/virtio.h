@@ -208,7 +208,8 @@ void smolvm_virtio_dev_resume(void *dev);   /* smolvm_virtio_resume() */
 int smolvm_virtio_dev_save(void *dev, struct smolvm_state_writer *w);
 int smolvm_virtio_dev_restore(void *dev, struct smolvm_state_reader *r, uint32_t version);
 
-/* 0, or a compile error unless `type_` starts with its vd. */
+/* 0, or a compile error unless `type_` starts with its vd (C11). */
+#if defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L
 #define SMOLVM_VIRTIO_CHECK_FIRST_(type_)                                       \
 	(0 * sizeof(struct {                                                    \
 		int smolvm_vd_check_;                                           \
@@ -216,6 +217,9 @@ int smolvm_virtio_dev_restore(void *dev, struct smolvm_state_reader *r, uint32_t
 			       "SMOLVM_VIRTIO_DEVICE_OPS: the instance must start " \
 			       "with its struct smolvm_virtio_dev vd");          \
 	}))
+#else
+#define SMOLVM_VIRTIO_CHECK_FIRST_(type_) 0
+#endif
 
 #define SMOLVM_VIRTIO_DEVICE_OPS(type_, create_, state_version_, min_state_version_) \
 	{                                                                       \
