@@ -310,7 +310,7 @@ t_sdk_plugins_use_only_sdk() {
 	printf '#include "../../core/vm.h"\n#include <vm.h>\n#include <smolvm/nothere.h>\n#include "bad.h"\n#include <stdio.h>\n' \
 		> "$neg/plugins/bad/bad.c"
 	: > "$neg/plugins/bad/bad.h"
-	sym=$(find build/core -name "*.o" -exec nm -g --defined-only {} + | awk '$2 == "T" { print $3; exit }')
+	sym=$(find build/core -name "*.o" -exec nm -g --defined-only {} + 2> /dev/null | awk '$2 == "T" { print $3; exit }')
 	printf 'int %s(void);\nint bad_export(void);\nint bad_export(void) { return %s(); }\n' "$sym" "$sym" > "$neg/bad.c"
 	cc -shared -fPIC -o "$neg/bad.so" "$neg/bad.c" || return 1
 	SDK_CHECK_SRC_DIRS=$neg/plugins tests/sdk/check-plugins.sh build "$neg/bad.so" > "$WORK/cp-neg.log" 2>&1 &&
