@@ -746,8 +746,11 @@ static int load_events(struct smolvm_state_in *in, struct vcpu_state *s)
 					ev->flags, ev->flags & ~known);
 	if ((ev->exception.injected || ev->exception.pending) && ev->exception.nr == 2)
 		return smolvm_state_bad(in, "exception.nr", "2 (NMI) is not an exception");
+	/* Without the payload capability KVM reports a pending exception as
+	 * injected and pending at once, and ignores `pending` when it is set
+	 * back: the exception is injected, as KVM itself would take it. */
 	if (ev->exception.injected && ev->exception.pending)
-		return smolvm_state_bad(in, "exception.pending", "both injected and pending");
+		ev->exception.pending = 0;
 	if (ev->sipi_vector > 0xff)
 		return smolvm_state_bad(in, "sipi_vector", "0x%x is not a vector", ev->sipi_vector);
 	smolvm_state_leave(in);
