@@ -123,6 +123,10 @@ struct vm {
 
 	struct vm_opts opts;
 	struct i8042 i8042;        /* its reset command stops the machine */
+	/* Whoever fills guest memory (a lazy restore) lets go of it here,
+	 * after the devices and before the memory goes. */
+	void (*mem_release)(void *opaque);
+	void *mem_release_opaque;
 
 	/* vm_call(): one call at a time from other threads. */
 	pthread_mutex_t call_lock;

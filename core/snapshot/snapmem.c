@@ -185,6 +185,42 @@ int snapmem_size(const uint8_t *sec, uint64_t sec_size, uint64_t *mem_size, stru
 	return check_table(sec, sec_size, mem_size, &n, e);
 }
 
+int snapmem_open(const uint8_t *sec, uint64_t sec_size, struct snapmem_view *v, struct err *e)
+{
+	v->sec = sec;
+	v->sec_size = sec_size;
+	return check_table(sec, sec_size, &v->mem_size, &v->nchunks, e);
+}
+
+size_t snapmem_chunk_len(const struct snapmem_view *v, uint32_t i)
+{
+	uint64_t at = (uint64_t)i * SNAPMEM_CHUNK;
+
+	return v->mem_size - at < SNAPMEM_CHUNK ? (size_t)(v->mem_size - at) : SNAPMEM_CHUNK;
+}
+
+int snapmem_chunk_zero(const struct snapmem_view *v, uint32_t i)
+{
+	return get_u64(v->sec + SNAPMEM_HDR + (size_t)i * SNAPMEM_ENTRY) == 0;
+}
+
+int snapmem_chunk_read(const struct snapmem_view *v, uint32_t i, void *dctx, void *dst,
+		       struct err *e)
+{
+	const uint8_t *ent = v->sec + SNAPMEM_HDR + (size_t)i * SNAPMEM_ENTRY;
+	uint64_t off = get_u64(ent);
+	size_t want = snapmem_chunk_len(v, i), n;
+
+	if (!off) {
+		memset(dst, 0, want);
+		return 0;
+	}
+	n = ZSTD_decompressDCtx(dctx, dst, want, v->sec + off, get_u32(ent + 8));
+	if (ZSTD_isError(n) || n != want)
+		return err_set(e, -EBADMSG, "memory section: chunk %u does not decompress", i);
+	return 0;
+}
+
 struct djob {
 	const uint8_t *sec;
 	uint8_t *dst;

@@ -30,6 +30,24 @@ int snapmem_write(struct bundle_writer *w, const struct guest_mem *m,
  * zero-filled beforehand), using `threads` threads. */
 int snapmem_read(const uint8_t *sec, uint64_t sec_size, void *dst, uint64_t mem_size,
 		 unsigned threads, struct err *e) WARN_UNUSED;
+/* One chunk at a time (lazy restore): a checked view of the section. */
+struct snapmem_view {
+	const uint8_t *sec;
+	uint64_t sec_size, mem_size;
+	uint32_t nchunks;
+};
+
+int snapmem_open(const uint8_t *sec, uint64_t sec_size, struct snapmem_view *v,
+		 struct err *e) WARN_UNUSED;
+/* Bytes of guest memory chunk i covers. */
+size_t snapmem_chunk_len(const struct snapmem_view *v, uint32_t i);
+/* 1 when chunk i is all zero (stored as nothing). */
+int snapmem_chunk_zero(const struct snapmem_view *v, uint32_t i);
+/* Decompresses chunk i into dst (snapmem_chunk_len bytes); dctx is a
+ * ZSTD_DCtx of the caller's thread. */
+int snapmem_chunk_read(const struct snapmem_view *v, uint32_t i, void *dctx, void *dst,
+		       struct err *e) WARN_UNUSED;
+
 /* Reads mem_size from a section header after bounds checks. */
 int snapmem_size(const uint8_t *sec, uint64_t sec_size, uint64_t *mem_size,
 		 struct err *e) WARN_UNUSED;
