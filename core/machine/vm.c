@@ -544,7 +544,7 @@ void vm_destroy(struct vm *vm)
 	if (vm->be_vm && vm->be->vm_destroy)
 		vm->be->vm_destroy(vm->be_vm);
 	if (vm->mem_release)
-		vm->mem_release(vm->mem_release_opaque);
+		vm->mem_release(vm->mem_origin);
 	mem_free(&vm->mem);
 	bus_free(&vm->pio);
 	bus_free(&vm->mmio);

@@ -2,7 +2,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/userfaultfd.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -16,10 +15,8 @@
 #include <zstd.h>
 
 #include "lib/clock.h"
+#include "snapshot/uffd.h"
 
-#ifndef USERFAULTFD_IOC_NEW
-#define USERFAULTFD_IOC_NEW _IO(0xAA, 0x00)
-#endif
 
 struct lazy_mem {
 	struct snapmem_view v;
@@ -28,12 +25,14 @@ struct lazy_mem {
 	uint8_t *ram;
 	int uffd, stop_fd, cache_fd;
 	char *cache_path, *tmp_path;
-	uint8_t *done;      /* per chunk; the thread's alone */
+	atomic_uchar *done; /* per chunk; written by the thread only */
 	uint32_t next_fill; /* the background fill's position */
 	uint8_t *buf;       /* one chunk */
 	ZSTD_DCtx *dc;
 	pthread_t thread;
 	int failed;
+	int wp;             /* chunks go in write-protected; a first write to one is
+			     * served here, which PAGEMAP_SCAN then sees (dirty.h) */
 	void (*on_error)(void *opaque, const char *msg);
 	void *opaque;
 	double t0;
@@ -42,40 +41,48 @@ struct lazy_mem {
 	_Atomic double first_fault_ms;
 };
 
-/* A userfaultfd that also sees faults taken in the kernel (KVM's). */
-static int uffd_open(void)
-{
-	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-
-	if (fd < 0 && (errno == EPERM || errno == ENOSYS)) {
-		int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
-		if (dev < 0)
-			return -errno;
-		fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
-		int code = errno;
-		close(dev);
-		if (fd < 0)
-			return -code;
-	} else if (fd < 0) {
-		return -errno;
-	}
-	struct uffdio_api api = { .api = UFFD_API };
-	if (ioctl(fd, UFFDIO_API, &api) < 0) {
-		int code = errno;
-		close(fd);
-		return -code;
-	}
-	return fd;
-}
-
 int lazy_mem_probe(struct err *e)
 {
-	int fd = uffd_open();
+	int got, fd = uffd_open(0, &got);
 
 	if (fd < 0)
 		return err_set(e, fd, "userfaultfd: %s (needs CAP_SYS_PTRACE, access to "
 			       "/dev/userfaultfd or vm.unprivileged_userfaultfd=1)", strerror(-fd));
 	close(fd);
+	return 0;
+}
+
+/* Maps [at, at+len) of guest memory: zero pages, or l->buf copied in
+ * write-protected so the first write to it is seen (dirty.h). A copy may
+ * stop short (EAGAIN: the mapping is changing; EEXIST: a page is there
+ * already): it goes on from where it stopped. */
+static int install(struct lazy_mem *l, uint64_t at, size_t len, int zero)
+{
+	size_t off = 0;
+
+	while (off < len) {
+		int64_t got;
+		int r;
+		if (zero) {
+			struct uffdio_zeropage z = { .range = { (uintptr_t)(l->ram + at + off), len - off } };
+			r = ioctl(l->uffd, UFFDIO_ZEROPAGE, &z);
+			got = z.zeropage;
+		} else {
+			struct uffdio_copy c = { .dst = (uintptr_t)(l->ram + at + off),
+						 .src = (uintptr_t)(l->buf + off), .len = len - off,
+						 .mode = l->wp ? UFFDIO_COPY_MODE_WP : 0 };
+			r = ioctl(l->uffd, UFFDIO_COPY, &c);
+			got = c.copy;
+		}
+		if (r == 0)
+			return 0;
+		if (got > 0)
+			off += (size_t)got;
+		else if (errno == EEXIST)
+			off += 4096;
+		else if (errno != EAGAIN && errno != EINTR)
+			return -errno;
+	}
 	return 0;
 }
 
@@ -85,17 +92,12 @@ static int fill_chunk(struct lazy_mem *l, uint32_t i)
 	uint64_t at = (uint64_t)i * SNAPMEM_CHUNK;
 	size_t len = snapmem_chunk_len(&l->v, i);
 	struct err e;
-	int rc = 0;
 
 	if (l->done[i])
 		return 0;
 	l->done[i] = 1;
-	if (!l->failed && snapmem_chunk_zero(&l->v, i)) {
-		struct uffdio_zeropage z = { .range = { (uintptr_t)(l->ram + at), len } };
-		if (ioctl(l->uffd, UFFDIO_ZEROPAGE, &z) < 0 && errno != EEXIST)
-			rc = -errno;
-		return rc;
-	}
+	if (!l->failed && snapmem_chunk_zero(&l->v, i))
+		return install(l, at, len, 1);
 	if (!l->failed && snapmem_chunk_read(&l->v, i, l->dc, l->buf, &e)) {
 		/* Stop the machine first: the faulting thread wakes to a stop. */
 		l->failed = 1;
@@ -114,11 +116,7 @@ static int fill_chunk(struct lazy_mem *l, uint32_t i)
 			off += (size_t)w;
 		}
 	}
-	struct uffdio_copy c = { .dst = (uintptr_t)(l->ram + at), .src = (uintptr_t)l->buf,
-				 .len = len };
-	if (ioctl(l->uffd, UFFDIO_COPY, &c) < 0 && errno != EEXIST)
-		rc = -errno;
-	return rc;
+	return install(l, at, len, 0);
 }
 
 static void publish(struct lazy_mem *l)
@@ -152,6 +150,16 @@ static void serve_faults(struct lazy_mem *l)
 			uint32_t i = (uint32_t)(off / SNAPMEM_CHUNK);
 			if (off >= l->v.mem_size)
 				continue;
+			if (msg[k].arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) {
+				/* A first write to a chunk put in protected: let go of
+				 * the whole chunk (one such fault per chunk); from now
+				 * on PAGEMAP_SCAN reports it written (dirty.h). */
+				struct uffdio_writeprotect wp = {
+					.range = { (uintptr_t)l->ram + (uint64_t)i * SNAPMEM_CHUNK,
+						   snapmem_chunk_len(&l->v, i) } };
+				ioctl(l->uffd, UFFDIO_WRITEPROTECT, &wp);
+				continue;
+			}
 			if (!atomic_load(&l->faulted))
 				atomic_store(&l->first_fault_ms, clock_ms() - l->t0);
 			if (!l->done[i]) {
@@ -179,9 +187,11 @@ static void *lazy_main(void *arg)
 		if (all && !atomic_load(&l->complete)) {
 			atomic_store(&l->complete, 1);
 			publish(l);
-			/* Every page is in: nothing more can fault. */
+			/* Every page is in: unless writes are tracked, nothing
+			 * more can fault. */
 			struct uffdio_range r = { (uintptr_t)l->ram, l->v.mem_size };
-			ioctl(l->uffd, UFFDIO_UNREGISTER, &r);
+			if (!l->wp)
+				ioctl(l->uffd, UFFDIO_UNREGISTER, &r);
 		}
 		/* Faults first; the background fill goes on while none waits. */
 		struct pollfd pf[2] = { { l->uffd, POLLIN, 0 }, { l->stop_fd, POLLIN, 0 } };
@@ -212,7 +222,7 @@ static void lazy_free(struct lazy_mem *l)
 		unlink(l->tmp_path);
 	free(l->tmp_path);
 	free(l->cache_path);
-	free(l->done);
+	free((void *)l->done);
 	free(l->buf);
 	ZSTD_freeDCtx(l->dc);
 	free(l);
@@ -244,7 +254,7 @@ int lazy_mem_start(const struct snapmem_view *v, uint8_t *ram, const struct bund
 		lazy_free(l);
 		return err_set(e, -ENOMEM, "out of memory");
 	}
-	l->uffd = uffd_open();
+	l->uffd = uffd_open(UFFD_FEATURE_PAGEFAULT_FLAG_WP, &l->wp);
 	if (l->uffd < 0) {
 		rc = l->uffd;
 		l->uffd = -1;
@@ -252,7 +262,8 @@ int lazy_mem_start(const struct snapmem_view *v, uint8_t *ram, const struct bund
 		return err_set(e, rc, "userfaultfd: %s", strerror(-rc));
 	}
 	struct uffdio_register reg = { .range = { (uintptr_t)ram, v->mem_size },
-				       .mode = UFFDIO_REGISTER_MODE_MISSING };
+				       .mode = UFFDIO_REGISTER_MODE_MISSING |
+					       (l->wp ? UFFDIO_REGISTER_MODE_WP : 0) };
 	if (ioctl(l->uffd, UFFDIO_REGISTER, &reg) < 0) {
 		rc = -errno;
 		lazy_free(l);
@@ -295,6 +306,11 @@ void lazy_mem_stop(struct lazy_mem *l)
 	struct uffdio_range r = { (uintptr_t)l->ram, l->v.mem_size };
 	ioctl(l->uffd, UFFDIO_UNREGISTER, &r);
 	lazy_free(l);
+}
+
+int lazy_mem_tracks(struct lazy_mem *l)
+{
+	return l->wp;
 }
 
 void lazy_mem_stats(struct lazy_mem *l, struct lazy_stats *st)

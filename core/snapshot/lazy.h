@@ -34,6 +34,11 @@ int lazy_mem_start(const struct snapmem_view *v, uint8_t *ram, const struct bund
  * thread, drops an unfinished image. Safe with NULL. */
 void lazy_mem_stop(struct lazy_mem *l);
 
+/* 1 when what it puts in is write-protected until first written, so
+ * dirty_read() sees which chunks the machine wrote; 0 when this kernel
+ * cannot (then a save compresses everything). */
+int lazy_mem_tracks(struct lazy_mem *l);
+
 struct lazy_stats {
 	uint32_t chunks, faulted, filled; /* filled: by the background fill */
 	int complete;                     /* every chunk is in */

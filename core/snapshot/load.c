@@ -13,8 +13,10 @@
 #include "machine/host_api.h"
 #include "machine/state.h"
 #include "machine/vm.h"
+#include "snapshot/dirty.h"
 #include "snapshot/lazy.h"
 #include "snapshot/snapmem.h"
+#include "snapshot/uffd.h"
 
 int snapshot_open(const char *path, struct restore_plan *p, struct err *e)
 {
@@ -232,59 +234,75 @@ static int map_memory(const struct restore_plan *p, struct cache_result *mem, st
 	return cache_memory(&p->b, p->memory, p->m.memory, mem, e);
 }
 
-struct lazy_ctx {
-	struct vm *vm;
-	struct lazy_mem *l;
-};
-
 static void lazy_error(void *opaque, const char *msg)
 {
-	struct lazy_ctx *c = opaque;
+	struct origin *o = opaque;
 
-	vm_request_stop(c->vm, VM_STOP_ERROR, msg);
+	vm_request_stop(o->vm, VM_STOP_ERROR, msg);
 }
 
-static void lazy_release(void *opaque)
+static void origin_release(void *opaque)
 {
-	struct lazy_ctx *c = opaque;
+	struct origin *o = opaque;
 	struct lazy_stats st;
 
-	lazy_mem_stats(c->l, &st);
-	if (c->vm->verbose)
-		fprintf(stderr, "smolvm: memory on demand: %u chunks faulted in, %u filled in the "
-			"background, %s\r\n", st.faulted, st.filled,
-			st.complete ? "complete (cached for the next restore)" : "incomplete");
-	lazy_mem_stop(c->l);
-	free(c);
+	if (o->lazy) {
+		lazy_mem_stats(o->lazy, &st);
+		if (o->vm->verbose)
+			fprintf(stderr, "smolvm: memory on demand: %u chunks faulted in, %u filled in "
+				"the background, %s\r\n", st.faulted, st.filled,
+				st.complete ? "complete (cached for the next restore)" : "incomplete");
+	}
+	lazy_mem_stop(o->lazy);
+	if (o->track_fd >= 0)
+		close(o->track_fd); /* (unregisters the range) */
+	free(o);
 }
 
-static int start_lazy(const struct restore_plan *p, struct vm *vm, struct cache_result *mem,
-		      struct err *e)
+/* The machine's memory came from this plan: a save can keep what did not
+ * change (dirty.h), and with `lazy` it is filled on demand. */
+static int track_origin(const struct restore_plan *p, struct vm *vm, int lazy,
+			struct cache_result *mem, struct err *e)
 {
-	struct lazy_ctx *c = calloc(1, sizeof(*c));
-	struct snapmem_view v;
+	struct origin *o = calloc(1, sizeof(*o));
+	struct err why = { "" };
 	char path[4200];
 	double t0 = clock_ms();
 	int rc;
 
-	if (!c)
+	if (!o)
 		return err_set(e, -ENOMEM, "out of memory");
-	c->vm = vm;
-	rc = snapmem_open(p->b.map + p->memory->offset, p->memory->size, &v, e);
-	if (!rc && v.mem_size != vm->mem.size)
+	o->vm = vm;
+	o->track_fd = -1;
+	rc = snapmem_open(p->b.map + p->memory->offset, p->memory->size, &o->v, e);
+	if (!rc && o->v.mem_size != vm->mem.size)
 		rc = err_set(e, -EBADMSG, "memory section holds %llu bytes, expected %llu",
-			     (unsigned long long)v.mem_size, (unsigned long long)vm->mem.size);
-	if (!rc)
-		rc = lazy_mem_start(&v, vm->mem.base, &p->b, p->memory,
-				    cache_image_path(p->memory, v.mem_size, path, sizeof(path)) ? NULL : path,
-				    lazy_error, c, &c->l, e);
+			     (unsigned long long)o->v.mem_size, (unsigned long long)vm->mem.size);
+	if (!rc && lazy)
+		rc = lazy_mem_start(&o->v, vm->mem.base, &p->b, p->memory,
+				    cache_image_path(p->memory, o->v.mem_size, path, sizeof(path)) ? NULL : path,
+				    lazy_error, o, &o->lazy, e);
 	if (rc) {
-		free(c);
+		free(o);
 		return rc;
 	}
-	vm->mem_release = lazy_release;
-	vm->mem_release_opaque = c;
-	mem->ms = clock_ms() - t0;
+	/* Writes are tracked from before the first state is applied; where
+	 * the kernel cannot, a save compresses everything, as after a boot. */
+	if (lazy) {
+		o->tracked = lazy_mem_tracks(o->lazy);
+	} else {
+		int got;
+		o->track_fd = uffd_open(UFFD_TRACK_FEATURES, &got);
+		o->tracked = o->track_fd >= 0 && got &&
+			     !dirty_track(o->track_fd, vm->mem.base, vm->mem.size, 0, &why);
+	}
+	if (!o->tracked && vm->verbose)
+		fprintf(stderr, "smolvm: writes to guest memory not tracked (saves store all of it)%s%s\n",
+			why.msg[0] ? ": " : "", why.msg);
+	vm->mem_origin = o;
+	vm->mem_release = origin_release;
+	if (lazy)
+		mem->ms = clock_ms() - t0;
 	return 0;
 }
 
@@ -315,10 +333,10 @@ int snapshot_load(const struct restore_plan *p, struct machine_config *cfg,
 	if (mem->fd >= 0)
 		close(mem->fd);
 	mem->fd = -1;
-	/* Lazily: guest memory is empty until the fill thread serves it,
+	/* Lazily, guest memory is empty until the fill thread serves it,
 	 * which starts before the first state that may touch it. */
-	if (!rc && mem->lazy)
-		rc = start_lazy(p, vm, mem, e);
+	if (!rc)
+		rc = track_origin(p, vm, mem->lazy, mem, e);
 	if (!rc)
 		rc = apply_all(vm, p, e);
 	if (rc)
