@@ -12,6 +12,10 @@
  *   hold=1     after the last round every CPU stops (interrupts off, hlt)
  *              instead of the reset: a save taken after the last line finds
  *              the same memory however long after it comes
+ *   wait=1     after "filled", wait for a byte on the serial port before
+ *              the first round: a VMM stopped a little after that line
+ *              (QEMU's stop, bench/scale.sh) finds the guest where smolvm's
+ *              pack does, not part-way through the round
  *
  * Every 8-byte word at address A holds pattern(A), a bijection of A (so
  * distinct per address) that looks random (so it does not compress). The
@@ -104,12 +108,13 @@ static void pass_all(unsigned long ncpus, unsigned long pass)
 
 void guest_main(const char *cmdline)
 {
-	unsigned long mib = 64, ncpus = 1, hold = 0;
+	unsigned long mib = 64, ncpus = 1, hold = 0, wait = 0;
 
 	cmdline_uint(cmdline, "fill", &mib);
 	cmdline_uint(cmdline, "cpus", &ncpus);
 	cmdline_uint(cmdline, "rounds", &rounds);
 	cmdline_uint(cmdline, "hold", &hold);
+	cmdline_uint(cmdline, "wait", &wait);
 	if (mib < 1 || mib > FILL_MAX_MIB)
 		fail("fill=%lu not in 1..%d\n", mib, FILL_MAX_MIB);
 	if (ncpus < 1 || ncpus > NCPUS_MAX)
@@ -131,6 +136,8 @@ void guest_main(const char *cmdline)
 
 	pass_all(ncpus, 0);
 	kprintf("filled %lu MiB\n", mib);
+	if (wait)
+		serial_getc();
 	for (unsigned long k = 1; k <= rounds; k++) {
 		pass_all(ncpus, k);
 		for (unsigned c = 0; c < ncpus; c++)

@@ -138,6 +138,7 @@ void kprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 NORETURN void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void spin_lock(volatile uint32_t *l);
 void spin_unlock(volatile uint32_t *l);
+char serial_getc(void); /* waits for a byte on COM1 */
 
 /* hw.c: LAPIC, IOAPIC, PIC, PIT */
 void pic_mask_all(void);
