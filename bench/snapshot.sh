@@ -94,93 +94,8 @@ QEMU_BASE=("$QEMU" -M microvm -enable-kvm -cpu host,-arch-capabilities -nographi
 # ticks=50: instances end by themselves ~4.5 s after a restore
 APPEND=ticks=50
 
-# QMP driver for QEMU's save, run under tsrun.py: starts QEMU (its console on
-# our stdout), connects to QMP, waits for EOF on stdin (tsrun.py closes it the
-# moment "tick 5" is on the console), then stop, migrate to the file, polls
-# query-migrate (1 ms) until completed, prints one "qmpsave: {json}" line on
-# stderr and quits QEMU. store-global-state=off: the file does not record the
-# paused state, so the restoring QEMU runs the guest as soon as it is loaded.
-QMPSAVE='
-import json, os, shlex, socket, subprocess, sys, time
-sock, out, cmd = sys.argv[1], sys.argv[2], sys.argv[4:]
-q = subprocess.Popen(cmd + ["-global", "migration.store-global-state=off",
-                            "-qmp", "unix:%s,server=on,wait=off" % sock], stdin=subprocess.DEVNULL)
-for _ in range(2000):
-    s = socket.socket(socket.AF_UNIX)
-    try:
-        s.connect(sock)
-        break
-    except OSError:
-        s.close()
-        if q.poll() is not None:
-            sys.exit("qmpsave: QEMU exited (%s)" % q.returncode)
-        time.sleep(0.005)
-else:
-    sys.exit("qmpsave: no QMP socket")
-f = s.makefile("rw")
-def reply():
-    while True:
-        m = json.loads(f.readline())
-        if "event" not in m:
-            return m
-def qmp(c, **a):
-    f.write(json.dumps({"execute": c, "arguments": a}) + "\n")
-    f.flush()
-    r = reply()
-    if "error" in r:
-        sys.exit("qmpsave: %s: %s" % (c, r["error"]))
-    return r["return"]
-reply()
-qmp("qmp_capabilities")
-sys.stdin.read()
-t0 = time.monotonic()
-qmp("stop")
-t1 = time.monotonic()
-qmp("migrate", uri="exec:cat > " + shlex.quote(out))
-while True:
-    st = qmp("query-migrate")
-    if st.get("status") in ("completed", "failed", "cancelled"):
-        break
-    time.sleep(0.001)
-t2 = time.monotonic()
-print("qmpsave: " + json.dumps({"status": st.get("status"), "stop_ms": (t1 - t0) * 1e3,
-      "migrate_ms": (t2 - t1) * 1e3, "total_time_ms": st.get("total-time"),
-      "downtime_ms": st.get("downtime"), "size": os.path.getsize(out)}), file=sys.stderr, flush=True)
-qmp("quit")
-q.wait(10)
-'
-
-# K instances at once, run under tsrun.py: `multi K DIR CMD...` starts K
-# copies of CMD, each one's stdout and stderr to ours with the prefix "I: "
-# (and stdout also into DIR/I.log); once every instance printed a tick line
-# and 0.2 s later, prints "mem I PID Rss Pss Pss_Anon Pss_File Pss_Shmem COMM"
-# (KiB, /proc/PID/smaps_rollup) per instance, then ends them.
-MULTI='
-K=$1 D=$2
-shift 2
-mkdir -p "$D"
-pids=()
-for i in $(seq 1 "$K"); do
-    "$@" < /dev/null > >(exec tee "$D/$i.log" | exec sed -u "s/^/$i: /") \
-        2> >(exec sed -u "s/^/$i: /" >&2) &
-    pids+=($!)
-done
-for t in $(seq 1 600); do
-    [ "$(grep -l "^tick " "$D"/*.log 2>/dev/null | wc -l)" -ge "$K" ] && break
-    sleep 0.05
-done
-sleep 0.2
-for i in $(seq 1 "$K"); do
-    p=${pids[$((i - 1))]}
-    comm=gone
-    read -r comm < "/proc/$p/comm" || true
-    awk -v i="$i" -v p="$p" -v c="$comm" "/^(Rss|Pss|Pss_Anon|Pss_File|Pss_Shmem):/ { v[\$1] = \$2 }
-        END { print \"mem\", i, p, v[\"Rss:\"]+0, v[\"Pss:\"]+0, v[\"Pss_Anon:\"]+0,
-              v[\"Pss_File:\"]+0, v[\"Pss_Shmem:\"]+0, c }" "/proc/$p/smaps_rollup" || echo "mem $i $p gone"
-done
-kill "${pids[@]}" 2>/dev/null
-wait
-'
+# QEMU's save: bench/qmpsave.py (stop + migrate to the file once tsrun.py
+# closes its stdin at "tick 5"). K instances at once: bench/multi.sh.
 
 [ "$WAIT_IDLE" -gt 0 ] 2>/dev/null && wait_idle "$WAIT_IDLE"
 load_begin
@@ -199,7 +114,7 @@ pack_smolvm() {   # index
 save_qemu() {     # index
     rm -f "$MIG" "$WORK/qmp.sock"
     tsrun --timeout 30 --mark t5='^tick 5$' --close-stdin-after t5 --mark-err saved='^qmpsave: ' -- \
-        "$PY" -c "$QMPSAVE" "$WORK/qmp.sock" "$MIG" -- "${QEMU_BASE[@]}" -append "$CMDLINE" \
+        "$PY" "$BENCH/qmpsave.py" "$WORK/qmp.sock" "$MIG" -- "${QEMU_BASE[@]}" -append "$CMDLINE" \
         > "$RAW/save-qemu-$1.json"
 }
 log "snapshot: pack / migrate, warm-up + $RUNS runs each"
@@ -264,10 +179,10 @@ many() {          # vmm K index
     rm -rf "$WORK/multi"
     case "$1" in
         smolvm) tsrun --timeout 60 "${marks[@]}" -- env SMOLVM_CACHE_DIR="$WORK/cache-warm" \
-                    bash -c "$MULTI" multi "$2" "$WORK/multi" "$SMOLVM" run "$BUNDLE" --pristine \
+                    bash "$BENCH/multi.sh" "$2" "$WORK/multi" '^tick ' 30 "$SMOLVM" run "$BUNDLE" --pristine \
                     > "$RAW/many-smolvm-$2-$3.json" ;;
         qemu) tsrun --timeout 60 "${marks[@]}" -- \
-                  bash -c "$MULTI" multi "$2" "$WORK/multi" "${QEMU_BASE[@]}" -append "$CMDLINE" \
+                  bash "$BENCH/multi.sh" "$2" "$WORK/multi" '^tick ' 30 "${QEMU_BASE[@]}" -append "$CMDLINE" \
                   -incoming "exec:cat $MIG" -trace vm_state_notify \
                   > "$RAW/many-qemu-$2-$3.json" ;;
     esac

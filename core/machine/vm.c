@@ -543,6 +543,8 @@ void vm_destroy(struct vm *vm)
 	free(vm->vcpus);
 	if (vm->be_vm && vm->be->vm_destroy)
 		vm->be->vm_destroy(vm->be_vm);
+	if (vm->mem_release)
+		vm->mem_release(vm->mem_origin);
 	mem_free(&vm->mem);
 	bus_free(&vm->pio);
 	bus_free(&vm->mmio);

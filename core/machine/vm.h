@@ -123,6 +123,11 @@ struct vm {
 
 	struct vm_opts opts;
 	struct i8042 i8042;        /* its reset command stops the machine */
+	/* Where guest memory came from (snapshot/load.c's struct origin, for
+	 * a save that stores only what changed), let go of after the devices
+	 * and before the memory goes. */
+	void *mem_origin;
+	void (*mem_release)(void *origin);
 
 	/* vm_call(): one call at a time from other threads. */
 	pthread_mutex_t call_lock;

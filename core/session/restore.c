@@ -74,10 +74,14 @@ static int restore(const char *path, struct restored *r, struct session *ss, int
 		fprintf(stderr, "smolvm: %s: %s\n", path, e.msg);
 		return -1;
 	}
+	if (verbose && mem.why_eager[0])
+		fprintf(stderr, "smolvm: memory not filled on demand: %s\n", mem.why_eager);
 	if (verbose)
 		fprintf(stderr, "smolvm: restored %s in %.1f ms (memory %s in %.1f ms)\n", path,
 			clock_ms() - t0,
-			mem.hit ? "mapped from the cache" : "decompressed into the cache", mem.ms);
+			mem.hit ? "mapped from the cache"
+			: mem.lazy ? "filled on demand, and into the cache, from now on"
+				   : "decompressed into the cache", mem.ms);
 	return 0;
 }
 

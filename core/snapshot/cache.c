@@ -64,28 +64,47 @@ static int fill(int fd, const struct bundle *b, const struct bundle_section *s,
 	return rc;
 }
 
+int cache_image_path(const struct bundle_section *s, uint64_t mem_size, char *path, size_t len)
+{
+	char dir[4000];
+
+	if (cache_dir(dir, sizeof(dir)) || mkdirs(dir))
+		return -ENOENT;
+	snprintf(path, len, "%s/mem-%016llx-%llu.raw", dir, (unsigned long long)s->hash,
+		 (unsigned long long)mem_size);
+	return 0;
+}
+
+int cache_image_open(const char *path, uint64_t mem_size)
+{
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) == 0 && (uint64_t)st.st_size == mem_size)
+		return fd;
+	close(fd);
+	return -ENOENT;
+}
+
 int cache_memory(const struct bundle *b, const struct bundle_section *s,
 		 uint64_t mem_size, struct cache_result *r, struct err *e)
 {
-	char dir[4000], path[4200], tmp[4300];
+	char path[4200], tmp[4300];
 	double t0 = clock_ms();
-	struct stat st;
 	int fd, rc;
 
 	memset(r, 0, sizeof(*r));
 	r->fd = -1;
-	if (cache_dir(dir, sizeof(dir)) == 0 && mkdirs(dir) == 0) {
-		snprintf(path, sizeof(path), "%s/mem-%016llx-%llu.raw", dir,
-			 (unsigned long long)s->hash, (unsigned long long)mem_size);
-		fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd >= 0 && fstat(fd, &st) == 0 && (uint64_t)st.st_size == mem_size) {
+	if (cache_image_path(s, mem_size, path, sizeof(path)) == 0) {
+		fd = cache_image_open(path, mem_size);
+		if (fd >= 0) {
 			r->fd = fd;
 			r->hit = 1;
 			r->ms = clock_ms() - t0;
 			return 0;
 		}
-		if (fd >= 0)
-			close(fd);
 		/* Build it beside its final name; rename makes it appear whole. */
 		snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid());
 		fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);

@@ -10,10 +10,19 @@
 #include "snapshot/bundle.h"
 
 struct cache_result {
-	int fd;      /* read-only image of guest RAM */
+	int fd;      /* read-only image of guest RAM (-1: filled lazily) */
 	int hit;     /* 1: found in the cache; 0: decompressed now */
+	int lazy;    /* 1: guest memory is filled on demand (snapshot/lazy.h) */
+	char why_eager[256]; /* why not lazily, on a first restore */
 	double ms;   /* time spent */
 };
+
+/* Where the image of this section lives in the cache; -ENOENT without a
+ * usable cache directory (created here if missing). */
+int cache_image_path(const struct bundle_section *s, uint64_t mem_size, char *path,
+		     size_t len);
+/* The cached image at path, read-only, or -errno (-ENOENT: not there). */
+int cache_image_open(const char *path, uint64_t mem_size);
 
 /* A file descriptor holding the section's decompressed memory. Without a
  * usable cache directory it falls back to a memfd (nothing persists). */

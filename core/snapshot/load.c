@@ -13,7 +13,10 @@
 #include "machine/host_api.h"
 #include "machine/state.h"
 #include "machine/vm.h"
+#include "snapshot/dirty.h"
+#include "snapshot/lazy.h"
 #include "snapshot/snapmem.h"
+#include "snapshot/uffd.h"
 
 int snapshot_open(const char *path, struct restore_plan *p, struct err *e)
 {
@@ -199,6 +202,110 @@ static int apply_all(struct vm *vm, const struct restore_plan *p, struct err *e)
 	return rc;
 }
 
+/* Where the first restore of a bundle gets its memory from: the cache
+ * image if there is one; else filled on demand (lazy) where userfaultfd
+ * works and SMOLVM_RESTORE is not "eager"; else decompressed whole into
+ * the cache before the machine is built. */
+static int map_memory(const struct restore_plan *p, struct cache_result *mem, struct err *e)
+{
+	const char *mode = getenv("SMOLVM_RESTORE");
+	double t0 = clock_ms();
+	struct err why;
+	char path[4200];
+	int fd;
+
+	memset(mem, 0, sizeof(*mem));
+	mem->fd = -1;
+	if (cache_image_path(p->memory, p->m.memory, path, sizeof(path)) == 0 &&
+	    (fd = cache_image_open(path, p->m.memory)) >= 0) {
+		mem->fd = fd;
+		mem->hit = 1;
+		mem->ms = clock_ms() - t0;
+		return 0;
+	}
+	if (mode && !strcmp(mode, "eager"))
+		snprintf(mem->why_eager, sizeof(mem->why_eager), "SMOLVM_RESTORE=eager");
+	else if (lazy_mem_probe(&why))
+		snprintf(mem->why_eager, sizeof(mem->why_eager), "%s", why.msg);
+	else {
+		mem->lazy = 1;
+		return 0;
+	}
+	return cache_memory(&p->b, p->memory, p->m.memory, mem, e);
+}
+
+static void lazy_error(void *opaque, const char *msg)
+{
+	struct origin *o = opaque;
+
+	vm_request_stop(o->vm, VM_STOP_ERROR, msg);
+}
+
+static void origin_release(void *opaque)
+{
+	struct origin *o = opaque;
+	struct lazy_stats st;
+
+	if (o->lazy) {
+		lazy_mem_stats(o->lazy, &st);
+		if (o->vm->verbose)
+			fprintf(stderr, "smolvm: memory on demand: %u chunks faulted in, %u filled in "
+				"the background, %s\r\n", st.faulted, st.filled,
+				st.complete ? "complete (cached for the next restore)" : "incomplete");
+	}
+	lazy_mem_stop(o->lazy);
+	if (o->track_fd >= 0)
+		close(o->track_fd); /* (unregisters the range) */
+	free(o);
+}
+
+/* The machine's memory came from this plan: a save can keep what did not
+ * change (dirty.h), and with `lazy` it is filled on demand. */
+static int track_origin(const struct restore_plan *p, struct vm *vm, int lazy,
+			struct cache_result *mem, struct err *e)
+{
+	struct origin *o = calloc(1, sizeof(*o));
+	struct err why = { "" };
+	char path[4200];
+	double t0 = clock_ms();
+	int rc;
+
+	if (!o)
+		return err_set(e, -ENOMEM, "out of memory");
+	o->vm = vm;
+	o->track_fd = -1;
+	rc = snapmem_open(p->b.map + p->memory->offset, p->memory->size, &o->v, e);
+	if (!rc && o->v.mem_size != vm->mem.size)
+		rc = err_set(e, -EBADMSG, "memory section holds %llu bytes, expected %llu",
+			     (unsigned long long)o->v.mem_size, (unsigned long long)vm->mem.size);
+	if (!rc && lazy)
+		rc = lazy_mem_start(&o->v, vm->mem.base, &p->b, p->memory,
+				    cache_image_path(p->memory, o->v.mem_size, path, sizeof(path)) ? NULL : path,
+				    lazy_error, o, &o->lazy, e);
+	if (rc) {
+		free(o);
+		return rc;
+	}
+	/* Writes are tracked from before the first state is applied; where
+	 * the kernel cannot, a save compresses everything, as after a boot. */
+	if (lazy) {
+		o->tracked = lazy_mem_tracks(o->lazy);
+	} else {
+		int got;
+		o->track_fd = uffd_open(UFFD_TRACK_FEATURES, &got);
+		o->tracked = o->track_fd >= 0 && got &&
+			     !dirty_track(o->track_fd, vm->mem.base, vm->mem.size, 0, &why);
+	}
+	if (!o->tracked && vm->verbose)
+		fprintf(stderr, "smolvm: writes to guest memory not tracked (saves store all of it)%s%s\n",
+			why.msg[0] ? ": " : "", why.msg);
+	vm->mem_origin = o;
+	vm->mem_release = origin_release;
+	if (lazy)
+		mem->ms = clock_ms() - t0;
+	return 0;
+}
+
 int snapshot_load(const struct restore_plan *p, struct machine_config *cfg,
 		  const struct plugin_set *plugins, const struct vm_opts *opts, struct vm *vm,
 		  struct cache_result *mem, struct err *e)
@@ -216,15 +323,20 @@ int snapshot_load(const struct restore_plan *p, struct machine_config *cfg,
 		return err_set(e, -ENOMEM, "out of memory");
 	rc = snapshot_check_plugins(p, cfg, plugins, e);
 	if (!rc)
-		rc = cache_memory(&p->b, p->memory, p->m.memory, mem, e);
+		rc = map_memory(p, mem, e);
 	if (rc)
 		return rc;
 	vo.mem_fd = mem->fd;
 	vo.restore = 1;
 	rc = vm_create(vm, cfg, plugins, &vo, e);
 	/* The mapping keeps the image: its fd is not needed any more. */
-	close(mem->fd);
+	if (mem->fd >= 0)
+		close(mem->fd);
 	mem->fd = -1;
+	/* Lazily, guest memory is empty until the fill thread serves it,
+	 * which starts before the first state that may touch it. */
+	if (!rc)
+		rc = track_origin(p, vm, mem->lazy, mem, e);
 	if (!rc)
 		rc = apply_all(vm, p, e);
 	if (rc)

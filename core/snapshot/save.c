@@ -8,11 +8,14 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <zstd.h>
 
 #include "lib/clock.h"
 #include "machine/host_api.h"
 #include "machine/state.h"
 #include "machine/vm.h"
+#include "snapshot/dirty.h"
+#include "snapshot/lazy.h"
 #include "snapshot/snapmem.h"
 
 typedef int (*save_fn)(void *obj, struct smolvm_state_writer *w);
@@ -98,9 +101,61 @@ static int check_savable(struct vm *vm, struct err *e)
 	return 0;
 }
 
+static int check_clean(const struct origin *o, struct vm *vm, const uint8_t *clean,
+		       struct err *e)
+{
+	ZSTD_DCtx *dc = ZSTD_createDCtx();
+	uint8_t *buf = malloc(SNAPMEM_CHUNK);
+	int rc = 0;
+
+	if (!dc || !buf)
+		rc = err_set(e, -ENOMEM, "out of memory");
+	for (uint32_t i = 0; !rc && i < o->v.nchunks; i++) {
+		if (!clean[i])
+			continue;
+		rc = snapmem_chunk_read(&o->v, i, dc, buf, e);
+		if (!rc && memcmp(buf, vm->mem.base + (uint64_t)i * SNAPMEM_CHUNK,
+				  snapmem_chunk_len(&o->v, i)))
+			rc = err_set(e, -EIO, "SMOLVM_SAVE=check: chunk %u changed but was not "
+				     "seen written", i);
+	}
+	free(buf);
+	ZSTD_freeDCtx(dc);
+	return rc;
+}
+
+/* A restored machine's unchanged chunks: clean[i] = 1. NULL when the
+ * whole memory must be compressed (a boot, untracked writes, or
+ * SMOLVM_SAVE=full). SMOLVM_SAVE=check compares every clean chunk with
+ * its origin and refuses the save on a difference (a test of the
+ * tracking, not for everyday use: it decompresses them all). */
+static uint8_t *clean_chunks(struct vm *vm, struct err *e, int *rc)
+{
+	const struct origin *o = vm->mem_origin;
+	const char *mode = getenv("SMOLVM_SAVE");
+	uint8_t *d;
+
+	*rc = 0;
+	if (!o || !o->tracked || (mode && !strcmp(mode, "full")) || o->v.mem_size != vm->mem.size)
+		return NULL;
+	d = malloc(o->v.nchunks ? o->v.nchunks : 1);
+	if (!d || dirty_read(vm->mem.base, vm->mem.size, SNAPMEM_CHUNK, d, e)) {
+		free(d);
+		return NULL; /* then whole */
+	}
+	for (uint32_t i = 0; i < o->v.nchunks; i++)
+		d[i] = !d[i];
+	if (mode && !strcmp(mode, "check"))
+		*rc = check_clean(o, vm, d, e);
+	return d;
+}
+
 static int write_bundle(struct vm *vm, const char *path, struct snapmem_stats *st,
 			struct err *e)
 {
+	const struct origin *o = vm->mem_origin;
+	struct snapmem_base base;
+	uint8_t *clean;
 	struct bundle_writer bw;
 	struct manifest m;
 	char *text, name[80];
@@ -129,8 +184,12 @@ static int write_bundle(struct vm *vm, const char *path, struct snapmem_stats *s
 		snprintf(name, sizeof(name), "cpu.%u", i);
 		rc = add_state(&bw, name, SEC_CPU, vcpu_save_fn, &vm->vcpus[i], e);
 	}
+	clean = rc ? NULL : clean_chunks(vm, e, &rc);
+	base.v = o ? &o->v : NULL;
+	base.clean = clean;
 	if (!rc)
-		rc = snapmem_write(&bw, &vm->mem, st, e);
+		rc = snapmem_write(&bw, &vm->mem, clean ? &base : NULL, st, e);
+	free(clean);
 	if (!rc)
 		rc = bundle_writer_commit(&bw, e);
 	else
@@ -156,10 +215,11 @@ int snapshot_save(struct vm *vm, const char *path, int then_stop, struct err *e)
 	 * between its output before and after the snapshot. */
 	if (!rc)
 		fprintf(stderr,
-			"\r\nsmolvm: saved %s: %llu MiB RAM in %llu chunks (%llu zero), %.1f MiB stored; "
-			"paused %.1f ms, wrote in %.1f ms\r\n",
+			"\r\nsmolvm: saved %s: %llu MiB RAM in %llu chunks (%llu zero, %llu unchanged), "
+			"%.1f MiB stored; paused %.1f ms, wrote in %.1f ms\r\n",
 			path, (unsigned long long)(vm->mem.size >> 20), (unsigned long long)st.chunks,
-			(unsigned long long)st.zero_chunks, st.stored_bytes / 1048576.0,
+			(unsigned long long)st.zero_chunks, (unsigned long long)st.reused_chunks,
+			st.stored_bytes / 1048576.0,
 			clock_ms() - t0, clock_ms() - t1);
 	if (!rc && then_stop)
 		vm_request_stop(vm, VM_STOP_PACKED, NULL);

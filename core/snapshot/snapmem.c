@@ -35,10 +35,12 @@ static int all_zero(const uint8_t *p, size_t n)
 
 struct cjob {
 	const struct guest_mem *m;
+	const struct snapmem_base *base;
 	uint32_t nchunks;
 	atomic_uint next;
 	void **out;      /* compressed frame per chunk, NULL if zero */
 	size_t *out_len;
+	uint8_t *borrowed; /* out[i] points into the base: not ours to free */
 	atomic_int failed;
 };
 
@@ -61,6 +63,15 @@ static void *compress_worker(void *arg)
 		uint64_t off = (uint64_t)i * SNAPMEM_CHUNK;
 		size_t len = j->m->size - off < SNAPMEM_CHUNK ? (size_t)(j->m->size - off) : SNAPMEM_CHUNK;
 		const uint8_t *src = j->m->base + off;
+		if (j->base && j->base->clean[i]) {
+			const uint8_t *p;
+			uint32_t plen;
+			snapmem_chunk_frame(j->base->v, i, &p, &plen);
+			j->out[i] = (void *)p;
+			j->out_len[i] = plen;
+			j->borrowed[i] = 1;
+			continue;
+		}
 		if (all_zero(src, len))
 			continue;
 		void *buf = malloc(bound);
@@ -82,7 +93,7 @@ static void *compress_worker(void *arg)
 }
 
 int snapmem_write(struct bundle_writer *w, const struct guest_mem *m,
-		  struct snapmem_stats *st, struct err *e)
+		  const struct snapmem_base *base, struct snapmem_stats *st, struct err *e)
 {
 	struct cjob j = { .m = m };
 	unsigned nt = ncpus();
@@ -95,9 +106,14 @@ int snapmem_write(struct bundle_writer *w, const struct guest_mem *m,
 	j.nchunks = (uint32_t)((m->size + SNAPMEM_CHUNK - 1) / SNAPMEM_CHUNK);
 	j.out = calloc(j.nchunks, sizeof(*j.out));
 	j.out_len = calloc(j.nchunks, sizeof(*j.out_len));
+	j.borrowed = calloc(j.nchunks, 1);
 	table_len = SNAPMEM_HDR + (size_t)j.nchunks * SNAPMEM_ENTRY;
 	table = calloc(1, table_len);
-	if (!j.out || !j.out_len || !table) {
+	/* A base of another shape cannot lend chunks. */
+	if (base && (base->v->mem_size != m->size || base->v->nchunks != j.nchunks))
+		base = NULL;
+	j.base = base;
+	if (!j.out || !j.out_len || !j.borrowed || !table) {
 		rc = err_set(e, -ENOMEM, "out of memory");
 		goto out;
 	}
@@ -122,6 +138,7 @@ int snapmem_write(struct bundle_writer *w, const struct guest_mem *m,
 	st->chunks = j.nchunks;
 	for (uint32_t i = 0; i < j.nchunks; i++) {
 		uint8_t *ent = table + SNAPMEM_HDR + (size_t)i * SNAPMEM_ENTRY;
+		st->reused_chunks += j.borrowed[i];
 		if (!j.out[i]) {
 			st->zero_chunks++;
 			continue;
@@ -141,9 +158,11 @@ int snapmem_write(struct bundle_writer *w, const struct guest_mem *m,
 	st->stored_bytes = off;
 out:
 	for (uint32_t i = 0; j.out && i < j.nchunks; i++)
-		free(j.out[i]);
+		if (!j.borrowed || !j.borrowed[i])
+			free(j.out[i]);
 	free(j.out);
 	free(j.out_len);
+	free(j.borrowed);
 	free(table);
 	return rc;
 }
@@ -183,6 +202,52 @@ int snapmem_size(const uint8_t *sec, uint64_t sec_size, uint64_t *mem_size, stru
 {
 	uint32_t n;
 	return check_table(sec, sec_size, mem_size, &n, e);
+}
+
+int snapmem_open(const uint8_t *sec, uint64_t sec_size, struct snapmem_view *v, struct err *e)
+{
+	v->sec = sec;
+	v->sec_size = sec_size;
+	return check_table(sec, sec_size, &v->mem_size, &v->nchunks, e);
+}
+
+size_t snapmem_chunk_len(const struct snapmem_view *v, uint32_t i)
+{
+	uint64_t at = (uint64_t)i * SNAPMEM_CHUNK;
+
+	return v->mem_size - at < SNAPMEM_CHUNK ? (size_t)(v->mem_size - at) : SNAPMEM_CHUNK;
+}
+
+void snapmem_chunk_frame(const struct snapmem_view *v, uint32_t i, const uint8_t **p,
+			 uint32_t *len)
+{
+	const uint8_t *ent = v->sec + SNAPMEM_HDR + (size_t)i * SNAPMEM_ENTRY;
+	uint64_t off = get_u64(ent);
+
+	*p = off ? v->sec + off : NULL;
+	*len = off ? get_u32(ent + 8) : 0;
+}
+
+int snapmem_chunk_zero(const struct snapmem_view *v, uint32_t i)
+{
+	return get_u64(v->sec + SNAPMEM_HDR + (size_t)i * SNAPMEM_ENTRY) == 0;
+}
+
+int snapmem_chunk_read(const struct snapmem_view *v, uint32_t i, void *dctx, void *dst,
+		       struct err *e)
+{
+	const uint8_t *ent = v->sec + SNAPMEM_HDR + (size_t)i * SNAPMEM_ENTRY;
+	uint64_t off = get_u64(ent);
+	size_t want = snapmem_chunk_len(v, i), n;
+
+	if (!off) {
+		memset(dst, 0, want);
+		return 0;
+	}
+	n = ZSTD_decompressDCtx(dctx, dst, want, v->sec + off, get_u32(ent + 8));
+	if (ZSTD_isError(n) || n != want)
+		return err_set(e, -EBADMSG, "memory section: chunk %u does not decompress", i);
+	return 0;
 }
 
 struct djob {

@@ -21,15 +21,48 @@
 
 struct snapmem_stats {
 	uint64_t chunks, zero_chunks, stored_bytes;
+	uint64_t reused_chunks; /* taken as they were from the base */
 };
 
-/* Compresses `m` into a memory section named "memory". */
+struct snapmem_view;
+
+/* What a save from a restored machine starts from: the memory section it
+ * was restored from, and which chunks are unchanged since (their frames
+ * are copied as they are, not compressed again). */
+struct snapmem_base {
+	const struct snapmem_view *v;
+	const uint8_t *clean; /* per chunk */
+};
+
+/* Compresses `m` into a memory section named "memory"; base may be NULL. */
 int snapmem_write(struct bundle_writer *w, const struct guest_mem *m,
-		  struct snapmem_stats *st, struct err *e) WARN_UNUSED;
+		  const struct snapmem_base *base, struct snapmem_stats *st,
+		  struct err *e) WARN_UNUSED;
 /* Decompresses a verified memory section into dst (mem_size bytes,
  * zero-filled beforehand), using `threads` threads. */
 int snapmem_read(const uint8_t *sec, uint64_t sec_size, void *dst, uint64_t mem_size,
 		 unsigned threads, struct err *e) WARN_UNUSED;
+/* One chunk at a time (lazy restore): a checked view of the section. */
+struct snapmem_view {
+	const uint8_t *sec;
+	uint64_t sec_size, mem_size;
+	uint32_t nchunks;
+};
+
+int snapmem_open(const uint8_t *sec, uint64_t sec_size, struct snapmem_view *v,
+		 struct err *e) WARN_UNUSED;
+/* Bytes of guest memory chunk i covers. */
+size_t snapmem_chunk_len(const struct snapmem_view *v, uint32_t i);
+/* 1 when chunk i is all zero (stored as nothing). */
+int snapmem_chunk_zero(const struct snapmem_view *v, uint32_t i);
+/* The stored frame of chunk i (NULL, 0 for a zero chunk). */
+void snapmem_chunk_frame(const struct snapmem_view *v, uint32_t i, const uint8_t **p,
+			 uint32_t *len);
+/* Decompresses chunk i into dst (snapmem_chunk_len bytes); dctx is a
+ * ZSTD_DCtx of the caller's thread. */
+int snapmem_chunk_read(const struct snapmem_view *v, uint32_t i, void *dctx, void *dst,
+		       struct err *e) WARN_UNUSED;
+
 /* Reads mem_size from a section header after bounds checks. */
 int snapmem_size(const uint8_t *sec, uint64_t sec_size, uint64_t *mem_size,
 		 struct err *e) WARN_UNUSED;

@@ -10,10 +10,22 @@
 #include "snapshot/bundle.h"
 #include "snapshot/cache.h"
 #include "snapshot/manifest.h"
+#include "snapshot/snapmem.h"
 
 /* Pauses the machine, writes the bundle atomically, resumes it; with
  * `then_stop`, stops it instead (VM_STOP_PACKED) once the bundle is safe. */
 int snapshot_save(struct vm *vm, const char *path, int then_stop, struct err *e) WARN_UNUSED;
+
+/* Where a restored machine's memory came from (vm->mem_origin): the
+ * memory section of its bundle, kept open by the restore_plan. */
+struct lazy_mem;
+struct origin {
+	struct vm *vm;
+	struct snapmem_view v;
+	struct lazy_mem *lazy; /* filled on demand, or NULL */
+	int tracked;           /* dirty.h tracks its writes */
+	int track_fd;          /* the userfaultfd doing it, when not lazy's */
+};
 
 struct restore_plan {
 	struct bundle b;

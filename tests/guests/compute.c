@@ -7,8 +7,8 @@
  *                     emulated on some hosts (~1000x slower), so it does
  *                     far fewer iterations per step.
  *   cpus=N            1 or 2 (default 1); with 2 the AP (APIC id 1) is
- *                     started as smp.c does (its trampoline, smp_tramp.S)
- *                     and each step's iterations are split between the CPUs.
+ *                     started (common/ap.c) and each step's iterations
+ *                     are split between the CPUs.
  *   steps=S           number of steps (default 10).
  *   iters=N           iterations per step, all CPUs together (default by mode).
  *
@@ -30,9 +30,6 @@
 #define USER_ITERS   40000000UL
 #define KERNEL_ITERS 24000UL
 
-#define ICR_INIT 0x4500
-#define ICR_SIPI 0x4600
-
 #define M1 0x9e3779b97f4a7c15UL
 #define M2 0xbf58476d1ce4e5b9UL
 #define M3 0x94d049bb133111ebUL
@@ -48,9 +45,6 @@ struct work {
 
 static struct work work[NCPUS_MAX] USER_DATA;
 
-extern char tramp_start[], tramp_end[];
-volatile uint64_t ap_stack_top; /* read by ap_entry64 (smp_tramp.S) */
-static volatile unsigned ap_alive;
 static volatile unsigned long go, ap_done; /* steps released / finished by the AP */
 static bool kernel_mode;
 static unsigned long steps = DEFAULT_STEPS;
@@ -90,11 +84,10 @@ static void run_step(unsigned idx)
 		run_user(compute_step, &work[idx], user_stack_top(idx));
 }
 
-/* Called on the AP's own stack once it is in long mode (smp_tramp.S). */
+/* Called on the AP's own stack once it is in long mode (ap_tramp.S). */
 void ap_main(void)
 {
-	cpu_init(1);
-	__atomic_store_n(&ap_alive, 1, __ATOMIC_RELEASE);
+	ap_started();
 	for (unsigned long k = 0; k < steps; k++) {
 		while (__atomic_load_n(&go, __ATOMIC_ACQUIRE) <= k)
 			;
@@ -111,22 +104,6 @@ static bool wait_for(volatile unsigned long *v, unsigned long want, uint64_t us)
 		if (pit_clock_us() - t0 > us)
 			return false;
 	return true;
-}
-
-/* INIT-SIPI(-SIPI) as in smp.c, for the one AP. */
-static void start_ap(void)
-{
-	memcpy((void *)TRAMP_ADDR, tramp_start, tramp_end - tramp_start);
-	ap_stack_top = (uint64_t)cpu_stacks + 2 * STACK_SIZE;
-	lapic_ipi(1, ICR_INIT);
-	for (int sipi = 0; sipi < 2 && !ap_alive; sipi++) {
-		lapic_ipi(1, ICR_SIPI | TRAMP_ADDR >> 12);
-		uint64_t t0 = pit_clock_us();
-		while (!ap_alive && pit_clock_us() - t0 < (sipi ? 1000000 : 10000))
-			;
-	}
-	if (!ap_alive)
-		fail("cpu 1 did not start\n");
 }
 
 /* A space-separated word of the command line is "prefix..." (whole word if exact). */
@@ -185,7 +162,7 @@ void guest_main(const char *cmdline)
 	lapic_enable();
 	pit_clock_start();
 	if (ncpus > 1)
-		start_ap();
+		ap_start(1, 1);
 
 	uint64_t key = 0;
 	prepare_step(0, ncpus, iters, key);

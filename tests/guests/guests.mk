@@ -23,21 +23,24 @@ GUEST_LDFLAGS := -nostdlib -static -no-pie -Wl,-T,$(GUEST_SRC)/guest.ld \
 GUEST_COMMON := common/entry.S common/isr.S common/start.c common/print.c \
 	common/hw.c common/lib.c
 GUEST_ticker := ticker.c
-GUEST_smp := smp.c smp_tramp.S
+GUEST_AP := common/ap.c common/ap_tramp.S
+GUEST_smp := smp.c $(GUEST_AP)
 GUEST_probe := probe.c probe_entry.S
 GUEST_virtio := virtio.c common/virtio.c
-GUEST_compute := compute.c smp_tramp.S
+GUEST_compute := compute.c $(GUEST_AP)
 GUEST_vsock := vsock.c common/virtio.c
+GUEST_fill := fill.c $(GUEST_AP)
 
 guest_objs = $(patsubst %,$(GUEST_OBJ)/%.o,$(basename $(1)))
 
 GUEST_ALL_SRCS := $(GUEST_COMMON) $(GUEST_ticker) $(GUEST_smp) $(GUEST_probe) \
-	$(GUEST_virtio) $(GUEST_compute) $(GUEST_vsock)
+	$(GUEST_virtio) $(GUEST_compute) $(GUEST_vsock) $(GUEST_fill)
 GUEST_C_OBJS := $(call guest_objs,$(sort $(filter %.c,$(GUEST_ALL_SRCS))))
 GUEST_S_OBJS := $(call guest_objs,$(sort $(filter %.S,$(GUEST_ALL_SRCS))))
 
 TEST_GUESTS := $(GUEST_OUT)/ticker.elf $(GUEST_OUT)/smp.elf $(GUEST_OUT)/probe.elf \
-	$(GUEST_OUT)/virtio.elf $(GUEST_OUT)/compute.elf $(GUEST_OUT)/vsock.elf
+	$(GUEST_OUT)/virtio.elf $(GUEST_OUT)/compute.elf $(GUEST_OUT)/vsock.elf \
+	$(GUEST_OUT)/fill.elf
 
 .PHONY: test-guests
 test-guests: $(TEST_GUESTS)
@@ -60,10 +63,11 @@ $(GUEST_OUT)/probe.elf: $(call guest_objs,$(GUEST_COMMON) $(GUEST_probe))
 $(GUEST_OUT)/virtio.elf: $(call guest_objs,$(GUEST_COMMON) $(GUEST_virtio))
 $(GUEST_OUT)/compute.elf: $(call guest_objs,$(GUEST_COMMON) $(GUEST_compute))
 $(GUEST_OUT)/vsock.elf: $(call guest_objs,$(GUEST_COMMON) $(GUEST_vsock))
+$(GUEST_OUT)/fill.elf: $(call guest_objs,$(GUEST_COMMON) $(GUEST_fill))
 
 # Code that also runs at CPL3 (USER_TEXT) must not call into kernel text:
 # no memset/memcpy calls made up by GCC, no jump tables in kernel .rodata.
-$(call guest_objs,$(GUEST_virtio) $(GUEST_vsock)): GUEST_CFLAGS += -fno-tree-loop-distribute-patterns -fno-jump-tables
+$(call guest_objs,$(GUEST_virtio) $(GUEST_vsock) fill.c): GUEST_CFLAGS += -fno-tree-loop-distribute-patterns -fno-jump-tables
 
 -include $(GUEST_C_OBJS:.o=.d) $(GUEST_S_OBJS:.o=.d)
 

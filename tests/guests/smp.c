@@ -8,14 +8,10 @@
 #include "guest.h"
 
 #define COUNT 100000
-#define ICR_INIT 0x4500 /* INIT, level assert */
-#define ICR_SIPI 0x4600 /* start-up; low byte = start page */
 #define MP_FLOAT_SIG 0x5f504d5f /* "_MP_" */
 #define MP_CONF_SIG  0x504d4350 /* "PCMP" */
 
-extern char tramp_start[], tramp_end[];
-volatile uint64_t ap_stack_top; /* read by ap_entry64 (smp_tramp.S) */
-static volatile unsigned ap_booting, ap_alive, aps_done;
+static volatile unsigned aps_done;
 static volatile uint64_t counter USER_DATA;
 
 USER_TEXT static uint64_t count_user(void *arg)
@@ -29,10 +25,8 @@ USER_TEXT static uint64_t count_user(void *arg)
 /* Called on the AP's own stack once it is in long mode. */
 void ap_main(void)
 {
-	unsigned idx = ap_booting;
+	unsigned idx = ap_started();
 
-	cpu_init(idx);
-	__atomic_store_n(&ap_alive, idx, __ATOMIC_RELEASE);
 	kprintf("cpu %u up\n", idx);
 	run_user(count_user, NULL, user_stack_top(idx));
 	__atomic_fetch_add(&aps_done, 1, __ATOMIC_RELEASE);
@@ -89,30 +83,6 @@ static unsigned mp_cpus(uint32_t *ids)
 	return n;
 }
 
-static bool wait_alive(unsigned idx, uint64_t us)
-{
-	uint64_t t0 = pit_clock_us();
-
-	while (ap_alive != idx)
-		if (pit_clock_us() - t0 > us)
-			return false;
-	return true;
-}
-
-/* One AP at a time, so a single ap_stack_top/ap_booting pair suffices. */
-static void boot_ap(unsigned idx, uint32_t apic_id)
-{
-	ap_booting = idx;
-	ap_stack_top = (uint64_t)cpu_stacks + (idx + 1) * STACK_SIZE;
-	lapic_ipi(apic_id, ICR_INIT);
-	lapic_ipi(apic_id, ICR_SIPI | TRAMP_ADDR >> 12);
-	if (wait_alive(idx, 10000))
-		return;
-	lapic_ipi(apic_id, ICR_SIPI | TRAMP_ADDR >> 12); /* second SIPI, as the MP spec says */
-	if (!wait_alive(idx, 1000000))
-		fail("cpu %u (APIC id %u) did not start\n", idx, apic_id);
-}
-
 void guest_main(const char *cmdline)
 {
 	uint32_t ids[MAX_CPUS], self = lapic_id();
@@ -145,12 +115,11 @@ void guest_main(const char *cmdline)
 
 	pic_mask_all();
 	lapic_enable();
-	memcpy((void *)TRAMP_ADDR, tramp_start, tramp_end - tramp_start);
 	pit_clock_start();
 	unsigned idx = 1;
 	for (unsigned i = 0; i < n; i++)
 		if (ids[i] != self)
-			boot_ap(idx++, ids[i]);
+			ap_start(idx++, ids[i]);
 
 	run_user(count_user, NULL, user_stack_top(0));
 	uint64_t t0 = pit_clock_us();

@@ -980,7 +980,7 @@ static void smem_setup(void)
 	gm.size = SMEM_SIZE;
 	ck_assert(asprintf(&path, "%s/mem.smolmachine", dir) > 0);
 	ck_assert_msg(bundle_writer_open(&w, path, &e) == 0, "%s", e.msg);
-	ck_assert_msg(snapmem_write(&w, &gm, &st, &e) == 0, "%s", e.msg);
+	ck_assert_msg(snapmem_write(&w, &gm, NULL, &st, &e) == 0, "%s", e.msg);
 	ck_assert_msg(bundle_writer_commit(&w, &e) == 0, "%s", e.msg);
 	ck_assert_uint_eq(st.chunks, 3);
 	ck_assert_uint_eq(st.zero_chunks, 1);

@@ -122,7 +122,7 @@ static char *write_bundle(const char *dir, const char *file, const char *manifes
 		gm.base = calloc(1, mem_size);
 		ck_assert_ptr_nonnull(gm.base);
 		memcpy(gm.base + 4096, "ticker memory", 13);
-		ck_assert_msg(snapmem_write(&bw, &gm, &st, &e) == 0, "%s", e.msg);
+		ck_assert_msg(snapmem_write(&bw, &gm, NULL, &st, &e) == 0, "%s", e.msg);
 		free(gm.base);
 	}
 	ck_assert_msg(bundle_writer_commit(&bw, &e) == 0, "%s", e.msg);

@@ -126,12 +126,19 @@ void *user_stack_top(unsigned idx);
 void trap_set_handler(unsigned vector, trap_handler_t h);
 NORETURN void reset(void);
 bool cmdline_uint(const char *cmdline, const char *key, unsigned long *val);
+void user_map(uint64_t base, uint64_t len); /* CPL3 may touch [base, base+len) */
+
+/* ap.c (with ap_tramp.S): application processors; pit_clock_start() first */
+void ap_start(unsigned idx, uint32_t apic_id); /* returns once it runs */
+unsigned ap_started(void); /* ap_main's first call: sets the AP up, its index */
+void ap_main(void);        /* one per guest that starts APs, entered on the AP */
 
 /* print.c */
 void kprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 NORETURN void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void spin_lock(volatile uint32_t *l);
 void spin_unlock(volatile uint32_t *l);
+char serial_getc(void); /* waits for a byte on COM1 */
 
 /* hw.c: LAPIC, IOAPIC, PIC, PIT */
 void pic_mask_all(void);

@@ -1,7 +1,8 @@
-/* COM1 output and a small printf (%c %s %d %u %x %p, 'l' modifier). */
+/* COM1 output and a small printf (%c %s %d %u %x %p, 'l' modifier); COM1 input. */
 #include "guest.h"
 
 #define COM1 0x3f8
+#define LSR_DR   0x01
 #define LSR_THRE 0x20
 
 /* One lock for all output so lines from different CPUs do not interleave. */
@@ -24,6 +25,18 @@ static void putc_serial(char c)
 	while (!(inb(COM1 + 5) & LSR_THRE))
 		;
 	outb(COM1, (uint8_t)c);
+}
+
+/* Input is enabled first: smolvm's uart takes input only while the guest
+ * listens (IER receive interrupt, MCR OUT2); the interrupt line itself stays
+ * masked (PIC, IOAPIC). */
+char serial_getc(void)
+{
+	outb(COM1 + 1, 0x01); /* IER: received data available */
+	outb(COM1 + 4, 0x0b); /* MCR: DTR, RTS, OUT2 */
+	while (!(inb(COM1 + 5) & LSR_DR))
+		;
+	return (char)inb(COM1);
 }
 
 static void put_num(unsigned long v, unsigned base, bool neg)

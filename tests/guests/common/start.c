@@ -134,6 +134,20 @@ bool cmdline_uint(const char *s, const char *key, unsigned long *val)
 	return false;
 }
 
+/* Sets U/S on the 2 MiB pages of entry.S's identity map that hold
+ * [base, base+len), then flushes this CPU's TLB. */
+void user_map(uint64_t base, uint64_t len)
+{
+	extern uint64_t pml4[];
+	uint64_t *pdpt = (uint64_t *)(pml4[0] & ~0xfffull), cr3;
+
+	for (uint64_t a = base & ~0x1fffffull; a < base + len; a += 0x200000) {
+		uint64_t *pd = (uint64_t *)(pdpt[a >> 30] & ~0xfffull);
+		pd[(a >> 21) & 511] |= 4;
+	}
+	__asm__ volatile("mov %%cr3, %0; mov %0, %%cr3" : "=r"(cr3) : : "memory");
+}
+
 /* Entered from entry.S on the boot stack; cmdline is a physical address. */
 NORETURN void start_c(const char *cmdline)
 {

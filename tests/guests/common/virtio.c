@@ -306,12 +306,7 @@ void virtio_note_used(struct vdev *d)
 /* Sets U/S on the 2 MiB page (entry.S's identity map) holding the registers. */
 void virtio_user_map(struct vdev *d)
 {
-	extern uint64_t pml4[];
-	uint64_t *pdpt = (uint64_t *)(pml4[0] & ~0xfffull);
-	uint64_t *pd = (uint64_t *)(pdpt[d->base >> 30] & ~0xfffull);
-
-	pd[(d->base >> 21) & 511] |= 4;
-	__asm__ volatile("invlpg (%0)" : : "r"(d->base) : "memory");
+	user_map(d->base, 1);
 }
 
 /* ---- time ---- */

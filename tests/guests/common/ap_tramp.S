@@ -1,6 +1,7 @@
 /*
- * AP start: real mode at TRAMP_ADDR (copied there by smp.c) -> protected
- * mode -> enter_long32 (entry.S) -> ap_entry64 on the stack in ap_stack_top.
+ * AP start: real mode at TRAMP_ADDR (copied there by ap_start, ap.c) ->
+ * protected mode -> enter_long32 (entry.S) -> ap_entry64 on the stack in
+ * ap_stack_top -> the guest's ap_main().
  */
 #include "guest.h"
 

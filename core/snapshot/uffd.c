@@ -1,0 +1,60 @@
+#include "snapshot/uffd.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#ifndef USERFAULTFD_IOC_NEW
+#define USERFAULTFD_IOC_NEW _IO(0xAA, 0x00)
+#endif
+
+static int raw_open(void)
+{
+	/* The syscall needs CAP_SYS_PTRACE for kernel-mode faults; the
+	 * device only read-write access to /dev/userfaultfd. */
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+
+	if (fd >= 0)
+		return fd;
+	if (errno != EPERM && errno != ENOSYS)
+		return -errno;
+	int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+	if (dev < 0)
+		return -errno;
+	fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
+	int code = errno;
+	close(dev);
+	return fd < 0 ? -code : fd;
+}
+
+int uffd_open(uint64_t features, int *got)
+{
+	struct uffdio_api api = { .api = UFFD_API };
+	int fd = raw_open();
+
+	*got = 0;
+	if (fd < 0)
+		return fd;
+	/* UFFDIO_API is once per fd: ask what there is on this one, then
+	 * enable on a fresh one. */
+	if (ioctl(fd, UFFDIO_API, &api) < 0) {
+		int code = errno;
+		close(fd);
+		return -code;
+	}
+	close(fd);
+	fd = raw_open();
+	if (fd < 0)
+		return fd;
+	api.api = UFFD_API;
+	api.features = (api.features & features) == features ? features : 0;
+	*got = api.features == features;
+	if (ioctl(fd, UFFDIO_API, &api) < 0) {
+		int code = errno;
+		close(fd);
+		return -code;
+	}
+	return fd;
+}
