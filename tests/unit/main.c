@@ -48,6 +48,24 @@ void unit_rmdir(char *dir)
 	free(dir);
 }
 
+char *unit_read_file(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf;
+	long n;
+
+	ck_assert_msg(f != NULL, "%s: %s", path, strerror(errno));
+	ck_assert(fseek(f, 0, SEEK_END) == 0);
+	n = ftell(f);
+	ck_assert(n >= 0 && fseek(f, 0, SEEK_SET) == 0);
+	buf = malloc((size_t)n + 1);
+	ck_assert_ptr_nonnull(buf);
+	ck_assert(fread(buf, 1, (size_t)n, f) == (size_t)n);
+	fclose(f);
+	*len = (size_t)n;
+	return buf;
+}
+
 char *unit_write_file(const char *dir, const char *name, const void *buf, size_t len)
 {
 	char *path;

@@ -25,24 +25,6 @@ static void put64(uint8_t *p, uint64_t v) { for (int i = 0; i < 8; i++) p[i] = (
 static uint32_t get32(const uint8_t *p) { uint32_t v = 0; for (int i = 3; i >= 0; i--) v = v << 8 | p[i]; return v; }
 static uint64_t get64(const uint8_t *p) { uint64_t v = 0; for (int i = 7; i >= 0; i--) v = v << 8 | p[i]; return v; }
 
-static char *read_all(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	char *buf;
-	long n;
-
-	ck_assert_msg(f != NULL, "%s: %s", path, strerror(errno));
-	ck_assert(fseek(f, 0, SEEK_END) == 0);
-	n = ftell(f);
-	ck_assert(n >= 0 && fseek(f, 0, SEEK_SET) == 0);
-	buf = malloc((size_t)n + 1);
-	ck_assert_ptr_nonnull(buf);
-	ck_assert(fread(buf, 1, (size_t)n, f) == (size_t)n);
-	fclose(f);
-	*len = (size_t)n;
-	return buf;
-}
-
 /* ==== the container ====================================================== */
 
 /* A bundle image in memory, laid out as bundle_writer lays it out:
@@ -203,7 +185,7 @@ START_TEST(test_writer_matches_format)
 		ck_assert_int_eq(bundle_add(&w, sample[i].name, sample[i].type, sample[i].data,
 					    sample[i].len, &e), 0);
 	ck_assert_msg(bundle_writer_commit(&w, &e) == 0, "%s", e.msg);
-	data = read_all(path, &len);
+	data = unit_read_file(path, &len);
 	build(&im, sample, NSAMPLE);
 	ck_assert_uint_eq(len, im.len);
 	ck_assert_mem_eq(data, im.d, len);
@@ -545,7 +527,7 @@ START_TEST(test_writer_abort_keeps_target)
 	ck_assert_int_eq(stat(w.tmp_path, &st), 0);
 	ck_assert_int_eq(bundle_add(&w, "lua", SEC_LUA, sample_lua, sizeof(sample_lua) - 1, &e), 0);
 	bundle_writer_abort(&w);
-	data = read_all(path, &len);
+	data = unit_read_file(path, &len);
 	ck_assert_uint_eq(len, 8);
 	ck_assert_mem_eq(data, "previous", 8);
 	free(data);
@@ -1229,7 +1211,7 @@ START_TEST(test_cache_refuses_bad_memory)
 
 	/* A flipped bit in the stored section: its checksum. */
 	size_t len;
-	img = (uint8_t *)read_all(path, &len);
+	img = (uint8_t *)unit_read_file(path, &len);
 	img[BUNDLE_HEADER_SIZE + 100] ^= 0x08;
 	unlink(path);
 	free(unit_write_file(dir, "bad.smolmachine", img, len));

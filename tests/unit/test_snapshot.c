@@ -26,24 +26,6 @@ static const char *env_or(const char *name, const char *fallback)
 	return v && *v ? v : fallback;
 }
 
-static char *read_file(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	char *buf;
-	long n;
-
-	ck_assert_msg(f != NULL, "%s: %s", path, strerror(errno));
-	ck_assert(fseek(f, 0, SEEK_END) == 0);
-	n = ftell(f);
-	ck_assert(n >= 0 && fseek(f, 0, SEEK_SET) == 0);
-	buf = malloc((size_t)n + 1);
-	ck_assert_ptr_nonnull(buf);
-	ck_assert(fread(buf, 1, (size_t)n, f) == (size_t)n);
-	fclose(f);
-	*len = (size_t)n;
-	return buf;
-}
-
 static void write_file(const char *path, const void *buf, size_t len)
 {
 	FILE *f = fopen(path, "wb");
@@ -146,7 +128,7 @@ static void corrupt_section(const char *path, const char *name)
 	ck_assert_uint_gt(s->size, 0);
 	at = s->offset + s->size / 2;
 	bundle_close(&b);
-	buf = read_file(path, &len);
+	buf = unit_read_file(path, &len);
 	buf[at] ^= 0x04;
 	write_file(path, buf, len);
 	free(buf);
@@ -278,7 +260,7 @@ START_TEST(test_open_corrupt_sections)
 	/* The container is checked first: its refusals come through. */
 	path = write_bundle(tmp, "corrupt.smolmachine", man, 0, 1 << 20);
 	size_t len;
-	char *buf = read_file(path, &len);
+	char *buf = unit_read_file(path, &len);
 	buf[3] ^= 0x20;
 	write_file(path, buf, len);
 	expect_open_refused("magic", path, -EBADMSG, "not a smolvm bundle (bad magic)");
@@ -705,7 +687,7 @@ START_TEST(test_golden_v1_opens)
 	struct err e = { "" };
 	const struct manifest *m = &plan.m;
 	size_t len;
-	char *raw = read_file(path, &len);
+	char *raw = unit_read_file(path, &len);
 
 	/* Format 1, as the header says. */
 	ck_assert_uint_ge(len, BUNDLE_HEADER_SIZE);

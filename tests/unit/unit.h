@@ -24,6 +24,8 @@ char *unit_tmpdir(void);
 void unit_rmdir(char *dir);
 /* Writes `len` bytes to dir/name; returns the malloc'd path. */
 char *unit_write_file(const char *dir, const char *name, const void *buf, size_t len);
+/* The whole file (NUL-terminated, malloc'd); fails the test if it cannot. */
+char *unit_read_file(const char *path, size_t *len);
 
 /* Runs fn(arg) in a child process that is killed after `timeout_s`
  * seconds. Returns fn's result (0..255), or -1 for a crash or a timeout,
