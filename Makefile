@@ -43,7 +43,7 @@ CHECK_LIBS := $(shell $(PKG_CONFIG) --libs check)
 
 CORE_SRCS := $(shell find core -name '*.c' | sort)
 CORE_LIB_SRCS := $(filter-out core/main.c,$(CORE_SRCS))
-CORE_CFLAGS := $(BASE_CFLAGS) $(SDK_CFLAGS) -Icore $(LUA_CFLAGS) \
+CORE_CFLAGS := $(BASE_CFLAGS) $(SDK_CFLAGS) -iquote core $(LUA_CFLAGS) \
 	-DSMOLVM_LIBDIR='"$(LIBDIR)"' -DSMOLVM_VERSION='"$(SMOLVM_VERSION)"' -pthread
 CORE_LIBS := $(LUA_LIBS) $(INIH_LIBS) $(SNAP_LIBS) -ldl -pthread
 
@@ -66,7 +66,7 @@ $(AGENT_PROTO_OBJ): sdk/src/agent_proto.c
 # The core's layers (tests/check-layers.sh): an #include that points up
 # fails the build.
 LAYERS_OK := $(BUILD)/core/layers.ok
-$(LAYERS_OK): tests/check-layers.sh $(shell find core -name '*.[ch]')
+$(LAYERS_OK): tests/check-layers.sh $(shell find core -type f)
 	$(call say,LAYERS,core)
 	@mkdir -p $(dir $@)
 	$(Q)tests/check-layers.sh core && touch $@

@@ -6,7 +6,10 @@
 # A file in core/ may include a header of its own folder or of a layer below
 # its own, named by folder ("machine/vm.h"); never one of a layer above, nor
 # of a sibling on the same level (script, snapshot and agent do not know each
-# other). Headers in <...> (the system, libraries, the SDK) are not ours.
+# other). Headers in <...> are the system's, libraries' and the SDK's; the
+# core's own are never included that way (the build gives them -iquote), an
+# include it cannot read (a macro) is refused, only .c and .h files live in
+# core/, and only main.c at its top.
 #
 #   tests/check-layers.sh [CORE_DIR]   (default: core) prints each violation
 #                                      and exits 1 if there is any
@@ -21,21 +24,39 @@ rank() { # folder -> level (higher may include lower)
 bad=0
 err() { echo "check-layers: $*" >&2; bad=1; }
 
-files=$(cd "$core" && find . -name '*.[ch]' | sed 's|^\./||' | sort)
+files=$(cd "$core" && find . -type f | sed 's|^\./||' | sort)
 [ -n "$files" ] || { err "no sources under $core"; exit 1; }
 for f in $files; do
 	case $f in
+	main.c) own=main ;;
 	*/*) own=${f%%/*} ;;
-	*) own=main ;;
+	*) err "$core/$f: only main.c lives at the top of core/; put it in a layer's folder"; continue ;;
 	esac
 	r=$(rank "$own")
 	[ "$r" -gt 0 ] || { err "$core/$f: in no layer (folders: session script snapshot agent machine arch lib)"; continue; }
+	case $f in
+	*.c | *.h) ;;
+	*) err "$core/$f: only .c and .h files belong in core/"; continue ;;
+	esac
 	while IFS= read -r line; do
 		n=${line%%:*}
-		inc=$(printf '%s' "${line#*:}" | sed -n 's/^[[:space:]]*#[[:space:]]*include[[:space:]]*"\([^"]*\)".*/\1/p')
-		[ -n "$inc" ] || continue
+		text=${line#*:}
+		inc=$(printf '%s' "$text" | sed -n 's/^[[:space:]]*#[[:space:]]*include[[:space:]]*"\([^"]*\)".*/\1/p')
+		if [ -z "$inc" ]; then
+			sys=$(printf '%s' "$text" | sed -n 's/^[[:space:]]*#[[:space:]]*include[[:space:]]*<\([^>]*\)>.*/\1/p')
+			if [ -z "$sys" ]; then
+				err "$core/$f:$n: an #include of neither \"...\" nor <...> (a macro?) cannot be checked"
+			elif [ -d "$core/${sys%%/*}" ] && [ "${sys%%/*}" != "$sys" ]; then
+				err "$core/$f:$n: #include <$sys>: the core's own headers are included with \"...\""
+			fi
+			continue
+		fi
 		case $inc in
 		*..*) err "$core/$f:$n: #include \"$inc\": name headers by their folder, without .."; continue ;;
+		*.h) ;;
+		*) err "$core/$f:$n: #include \"$inc\": only headers are included"; continue ;;
+		esac
+		case $inc in
 		*/*) to=${inc%%/*} ;;
 		*) err "$core/$f:$n: #include \"$inc\": name it by its folder (e.g. \"machine/vm.h\")"; continue ;;
 		esac
@@ -49,6 +70,6 @@ for f in $files; do
 				err "$core/$f:$n: #include \"$inc\": points up ($own/ is below $to/; the rule: main -> session -> {script, snapshot, agent} -> machine -> arch -> lib)"
 			fi
 		fi
-	done < <(grep -n '#[[:space:]]*include' "$core/$f")
+	done < <(grep -n '^[[:space:]]*#[[:space:]]*include' "$core/$f")
 done
 exit $bad

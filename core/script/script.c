@@ -222,8 +222,12 @@ int script_has_hook(struct script *s, const char *hook)
 
 	if (!s)
 		return 0;
-	t = lua_getglobal(s->L, hook);
-	lua_pop(s->L, 1);
+	/* Raw: a metatable on _G is script code, which may not run here
+	 * (outside a protected call). */
+	lua_pushglobaltable(s->L);
+	lua_pushstring(s->L, hook);
+	t = lua_rawget(s->L, -2);
+	lua_pop(s->L, 2);
 	return t == LUA_TFUNCTION;
 }
 

@@ -7,8 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <smolvm/agent.h>
-
 #include "lib/clock.h"
 #include "script/sandbox.h"
 #include "script/script.h"
@@ -20,6 +18,8 @@
 struct vm_object {
 	const struct vm_object_ops *ops;
 	void *o;
+	const char *no_exec;
+	unsigned max_args;
 };
 
 static struct vm_object *self(lua_State *L)
@@ -201,13 +201,13 @@ static int list_add(char ***v, size_t *n, char *s)
 }
 
 /* argv from the list t[1..#t], in order. */
-static char **argv_list(lua_State *L, int idx)
+static char **argv_list(lua_State *L, int idx, unsigned max)
 {
 	lua_Integer len = luaL_len(L, idx);
 	char **v = calloc(1, sizeof(*v));
 	size_t n = 0;
 
-	for (lua_Integer i = 1; v && i <= len && i <= SMOLVM_AGENT_MAX_ARGS; i++) {
+	for (lua_Integer i = 1; v && i <= len && i <= (lua_Integer)max; i++) {
 		lua_geti(L, idx, i);
 		if (list_add(&v, &n, strdup(luaL_tolstring(L, -1, NULL))))
 			v = NULL;
@@ -250,6 +250,8 @@ static int l_exec(lua_State *L)
 	struct vm_exec_status st;
 	struct err e;
 
+	if (v->no_exec)
+		return nil_error(L, v->no_exec);
 	lua_settop(L, 3);
 	c = lua_newuserdatauv(L, sizeof(*c), 0); /* index 4 */
 	memset(c, 0, sizeof(*c));
@@ -259,7 +261,7 @@ static int l_exec(lua_State *L)
 		sh[2] = lua_tostring(L, 2);
 	} else {
 		luaL_checktype(L, 2, LUA_TTABLE);
-		c->argv = argv_list(L, 2);
+		c->argv = argv_list(L, 2, v->max_args);
 		if (!c->argv)
 			return luaL_error(L, "out of memory");
 		if (!c->argv[0] || !c->argv[0][0])
@@ -366,6 +368,8 @@ struct vm_object *vm_object_new(struct script *s, const struct vm_object_ops *op
 	v = lua_newuserdatauv(L, sizeof(*v), 0);
 	v->ops = ops;
 	v->o = o;
+	v->no_exec = info->no_exec;
+	v->max_args = info->max_args;
 	luaL_setfuncs(L, methods, 1);
 	lua_pushstring(L, info->name ? info->name : "");
 	lua_setfield(L, -2, "name");

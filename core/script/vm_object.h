@@ -52,6 +52,8 @@ struct vm_object_info {
 	const char *name;
 	int restored;
 	char **vars; /* "K=V", NULL-terminated, may be NULL */
+	const char *no_exec;   /* why vm:exec cannot work here, or NULL */
+	unsigned max_args;     /* of a vm:exec argv list */
 };
 
 /* Makes the vm object of `s` (kept in its registry; script_call_hook

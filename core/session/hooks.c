@@ -20,6 +20,8 @@
 #define SYNC_OPTIONAL_TIMEOUT_MS 5000
 #define HOOK_CPU_LIMIT_S 10
 
+static const char no_vsock[] = "this machine has no virtio-vsock device, which the guest agent needs";
+
 enum job_state { JOB_NONE, JOB_RUNNING, JOB_DONE };
 
 struct hooks {
@@ -169,8 +171,7 @@ static int op_exec(void *o, const struct vm_exec_req *r, struct vm_exec_status *
 	int gerr, rc;
 
 	if (!h->o.vsock)
-		return err_set(e, -ENOTSUP,
-			       "this machine has no virtio-vsock device, which the guest agent needs");
+		return err_set(e, -ENOTSUP, "%s", no_vsock);
 	rc = agent_connect(&a, h->o.vsock, AGENT_TIMEOUT_MS, h->cancel_fd, e);
 	if (!rc)
 		rc = agent_exec(&a, r->cwd, r->argv, r->env, &io, &as, &gerr, e);
@@ -369,12 +370,28 @@ static void start_job(struct hooks *h)
 	}
 }
 
+/* The watchdog gave up on a hook: the machine stops with its message. */
+static void on_hung(void *opaque, const char *msg)
+{
+	struct hooks *h = opaque;
+
+	pthread_mutex_lock(&h->lock);
+	h->hung = 1;
+	pthread_cond_broadcast(&h->cond);
+	pthread_mutex_unlock(&h->lock);
+	fail(h, msg);
+}
+
 static void *thread_main(void *arg)
 {
 	struct hooks *h = arg;
 	char line[LINES_MAX_LEN];
 
 	pthread_setname_np(pthread_self(), "script");
+	/* Started here, so it watches this thread's first hook too. Without
+	 * it a library call that never ends would hang the machine's end. */
+	if (h->s && watchdog_start(&h->watchdog, pthread_self(), HOOK_CPU_LIMIT_S, on_hung, h))
+		fprintf(stderr, "smolvm: no CPU watchdog for the hooks\r\n");
 	if (h->o.restored && h->o.vsock)
 		sync_agent(h);
 	if (!h->failed && !call_hook(h, h->o.restored ? "after_restore" : "on_boot", NULL) &&
@@ -423,18 +440,6 @@ static void *thread_main(void *arg)
 	return NULL;
 }
 
-/* The watchdog gave up on a hook: the machine stops with its message. */
-static void on_hung(void *opaque, const char *msg)
-{
-	struct hooks *h = opaque;
-
-	pthread_mutex_lock(&h->lock);
-	h->hung = 1;
-	pthread_cond_broadcast(&h->cond);
-	pthread_mutex_unlock(&h->lock);
-	fail(h, msg);
-}
-
 int hooks_start(struct vm *vm, struct script *s, const struct hooks_opts *o,
 		struct hooks **out, struct err *e)
 {
@@ -458,7 +463,10 @@ int hooks_start(struct vm *vm, struct script *s, const struct hooks_opts *o,
 		return err_set(e, -errno, "eventfd: %s", strerror(errno));
 	}
 	if (s) {
-		struct vm_object_info info = { o->name, o->restored, o->vars };
+		struct vm_object_info info = {
+			o->name, o->restored, o->vars,
+			o->vsock ? NULL : no_vsock,
+			SMOLVM_AGENT_MAX_ARGS };
 		h->vmo = vm_object_new(s, &vm_ops, h, &info);
 		for (unsigned i = 0; i < sizeof(hook_names) / sizeof(hook_names[0]); i++)
 			if (script_has_hook(s, hook_names[i]))
@@ -469,9 +477,6 @@ int hooks_start(struct vm *vm, struct script *s, const struct hooks_opts *o,
 		return err_set(e, -EAGAIN, "cannot start the script thread");
 	}
 	h->thread_started = 1;
-	/* Without it a stuck library call would hang the machine's end. */
-	if (s && watchdog_start(&h->watchdog, h->thread, HOOK_CPU_LIMIT_S, on_hung, h))
-		fprintf(stderr, "smolvm: no CPU watchdog for the hooks\r\n");
 	*out = h;
 	return 0;
 }
@@ -496,6 +501,8 @@ int hooks_finish(struct hooks *h, struct err *e)
 		pthread_cond_wait(&h->cond, &h->lock);
 	hung = h->hung;
 	pthread_mutex_unlock(&h->lock);
+	/* (its start on the script thread happened before script_done or hung,
+	 * both read under h->lock) */
 	watchdog_stop(&h->watchdog);
 	if (h->thread_started && !hung)
 		pthread_join(h->thread, NULL);

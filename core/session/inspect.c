@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "machine/loader.h"
+#include "session/control.h"
 #include "session/host_config.h"
 #include "session/session.h"
 #include "snapshot/snapmem.h"
@@ -49,12 +50,6 @@ int session_inspect(const char *path)
 	return rc ? 1 : 0;
 }
 
-static void print_refusal(void *opaque, const char *path, const char *why)
-{
-	(void)opaque;
-	fprintf(stderr, "smolvm: refused %s: %s\n", path, why);
-}
-
 int session_plugins(void)
 {
 	struct host_config hc;
@@ -65,7 +60,9 @@ int session_plugins(void)
 		fprintf(stderr, "smolvm: %s\n", e.msg);
 		return 1;
 	}
-	plugins_scan(&set, hc.plugin_dirs, hc.nplugin_dirs, print_refusal, NULL);
+	static const int always = 1;
+
+	plugins_scan(&set, hc.plugin_dirs, hc.nplugin_dirs, session_refusal, (void *)&always);
 	printf("%-16s %-8s %-8s %-5s %s\n", "NAME", "KIND", "VERSION", "ABI", "PATH");
 	for (size_t i = 0; i < set.n; i++) {
 		const struct plugin *p = &set.v[i];

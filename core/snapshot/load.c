@@ -333,6 +333,7 @@ int snapshot_load(const struct restore_plan *p, struct machine_config *cfg,
 	if (mem->fd >= 0)
 		close(mem->fd);
 	mem->fd = -1;
+	vm->opts.mem_fd = -1;
 	/* Lazily, guest memory is empty until the fill thread serves it,
 	 * which starts before the first state that may touch it. */
 	if (!rc)

@@ -14,6 +14,7 @@
  * around each line and reads a leading ';' or '#' as a comment, so a
  * piece never starts or ends next to one of those. */
 #define PIECE 120
+#define INI_LINE_MAX 199 /* bytes inih reads of a line, its newline included */
 
 static int cut_ok(const char *p)
 {
@@ -25,6 +26,12 @@ static void put_value(FILE *f, const char *key, const char *v)
 	size_t len = strlen(v), at = 0;
 
 	fprintf(f, "%s = ", key);
+	/* A line inih reads whole stays one line, so a reader from before
+	 * continuation lines reads it as before. */
+	if (strlen(key) + 3 + len < INI_LINE_MAX) {
+		fprintf(f, "%s\n", v);
+		return;
+	}
 	while (len - at > PIECE) {
 		size_t n = PIECE;
 		while (n > 1 && !cut_ok(v + at + n))
