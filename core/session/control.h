@@ -1,8 +1,9 @@
-/* One machine session: the machine, its script and hooks, and the rules
- * that give meaning to what the machine reports. pack saves at the first
- * console output containing the ready text (the vCPU that printed it parks
- * at once); SIGUSR1 saves to the session's output; a before_snapshot hook
- * runs first when the script has one. Inside session/. */
+/* One machine session: the machine, its script and hooks (struct
+ * session), and the rules that give meaning to what the machine reports
+ * (control.c): pack saves at the first console output containing the ready
+ * text (the vCPU that printed it parks at once); SIGUSR1 saves to the
+ * session's output; a before_snapshot hook runs first when the script has
+ * one. Running it to the end is session.c's. Inside session/. */
 #ifndef SMOLVM_CONTROL_H
 #define SMOLVM_CONTROL_H
 
