@@ -159,7 +159,7 @@ demo:
 
 .PHONY: clean
 clean:
-	rm -rf $(BUILD)/core $(BUILD)/plugins $(BUILD)/tests $(SMOLVM) $(BUILD)/guest/obj \
+	rm -rf $(BUILD)/core $(BUILD)/plugins $(BUILD)/tests $(SMOLVM) $(BUILD)/guest-obj \
 		$(AGENT_BIN)
 
 # ---- install / uninstall -------------------------------------------------

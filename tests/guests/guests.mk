@@ -7,7 +7,9 @@ BUILD ?= build
 GUEST_SAVED_GOAL := $(.DEFAULT_GOAL)
 GUEST_SRC := $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))
 GUEST_OUT := $(BUILD)/guest
-GUEST_OBJ := $(GUEST_OUT)/obj
+# Objects beside the images, not among them: a checkout whose $(BUILD)/guest
+# is shared with another (a worktree's symlink) keeps its objects to itself.
+GUEST_OBJ := $(BUILD)/guest-obj
 
 # GCC-specific flags: the host CC may be something else.
 GUEST_CC ?= gcc
