@@ -231,7 +231,11 @@ static int map_memory(const struct restore_plan *p, struct cache_result *mem, st
 		mem->lazy = 1;
 		return 0;
 	}
-	return cache_memory(&p->b, p->memory, p->m.memory, mem, e);
+	/* (cache_memory starts from a clean result: the reason is kept) */
+	snprintf(why.msg, sizeof(why.msg), "%s", mem->why_eager);
+	int rc = cache_memory(&p->b, p->memory, p->m.memory, mem, e);
+	snprintf(mem->why_eager, sizeof(mem->why_eager), "%s", why.msg);
+	return rc;
 }
 
 static void lazy_error(void *opaque, const char *msg)
