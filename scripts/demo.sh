@@ -73,7 +73,7 @@ echo "    stdin streamed into the guest: 'wc -c' counted it in ${exec2}s"
 
 say "summary"
 echo "    Linux booted to its shell in ${boot}s; restored from the bundle, the same shell"
-echo "    answered in ${first}s (first restore: decompresses into the cache) and ${second}s"
+echo "    answered in ${first}s (first restore: memory filled on demand and into the cache) and ${second}s"
 echo "    (second: maps the cached memory). The 'restored ... in N ms' lines above are"
 echo "    smolvm's own restore time, before the guest runs. smolvm exec restored it and"
 echo "    ran a command through the guest agent in ${exec1}s, without any boot."
