@@ -346,9 +346,19 @@ static int l_sleep(lua_State *L)
 	return 0;
 }
 
-struct vm_object *vm_object_new(struct script *s, const struct vm_object_ops *ops, void *o,
-				const struct vm_object_info *info)
+struct build_args {
+	const struct vm_object_ops *ops;
+	void *o;
+	const struct vm_object_info *info;
+	struct vm_object *v;
+};
+
+/* Builds the object; runs protected (allocations may hit the script's
+ * memory cap). */
+static int build_vm(lua_State *L)
 {
+	struct build_args *a = lua_touserdata(L, 1);
+	const struct vm_object_info *info = a->info;
 	static const luaL_Reg methods[] = {
 		{ "console_write", l_console_write }, { "wait_console", l_wait_console },
 		{ "exec", l_exec },                   { "snapshot", l_snapshot },
@@ -356,7 +366,6 @@ struct vm_object *vm_object_new(struct script *s, const struct vm_object_ops *op
 		{ "stop", l_stop },                   { "sleep", l_sleep },
 		{ NULL, NULL },
 	};
-	lua_State *L = script_lua(s);
 	struct vm_object *v;
 
 	if (luaL_newmetatable(L, EXEC_CALL_MT)) {
@@ -366,8 +375,8 @@ struct vm_object *vm_object_new(struct script *s, const struct vm_object_ops *op
 	lua_pop(L, 1);
 	lua_newtable(L);
 	v = lua_newuserdatauv(L, sizeof(*v), 0);
-	v->ops = ops;
-	v->o = o;
+	v->ops = a->ops;
+	v->o = a->o;
 	v->no_exec = info->no_exec;
 	v->max_args = info->max_args;
 	luaL_setfuncs(L, methods, 1);
@@ -386,7 +395,21 @@ struct vm_object *vm_object_new(struct script *s, const struct vm_object_ops *op
 	}
 	lua_setfield(L, -2, "vars");
 	lua_setfield(L, LUA_REGISTRYINDEX, SANDBOX_VM_KEY);
-	return v;
+	a->v = v;
+	return 0;
+}
+
+struct vm_object *vm_object_new(struct script *s, const struct vm_object_ops *ops, void *o,
+				const struct vm_object_info *info, struct err *e)
+{
+	struct build_args a = { ops, o, info, NULL };
+	lua_State *L = script_lua(s);
+
+	lua_pushcfunction(L, build_vm);
+	lua_pushlightuserdata(L, &a);
+	if (sandbox_pcall(L, 1, 0, 0, e))
+		return NULL;
+	return a.v;
 }
 
 void vm_object_detach(struct vm_object *v)

@@ -57,10 +57,11 @@ struct vm_object_info {
 };
 
 /* Makes the vm object of `s` (kept in its registry; script_call_hook
- * passes it to every hook). Returns the handle the session detaches. */
+ * passes it to every hook). Returns the handle the session detaches, or
+ * NULL with e filled (the script's memory cap reached). */
 struct vm_object;
 struct vm_object *vm_object_new(struct script *s, const struct vm_object_ops *ops, void *o,
-				const struct vm_object_info *info);
+				const struct vm_object_info *info, struct err *e);
 /* From now on the object's methods raise "machine is gone" (a vm kept in
  * a global, or reached from a finalizer, outlives its machine). */
 void vm_object_detach(struct vm_object *v);

@@ -467,7 +467,11 @@ int hooks_start(struct vm *vm, struct script *s, const struct hooks_opts *o,
 			o->name, o->restored, o->vars,
 			o->vsock ? NULL : no_vsock,
 			SMOLVM_AGENT_MAX_ARGS };
-		h->vmo = vm_object_new(s, &vm_ops, h, &info);
+		h->vmo = vm_object_new(s, &vm_ops, h, &info, e);
+		if (!h->vmo) {
+			hooks_free(h);
+			return err_wrap(e, -ENOMEM, "the hooks' vm object");
+		}
 		for (unsigned i = 0; i < sizeof(hook_names) / sizeof(hook_names[0]); i++)
 			if (script_has_hook(s, hook_names[i]))
 				h->defined |= 1u << i;
