@@ -31,30 +31,23 @@ static int raw_open(void)
 
 int uffd_open(uint64_t features, int *got)
 {
-	struct uffdio_api api = { .api = UFFD_API };
-	int fd = raw_open();
-
 	*got = 0;
-	if (fd < 0)
-		return fd;
-	/* UFFDIO_API is once per fd: ask what there is on this one, then
-	 * enable on a fresh one. */
-	if (ioctl(fd, UFFDIO_API, &api) < 0) {
+	/* UFFDIO_API is once per fd: ask for the features on this one, and
+	 * only if the kernel lacks one, start again without. */
+	for (int tries = 0; tries < 2; tries++) {
+		struct uffdio_api api = { .api = UFFD_API, .features = tries ? 0 : features };
+		int fd = raw_open();
+
+		if (fd < 0)
+			return fd;
+		if (ioctl(fd, UFFDIO_API, &api) == 0) {
+			*got = !tries;
+			return fd;
+		}
 		int code = errno;
 		close(fd);
-		return -code;
+		if (code != EINVAL || !features)
+			return -code;
 	}
-	close(fd);
-	fd = raw_open();
-	if (fd < 0)
-		return fd;
-	api.api = UFFD_API;
-	api.features = (api.features & features) == features ? features : 0;
-	*got = api.features == features;
-	if (ioctl(fd, UFFDIO_API, &api) < 0) {
-		int code = errno;
-		close(fd);
-		return -code;
-	}
-	return fd;
+	return -EINVAL;
 }
