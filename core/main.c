@@ -22,7 +22,8 @@ static void usage(FILE *f)
 		"\n"
 		"commands:\n"
 		"  boot SCRIPT.lua            boot the machine a Lua script declares, console attached\n"
-		"  pack SCRIPT.lua -o BUNDLE  boot it, wait for its ready line, save a .smolmachine bundle\n"
+		"  pack SCRIPT.lua -o BUNDLE  boot it, start its services, wait until ready, save a\n"
+		"                             .smolmachine bundle\n"
 		"  run BUNDLE                 restore a bundle and resume it where it was saved\n"
 		"  exec BUNDLE -- CMD...      restore a bundle, run CMD in the guest, exit with its status\n"
 		"  inspect BUNDLE             print a bundle's manifest and sections, verify checksums\n"
@@ -30,7 +31,8 @@ static void usage(FILE *f)
 		"  help [COMMAND]             this text, or a command's options\n"
 		"  version                    print the version\n"
 		"\n"
-		"Machine scripts: docs/machine-scripts.md; bundles: docs/bundle-format.md;\n"
+		"Machine scripts: docs/machine-scripts.md; root filesystems: docs/rootfs.md;\n"
+		"bundles: docs/bundle-format.md;\n"
 		"host configuration and plugin search path: docs/configuration.md.\n");
 }
 
@@ -45,6 +47,8 @@ static void usage(FILE *f)
 	"      --host-quirks MODE workarounds for software-emulated KVM: auto\n"      \
 	"                         (detect, the default), on or off\n"                 \
 	"  -v, --verbose          more messages (twice: unhandled I/O too)\n"         \
+	"      --rebuild          build the script's root filesystem afresh, even\n"  \
+	"                         when the cache holds it\n"                          \
 	HOOK_OPTIONS
 #define HOOK_OPTIONS                                                                 \
 	"      --hooks FILE       Lua hooks replacing the script's of the same name\n" \
@@ -74,9 +78,13 @@ static void usage_pack(FILE *f)
 	fprintf(f,
 		"usage: smolvm pack SCRIPT.lua -o BUNDLE [options]\n"
 		"\n"
-		"Boots the machine, waits for the first console line containing the script's\n"
-		"ready = \"...\" text (or --ready TEXT), saves the machine into BUNDLE (written\n"
-		"atomically: an existing BUNDLE is replaced only by a complete new one) and exits.\n"
+		"Builds the script's root filesystem (or finds it in the cache), boots the\n"
+		"machine, runs its start commands in the guest, waits until it is ready (the\n"
+		"script's ready: console text, or --ready TEXT; a guest command that exits 0;\n"
+		"a TCP port the guest listens on; without one, a machine with a root file system\n"
+		"is ready once its start commands are done), saves the machine into BUNDLE\n"
+		"(written atomically: an existing BUNDLE is replaced only by a complete new one)\n"
+		"and exits. A pack that is not ready in time fails with the last console lines.\n"
 		MACHINE_OPTIONS
 		"  -r, --ready TEXT       console text that means the guest is ready\n"
 		"  -o, --output BUNDLE    the .smolmachine file to write (required)\n");
@@ -236,6 +244,7 @@ static int boot_or_pack(int argc, char **argv, int pack)
 		{ "host-quirks", required_argument, NULL, 'Q' },
 		{ "ready", required_argument, NULL, 'r' },
 		{ "output", required_argument, NULL, 'o' },
+		{ "rebuild", no_argument, NULL, 'R' },
 		SESSION_LONG_OPTIONS,
 	};
 	void (*help)(FILE *) = pack ? usage_pack : usage_boot;
@@ -262,6 +271,7 @@ static int boot_or_pack(int argc, char **argv, int pack)
 		case 'Q': quirks = optarg; break;
 		case 'r': ov.ready = optarg; break;
 		case 'o': out = optarg; break;
+		case 'R': so.rebuild = 1; break;
 		case 'h': help(stdout); status = 0; goto out;
 		default: help(stderr); goto out;
 		}

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # The core's dependency rule, checked on its #include lines:
 #
-#   main.c -> session -> {script, snapshot, agent} -> machine -> arch -> lib
+#   main.c -> session -> {script, snapshot, agent, rootfs} -> machine -> arch -> lib
 #
 # A file in core/ may include a header of its own folder or of a layer below
 # its own, named by folder ("machine/vm.h"); never one of a layer above, nor
-# of a sibling on the same level (script, snapshot and agent do not know each
-# other). Headers in <...> are the system's, libraries' and the SDK's; the
+# of a sibling on the same level (script, snapshot, agent and rootfs do not
+# know each other). Headers in <...> are the system's, libraries' and the SDK's; the
 # core's own are never included that way (the build gives them -iquote), an
 # include it cannot read (a macro) is refused, only .c and .h files live in
 # core/, and only main.c at its top.
@@ -17,7 +17,7 @@ set -u
 core=${1:-core}
 rank() { # folder -> level (higher may include lower)
 	case $1 in
-	main) echo 6 ;; session) echo 5 ;; script | snapshot | agent) echo 4 ;;
+	main) echo 6 ;; session) echo 5 ;; script | snapshot | agent | rootfs) echo 4 ;;
 	machine) echo 3 ;; arch) echo 2 ;; lib) echo 1 ;; *) echo 0 ;;
 	esac
 }
@@ -33,7 +33,7 @@ for f in $files; do
 	*) err "$core/$f: only main.c lives at the top of core/; put it in a layer's folder"; continue ;;
 	esac
 	r=$(rank "$own")
-	[ "$r" -gt 0 ] || { err "$core/$f: in no layer (folders: session script snapshot agent machine arch lib)"; continue; }
+	[ "$r" -gt 0 ] || { err "$core/$f: in no layer (folders: session script snapshot agent rootfs machine arch lib)"; continue; }
 	case $f in
 	*.c | *.h) ;;
 	*) err "$core/$f: only .c and .h files belong in core/"; continue ;;

@@ -7,6 +7,29 @@
 #include <string.h>
 #include <strings.h>
 
+static void free_list(char **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+void rootfs_spec_free(struct rootfs_spec *r)
+{
+	if (!r)
+		return;
+	free(r->source);
+	free(r->mirror);
+	free_list(r->packages, r->npackages);
+	for (size_t i = 0; i < r->ncopy; i++) {
+		free(r->copy[i].from);
+		free(r->copy[i].to);
+	}
+	free(r->copy);
+	free_list(r->run, r->nrun);
+	free(r);
+}
+
 void machine_config_free(struct machine_config *c)
 {
 	for (size_t i = 0; i < c->ndevices; i++) {
@@ -27,6 +50,10 @@ void machine_config_free(struct machine_config *c)
 	free(c->script);
 	free(c->script_src);
 	free(c->ready);
+	free(c->ready_when.exec);
+	free_list(c->start, c->nstart);
+	rootfs_spec_free(c->rootfs);
+	free(c->rootfs_image);
 	free(c->name);
 	free(c->kernel);
 	free(c->initrd);

@@ -16,11 +16,46 @@ struct dev_config {
 	char **paths; /* config_path() results, parallel to vals, made on demand */
 };
 
+/* Where a root filesystem comes from (docs/rootfs.md). */
+enum rootfs_kind { ROOTFS_DEBIAN = 1, ROOTFS_OCI, ROOTFS_DOCKER_ARCHIVE, ROOTFS_DIR, ROOTFS_TAR,
+		   ROOTFS_IMAGE };
+
+struct rootfs_copy {
+	char *from; /* host path, absolute */
+	char *to;   /* path inside the root filesystem, absolute */
+};
+
+struct rootfs_spec {
+	enum rootfs_kind kind;
+	char *source;      /* suite, or an absolute path (OCI: "path:tag") */
+	char *mirror;      /* debian: the archive, NULL: deb.debian.org */
+	char **packages;   /* debian */
+	size_t npackages;
+	struct rootfs_copy *copy; /* before run, in order */
+	size_t ncopy;
+	char **run;        /* shell commands run on the host inside it */
+	size_t nrun;
+	uint64_t size;     /* bytes of the image, 0: what it holds plus room */
+};
+
+/* The other ways than console text (`ready`) to tell `pack` that the
+ * machine is ready to save. */
+struct machine_ready {
+	char *exec;     /* a guest command that exits 0 */
+	uint32_t port;  /* a TCP port the guest listens on */
+	uint32_t timeout_s; /* exec, port and start: give up after (0: default) */
+};
+
 struct machine_config {
 	char *script;  /* path of the machine script */
 	char *script_src; /* its text (stored in bundles) */
 	size_t script_len;
 	char *ready;   /* pack: console text that means "ready" */
+	struct machine_ready ready_when; /* the exec and port forms */
+	char **start;  /* guest commands run in order once it is up */
+	size_t nstart;
+	struct rootfs_spec *rootfs; /* NULL: the initrd is all there is */
+	char *rootfs_image; /* the built image the machine boots from */
 	char *name;
 	uint32_t cpus;
 	uint64_t memory; /* bytes */
@@ -36,7 +71,10 @@ struct machine_config {
 #define MACHINE_MAX_CPUS BOARD_MAX_CPUS
 #define MACHINE_DEFAULT_MEMORY (256ull << 20)
 
+#define MACHINE_DEFAULT_READY_TIMEOUT_S 600
+
 void machine_config_free(struct machine_config *c);
+void rootfs_spec_free(struct rootfs_spec *r);
 const char *dev_config_get(const struct dev_config *d, const char *key);
 /* Adds or replaces an option (a host resource re-bound at run time). */
 int dev_config_set(struct dev_config *d, const char *key, const char *val);

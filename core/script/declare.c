@@ -53,7 +53,7 @@ static int verr(const struct vctx *v, const char *key, const char *field,
 	return err_set(v->e, -EINVAL, "%s:%d: %s: %s", v->name, key_line(v, key), field, msg);
 }
 
-enum ftype { F_CPUS, F_SIZE, F_STRING, F_PATH, F_DEVICES, F_REBOOT };
+enum ftype { F_CPUS, F_SIZE, F_STRING, F_PATH, F_DEVICES, F_REBOOT, F_READY, F_START, F_ROOTFS };
 
 struct field {
 	const char *key;
@@ -66,13 +66,17 @@ static const struct field machine_fields[] = {
 	{ "name", F_STRING, offsetof(struct machine_config, name), 0 },
 	{ "cpus", F_CPUS, offsetof(struct machine_config, cpus), 0 },
 	{ "memory", F_SIZE, offsetof(struct machine_config, memory), 0 },
-	{ "kernel", F_PATH, offsetof(struct machine_config, kernel), 1 },
+	{ "kernel", F_PATH, offsetof(struct machine_config, kernel), 0 },
 	{ "initrd", F_PATH, offsetof(struct machine_config, initrd), 0 },
 	{ "cmdline", F_STRING, offsetof(struct machine_config, cmdline), 0 },
 	{ "devices", F_DEVICES, offsetof(struct machine_config, devices), 0 },
 	{ "reboot", F_REBOOT, offsetof(struct machine_config, reboot_restart), 0 },
-	{ "ready", F_STRING, offsetof(struct machine_config, ready), 0 },
+	{ "ready", F_READY, offsetof(struct machine_config, ready), 0 },
+	{ "start", F_START, offsetof(struct machine_config, start), 0 },
+	{ "rootfs", F_ROOTFS, offsetof(struct machine_config, rootfs), 0 },
 };
+
+#define KNOWN_KEYS "name, cpus, memory, kernel, initrd, cmdline, devices, reboot, ready, start, rootfs"
 
 static char *resolve_path(const struct vctx *v, const char *p)
 {
@@ -206,8 +210,32 @@ static int read_devices(const struct vctx *v, struct machine_config *cfg)
 		if (rc)
 			return rc;
 	}
-	/* Instance names: type plus index among devices of that type. */
-	for (size_t i = 0; i < n; i++) {
+	return 0;
+}
+
+/* The root filesystem's disk comes first, so that it is the guest's
+ * /dev/vda; the session gives it its image and overlay. */
+static int add_rootfs_disk(const struct vctx *v, struct machine_config *cfg)
+{
+	struct dev_config *nd = realloc(cfg->devices, (cfg->ndevices + 1) * sizeof(*nd));
+
+	if (!nd)
+		return err_set(v->e, -ENOMEM, "out of memory");
+	cfg->devices = nd;
+	memmove(&nd[1], &nd[0], cfg->ndevices * sizeof(*nd));
+	memset(&nd[0], 0, sizeof(*nd));
+	cfg->ndevices++;
+	nd[0].type = strdup("virtio-blk");
+	char *serial = strdup("rootfs");
+	if (!nd[0].type || !serial)
+		return err_set(v->e, -ENOMEM, "out of memory");
+	return dev_add(v, &nd[0], "serial", serial);
+}
+
+/* Instance names: type plus index among devices of that type. */
+static int name_devices(const struct vctx *v, struct machine_config *cfg)
+{
+	for (size_t i = 0; i < cfg->ndevices; i++) {
 		size_t same = 0;
 		char buf[96];
 		for (size_t j = 0; j < i; j++)
@@ -217,6 +245,257 @@ static int read_devices(const struct vctx *v, struct machine_config *cfg)
 		if (!cfg->devices[i].name)
 			return err_set(v->e, -ENOMEM, "out of memory");
 	}
+	return 0;
+}
+
+/* A size as "2G", "512M" or a number of MiB, at the top of the stack. */
+static int size_value(const struct vctx *v, const char *key, const char *field, uint64_t *bytes)
+{
+	lua_State *L = v->L;
+
+	if (lua_type(L, -1) == LUA_TNUMBER) {
+		int isnum;
+		lua_Integer n = lua_tointegerx(L, -1, &isnum);
+		if (!isnum || n <= 0 || n > (1 << 24))
+			return verr(v, key, field, "expected a size in MiB, got %s",
+				    luaL_tolstring(L, -1, NULL));
+		*bytes = (uint64_t)n << 20;
+		return 0;
+	}
+	if (lua_type(L, -1) != LUA_TSTRING || parse_size(lua_tostring(L, -1), bytes))
+		return verr(v, key, field,
+			    "expected a size such as \"256M\" or \"1G\" (or a number of MiB), got %s",
+			    luaL_tolstring(L, -1, NULL));
+	return 0;
+}
+
+static int dup_string(const struct vctx *v, const char *key, const char *field, char **out)
+{
+	if (lua_type(v->L, -1) != LUA_TSTRING)
+		return verr(v, key, field, "expected a string, got %s", luaL_typename(v->L, -1));
+	*out = strdup(lua_tostring(v->L, -1));
+	return *out ? 0 : err_set(v->e, -ENOMEM, "out of memory");
+}
+
+/* A string or a list of strings (run = "..." or run = { "...", ... }). */
+static int string_list(const struct vctx *v, const char *key, const char *field, char ***out,
+		       size_t *n)
+{
+	lua_State *L = v->L;
+	size_t len = lua_istable(L, -1) ? lua_rawlen(L, -1) : 1;
+	int rc = 0;
+
+	if (!lua_istable(L, -1) && lua_type(L, -1) != LUA_TSTRING)
+		return verr(v, key, field, "expected a string or a list of strings, got %s",
+			    luaL_typename(L, -1));
+	if (len > 256)
+		return verr(v, key, field, "%zu entries, the limit is 256", len);
+	*out = calloc(len ? len : 1, sizeof(**out));
+	if (!*out)
+		return err_set(v->e, -ENOMEM, "out of memory");
+	if (!lua_istable(L, -1)) {
+		*n = 1;
+		return dup_string(v, key, field, &(*out)[0]);
+	}
+	for (size_t i = 1; !rc && i <= len; i++) {
+		char sub[160];
+		snprintf(sub, sizeof(sub), "%s[%zu]", field, i);
+		lua_rawgeti(L, -1, (lua_Integer)i);
+		rc = dup_string(v, key, sub, &(*out)[i - 1]);
+		if (!rc)
+			(*n)++;
+		lua_pop(L, 1);
+	}
+	return rc;
+}
+
+/* ready = "console text" or { exec = "cmd" | port = N | text = "...", timeout = S } */
+static int read_ready(const struct vctx *v, struct machine_config *cfg)
+{
+	lua_State *L = v->L;
+	int forms = 0, rc = 0;
+
+	if (lua_type(L, -1) == LUA_TSTRING)
+		return dup_string(v, "ready", "machine.ready", &cfg->ready);
+	if (!lua_istable(L, -1))
+		return verr(v, "ready", "machine.ready",
+			    "expected console text or a table { exec = \"command\" }, { port = N } "
+			    "or { text = \"...\" } (with an optional timeout = seconds), got %s",
+			    luaL_typename(L, -1));
+	lua_pushnil(L);
+	while (!rc && lua_next(L, -2)) {
+		const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
+		char field[64];
+		snprintf(field, sizeof(field), "machine.ready.%s", k);
+		if (!strcmp(k, "text")) {
+			forms++;
+			rc = dup_string(v, "text", field, &cfg->ready);
+		} else if (!strcmp(k, "exec")) {
+			forms++;
+			rc = dup_string(v, "exec", field, &cfg->ready_when.exec);
+		} else if (!strcmp(k, "port") || !strcmp(k, "timeout")) {
+			int isnum;
+			lua_Integer n = lua_tointegerx(L, -1, &isnum);
+			int port = !strcmp(k, "port");
+			if (!isnum || n < 1 || n > (port ? 65535 : 86400))
+				rc = verr(v, k, field, "expected a whole number from 1 to %d, got %s",
+					  port ? 65535 : 86400, luaL_tolstring(L, -1, NULL));
+			else if (port)
+				cfg->ready_when.port = (uint32_t)n, forms++;
+			else
+				cfg->ready_when.timeout_s = (uint32_t)n;
+		} else {
+			rc = verr(v, k, field, "unknown key (known: exec, port, text, timeout)");
+		}
+		lua_pop(L, 1);
+	}
+	if (rc) {
+		lua_pop(L, 1);
+		return rc;
+	}
+	if (forms != 1)
+		return verr(v, "ready", "machine.ready",
+			    "give exactly one of exec, port and text (got %d)", forms);
+	return 0;
+}
+
+static const struct {
+	const char *key;
+	enum rootfs_kind kind;
+} rootfs_sources[] = {
+	{ "debian", ROOTFS_DEBIAN }, { "oci", ROOTFS_OCI },
+	{ "docker_archive", ROOTFS_DOCKER_ARCHIVE }, { "dir", ROOTFS_DIR },
+	{ "tar", ROOTFS_TAR }, { "image", ROOTFS_IMAGE },
+};
+
+static int cmp_copy(const void *a, const void *b)
+{
+	return strcmp(((const struct rootfs_copy *)a)->to, ((const struct rootfs_copy *)b)->to);
+}
+
+/* copy = { ["host path"] = "/path/in/rootfs", ... }, sorted by destination
+ * so that the same table always builds (and hashes) the same way. */
+static int read_copy(const struct vctx *v, struct rootfs_spec *r)
+{
+	lua_State *L = v->L;
+	size_t cap = 0;
+	int rc = 0;
+
+	if (!lua_istable(L, -1))
+		return verr(v, "copy", "rootfs.copy",
+			    "expected a table { [\"host path\"] = \"/path/in/rootfs\" }, got %s",
+			    luaL_typename(L, -1));
+	lua_pushnil(L);
+	while (!rc && lua_next(L, -2)) {
+		char field[300];
+		const char *from = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+		snprintf(field, sizeof(field), "rootfs.copy[\"%.200s\"]", from ? from : "?");
+		if (!from || lua_type(L, -1) != LUA_TSTRING || lua_tostring(L, -1)[0] != '/') {
+			rc = verr(v, "copy", field,
+				  "expected [\"host path\"] = \"/absolute/path/in/rootfs\"");
+		} else if (r->ncopy == 256) {
+			rc = verr(v, "copy", "rootfs.copy", "more than 256 entries");
+		} else {
+			if (r->ncopy == cap) {
+				struct rootfs_copy *n = realloc(r->copy, (cap + 16) * sizeof(*n));
+				if (!n) {
+					lua_pop(L, 2);
+					return err_set(v->e, -ENOMEM, "out of memory");
+				}
+				r->copy = n;
+				cap += 16;
+			}
+			struct rootfs_copy *c = &r->copy[r->ncopy];
+			c->from = resolve_path(v, from);
+			c->to = strdup(lua_tostring(L, -1));
+			r->ncopy++;
+			if (!c->from || !c->to)
+				rc = err_set(v->e, -ENOMEM, "out of memory");
+		}
+		lua_pop(L, 1);
+	}
+	if (rc) {
+		lua_pop(L, 1);
+		return rc;
+	}
+	if (r->ncopy)
+		qsort(r->copy, r->ncopy, sizeof(*r->copy), cmp_copy);
+	return 0;
+}
+
+static int read_rootfs_key(const struct vctx *v, struct rootfs_spec *r, const char *k,
+			   int *sources)
+{
+	char field[64];
+
+	snprintf(field, sizeof(field), "rootfs.%s", k);
+	for (size_t i = 0; i < sizeof(rootfs_sources) / sizeof(rootfs_sources[0]); i++) {
+		if (strcmp(k, rootfs_sources[i].key))
+			continue;
+		if (lua_type(v->L, -1) != LUA_TSTRING)
+			return verr(v, k, field, "expected a string, got %s",
+				    luaL_typename(v->L, -1));
+		(*sources)++;
+		r->kind = rootfs_sources[i].kind;
+		free(r->source);
+		r->source = r->kind == ROOTFS_DEBIAN ? strdup(lua_tostring(v->L, -1))
+						     : resolve_path(v, lua_tostring(v->L, -1));
+		return r->source ? 0 : err_set(v->e, -ENOMEM, "out of memory");
+	}
+	if (!strcmp(k, "packages"))
+		return string_list(v, k, field, &r->packages, &r->npackages);
+	if (!strcmp(k, "run"))
+		return string_list(v, k, field, &r->run, &r->nrun);
+	if (!strcmp(k, "mirror"))
+		return dup_string(v, k, field, &r->mirror);
+	if (!strcmp(k, "copy"))
+		return read_copy(v, r);
+	if (!strcmp(k, "size")) {
+		int rc = size_value(v, k, field, &r->size);
+		if (!rc && r->size < (16ull << 20))
+			rc = verr(v, k, field, "at least 16M");
+		return rc;
+	}
+	return verr(v, k, field, "unknown key (known: debian, oci, docker_archive, dir, tar, image, "
+		    "packages, mirror, copy, run, size)");
+}
+
+static int read_rootfs(const struct vctx *v, struct machine_config *cfg)
+{
+	lua_State *L = v->L;
+	struct rootfs_spec *r;
+	int sources = 0, rc = 0;
+
+	if (!lua_istable(L, -1))
+		return verr(v, "rootfs", "machine.rootfs",
+			    "expected a table such as { debian = \"bookworm\", packages = { \"python3\" } }, got %s",
+			    luaL_typename(L, -1));
+	r = cfg->rootfs = calloc(1, sizeof(*r));
+	if (!r)
+		return err_set(v->e, -ENOMEM, "out of memory");
+	lua_pushnil(L);
+	while (!rc && lua_next(L, -2)) {
+		if (lua_type(L, -2) != LUA_TSTRING)
+			rc = verr(v, "rootfs", "machine.rootfs", "keys must be names");
+		else
+			rc = read_rootfs_key(v, r, lua_tostring(L, -2), &sources);
+		lua_pop(L, 1);
+	}
+	if (rc) {
+		lua_pop(L, 1);
+		return rc;
+	}
+	if (sources != 1)
+		return verr(v, "rootfs", "machine.rootfs",
+			    "name exactly one source: debian = \"bookworm\", oci = \"layout:tag\", "
+			    "docker_archive = \"image.tar\", dir = \"path\", tar = \"rootfs.tar\" or "
+			    "image = \"rootfs.ext4\" (got %d)", sources);
+	if (r->kind != ROOTFS_DEBIAN && (r->npackages || r->mirror))
+		return verr(v, r->npackages ? "packages" : "mirror", "machine.rootfs",
+			    "packages and mirror go with debian = \"suite\"");
+	if (r->kind == ROOTFS_IMAGE && (r->ncopy || r->nrun || r->size))
+		return verr(v, "image", "machine.rootfs",
+			    "an ext4 image is used as it is: copy, run and size go with the other sources");
 	return 0;
 }
 
@@ -239,19 +518,9 @@ static int read_field(const struct vctx *v, const struct field *f, struct machin
 	}
 	case F_SIZE: {
 		uint64_t bytes;
-		if (lua_type(L, -1) == LUA_TNUMBER) {
-			int isnum;
-			lua_Integer n = lua_tointegerx(L, -1, &isnum);
-			if (!isnum || n <= 0 || (uint64_t)n > (MEM_MAX_SIZE >> 20))
-				return verr(v, f->key, field, "expected a size in MiB, got %s",
-					    luaL_tolstring(L, -1, NULL));
-			bytes = (uint64_t)n << 20;
-		} else if (lua_type(L, -1) != LUA_TSTRING ||
-			   parse_size(lua_tostring(L, -1), &bytes)) {
-			return verr(v, f->key, field,
-				    "expected a size such as \"256M\" or \"1G\" (or a number of MiB), got %s",
-				    luaL_tolstring(L, -1, NULL));
-		}
+		int rc = size_value(v, f->key, field, &bytes);
+		if (rc)
+			return rc;
 		if (bytes < MEM_MIN_SIZE || bytes > MEM_MAX_SIZE || bytes % 4096)
 			return verr(v, f->key, field, "%llu bytes is outside %llu MiB..%llu MiB or not page-aligned",
 				    (unsigned long long)bytes, (unsigned long long)(MEM_MIN_SIZE >> 20),
@@ -271,6 +540,12 @@ static int read_field(const struct vctx *v, const struct field *f, struct machin
 	}
 	case F_DEVICES:
 		return read_devices(v, cfg);
+	case F_READY:
+		return read_ready(v, cfg);
+	case F_START:
+		return string_list(v, "start", "machine.start", &cfg->start, &cfg->nstart);
+	case F_ROOTFS:
+		return read_rootfs(v, cfg);
 	case F_REBOOT: {
 		const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
 		if (strcmp(s, "exit") && strcmp(s, "restart"))
@@ -301,7 +576,7 @@ static int validate(const struct vctx *v, struct machine_config *cfg)
 			const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
 			char field[128];
 			snprintf(field, sizeof(field), "machine.%s", k);
-			rc = verr(v, k, field, "unknown key (known: name, cpus, memory, kernel, initrd, cmdline, devices, reboot, ready)");
+			rc = verr(v, k, field, "unknown key (known: " KNOWN_KEYS ")");
 			lua_pop(L, 2);
 			return rc;
 		}
@@ -317,7 +592,9 @@ static int validate(const struct vctx *v, struct machine_config *cfg)
 		if (machine_fields[i].required && !seen[i])
 			return err_set(v->e, -EINVAL, "%s:%d: machine.%s: required", v->name,
 				       v->line, machine_fields[i].key);
-	return 0;
+	if (cfg->rootfs && (rc = add_rootfs_disk(v, cfg)))
+		return rc;
+	return name_devices(v, cfg);
 }
 
 

@@ -65,3 +65,26 @@ int bind_vsock(struct machine_config *cfg, int force, struct runtime *rt, struct
 	}
 	return 0;
 }
+
+int bind_rootfs(struct machine_config *cfg, const char *image, struct runtime *rt,
+		struct err *e)
+{
+	struct dev_config *d = cfg->ndevices ? &cfg->devices[0] : NULL;
+	char cow[400];
+	int rc;
+
+	if (!d || strcmp(d->type, "virtio-blk") || !dev_config_get(d, "serial") ||
+	    strcmp(dev_config_get(d, "serial"), "rootfs"))
+		return err_set(e, -EINVAL, "the root filesystem's disk is missing");
+	if (!rt->dir[0] && (rc = make_dir(rt, e)))
+		return rc;
+	/* the image is only read; what the guest writes goes to an overlay
+	 * that lives as long as the machine (a bundle saves its content) */
+	snprintf(cow, sizeof(cow), "%s/rootfs.cow", rt->dir);
+	free(cfg->rootfs_image);
+	cfg->rootfs_image = strdup(image);
+	if (!cfg->rootfs_image || dev_config_set(d, "path", image) ||
+	    dev_config_set(d, "overlay", cow))
+		return err_set(e, -ENOMEM, "out of memory");
+	return 0;
+}

@@ -1,6 +1,6 @@
 /* Binding host resources to a machine's devices before it is built: a
- * private runtime directory for its sockets, and the virtio-vsock socket
- * each device listens on. (The grants of untrusted bundles land here.) */
+ * private runtime directory for its sockets, the virtio-vsock socket each
+ * device listens on, the root filesystem image under its overlay. (The grants of untrusted bundles land here.) */
 #ifndef SMOLVM_BIND_H
 #define SMOLVM_BIND_H
 
@@ -18,6 +18,10 @@ struct runtime {
  * not fight over a name). */
 int bind_vsock(struct machine_config *cfg, int force, struct runtime *rt,
 	       struct err *e) WARN_UNUSED;
+/* The root filesystem's disk (devices[0], see script/declare.c) reads
+ * `image` under a copy-on-write overlay in the private directory. */
+int bind_rootfs(struct machine_config *cfg, const char *image, struct runtime *rt,
+		struct err *e) WARN_UNUSED;
 void runtime_cleanup(struct runtime *rt);
 
 #endif

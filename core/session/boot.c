@@ -6,6 +6,7 @@
 
 #include "machine/loader.h"
 #include "machine/vm.h"
+#include "rootfs/rootfs.h"
 #include "session/control.h"
 #include "session/host_config.h"
 #include "session/session.h"
@@ -37,6 +38,67 @@ static int apply_overrides(const struct machine_overrides *ov, const struct host
 	return 0;
 }
 
+/* The default guest's kernel command line (scripts/linux.lua's). */
+#define DEFAULT_GUEST_CMDLINE "console=ttyS0 reboot=k panic=-1 random.trust_bootloader=on"
+
+static int append_word(char **cmdline, const char *word)
+{
+	size_t n = *cmdline ? strlen(*cmdline) : 0;
+	char *c = realloc(*cmdline, n + strlen(word) + 2);
+
+	if (!c)
+		return -ENOMEM;
+	sprintf(c + n, "%s%s", n ? " " : "", word);
+	*cmdline = c;
+	return 0;
+}
+
+/* A script without `kernel` boots the default guest; a root filesystem
+ * is built (or found in the cache) and becomes the disk init switches
+ * into. */
+static int complete_machine(struct session *ss, struct machine_config *cfg,
+			    const struct host_config *hc, struct err *e)
+{
+	if (!cfg->kernel) {
+		char k[4200], i[4200];
+		if (!hc->guest_dir)
+			return err_set(e, -ENOENT,
+				       "%s: the script names no kernel and there is no default guest "
+				       "(`make guest` builds one; SMOLVM_GUEST_DIR or [defaults] guest "
+				       "in the host configuration names its directory)", cfg->script);
+		snprintf(k, sizeof(k), "%s/vmlinux", hc->guest_dir);
+		snprintf(i, sizeof(i), "%s/initramfs.cpio", hc->guest_dir);
+		if (replace(&cfg->kernel, k) || (!cfg->initrd && replace(&cfg->initrd, i)) ||
+		    (!cfg->cmdline && replace(&cfg->cmdline, DEFAULT_GUEST_CMDLINE)))
+			return err_set(e, -ENOMEM, "out of memory");
+	}
+	if ((cfg->nstart || cfg->ready_when.exec || cfg->ready_when.port) && !ss->rt.vsock)
+		return err_set(e, -EINVAL,
+			       "%s: start and ready = { exec | port } run through the guest agent, "
+			       "which needs a virtio-vsock device: add { type = \"virtio-vsock\" } "
+			       "to devices", cfg->script);
+	if (cfg->rootfs) {
+		struct rootfs_opts ro = { .verbose = ss->o->verbose, .rebuild = ss->o->rebuild };
+		char *image = NULL, host[96];
+		int rc = rootfs_build(cfg->rootfs, &ro, &image, e);
+		if (!rc)
+			rc = bind_rootfs(cfg, image, &ss->rt, e);
+		free(image);
+		if (rc)
+			return rc;
+		snprintf(host, sizeof(host), "smolvm.hostname=%.60s", cfg->name ? cfg->name : "smolvm");
+		/* the name only if it is a host name */
+		for (const char *p = cfg->name; p && *p; p++)
+			if (!(*p == '-' || (*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z') ||
+			      (*p >= 'A' && *p <= 'Z')))
+				host[0] = 0;
+		if (append_word(&cfg->cmdline, "smolvm.root=/dev/vda") ||
+		    (host[0] && append_word(&cfg->cmdline, host)))
+			return err_set(e, -ENOMEM, "out of memory");
+	}
+	return 0;
+}
+
 static int boot_or_pack(const char *script, const struct machine_overrides *ov,
 			const char *out, const struct session_opts *o, int pack)
 {
@@ -58,15 +120,25 @@ static int boot_or_pack(const char *script, const struct machine_overrides *ov,
 	}
 	if (apply_overrides(ov, &hc, &cfg) || session_load_hooks(&ss))
 		goto out;
-	if (bind_vsock(&cfg, 0, &ss.rt, &e)) {
+	if (bind_vsock(&cfg, 0, &ss.rt, &e) || complete_machine(&ss, &cfg, &hc, &e)) {
 		fprintf(stderr, "smolvm: %s\n", e.msg);
 		goto out;
 	}
-	if (pack && !cfg.ready) {
+	if (pack && !cfg.ready && !cfg.ready_when.exec && !cfg.ready_when.port &&
+	    !cfg.nstart && !cfg.rootfs) {
 		fprintf(stderr, "smolvm pack: the script sets no ready = \"...\" and no --ready was given\n");
 		goto out;
 	}
 	ss.ready = pack ? cfg.ready : NULL;
+	/* start commands, the ready forms other than text, and every machine
+	 * with a root filesystem (ready once its agent answers) */
+	ss.has_bringup = cfg.nstart || cfg.ready_when.exec || cfg.ready_when.port || cfg.rootfs;
+	ss.bringup = (struct bringup){
+		.start = cfg.start, .nstart = cfg.nstart, .ready_text = ss.ready,
+		.ready_exec = cfg.ready_when.exec, .ready_port = cfg.ready_when.port,
+		.timeout_s = cfg.ready_when.timeout_s ? cfg.ready_when.timeout_s
+						      : MACHINE_DEFAULT_READY_TIMEOUT_S,
+		.wait_ready = pack };
 	plugins_scan(&set, hc.plugin_dirs, hc.nplugin_dirs, session_refusal, (void *)&o->verbose);
 	for (int restart = 1; restart;) {
 		struct vm_opts vo = { .verbose = o->verbose, .mem_fd = -1,
@@ -79,7 +151,11 @@ static int boot_or_pack(const char *script, const struct machine_overrides *ov,
 		}
 		status = session_drive(&ss, &vm, 0);
 		if (pack && status == 0 && vm_stop_reason(&vm) != VM_STOP_PACKED) {
-			fprintf(stderr, "smolvm pack: the guest stopped before printing \"%s\"\n", cfg.ready);
+			if (cfg.ready && !ss.has_bringup)
+				fprintf(stderr, "smolvm pack: the guest stopped before printing \"%s\"\n",
+					cfg.ready);
+			else
+				fprintf(stderr, "smolvm pack: the guest stopped before it was ready\n");
 			status = 1;
 		}
 		/* reboot = "restart": a fresh machine of the same shape. */

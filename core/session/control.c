@@ -48,7 +48,9 @@ static void on_line(void *opaque, const char *line, int complete)
 
 	if (ss->hooks)
 		hooks_console_line(ss->hooks, line, complete);
-	if (!ss->ready || !strstr(line, ss->ready) || atomic_exchange(&ss->ready_hit, 1))
+	if (!ss->ready || !strstr(line, ss->ready) ||
+	    (ss->bringup.nstart && !atomic_load(&ss->ready_armed)) ||
+	    atomic_exchange(&ss->ready_hit, 1))
 		return;
 	/* With a before_snapshot hook the guest goes on until it is done. */
 	if (ss->hooks && hooks_has(ss->hooks, "before_snapshot")) {
@@ -61,10 +63,17 @@ static void on_line(void *opaque, const char *line, int complete)
 	vm_wake(ss->vm);
 }
 
+void session_ready_armed(void *opaque)
+{
+	struct session *ss = opaque;
+
+	atomic_store(&ss->ready_armed, 1);
+}
+
 struct vm_events session_events(struct session *ss)
 {
 	/* Console lines matter only to hooks and to the ready text. */
-	int lines = ss->ready || script_has_hooks(ss->script);
+	int lines = ss->ready || script_has_hooks(ss->script) || ss->has_bringup;
 
 	return (struct vm_events){ .opaque = ss,
 				   .console_line = lines ? on_line : NULL,

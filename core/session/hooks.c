@@ -370,6 +370,58 @@ static void start_job(struct hooks *h)
 	}
 }
 
+/* ---- start and ready (boot, pack) ----------------------------------------------- */
+
+static int bu_sleep(void *o, double s)
+{
+	struct hooks *h = o;
+	struct timespec dl;
+	int stop;
+
+	deadline_after(&dl, s);
+	pthread_mutex_lock(&h->lock);
+	/* a snapshot due (the ready text with a before_snapshot hook) ends
+	 * the wait too: the loop in thread_main takes it */
+	while (!(stop = h->stopping || h->snapshot_due) &&
+	       pthread_cond_timedwait(&h->cond, &h->lock, &dl) != ETIMEDOUT)
+		;
+	pthread_mutex_unlock(&h->lock);
+	return stop || !vm_running(h);
+}
+
+static void bu_recent(void *o, char *out, size_t len)
+{
+	struct hooks *h = o;
+
+	pthread_mutex_lock(&h->lock);
+	lines_recent(&h->lines, 12, out, len);
+	pthread_mutex_unlock(&h->lock);
+}
+
+static void bu_armed(void *o)
+{
+	struct hooks *h = o;
+
+	if (h->o.armed)
+		h->o.armed(h->o.armed_opaque);
+}
+
+static void bring_up(struct hooks *h)
+{
+	const struct bringup *b = h->o.bringup;
+	struct bringup_env env = { h->o.vsock, h->cancel_fd, h, bu_sleep, bu_recent, bu_armed,
+				   h->o.verbose };
+	struct err e;
+	int rc = bringup_run(b, &env, &e);
+
+	if (rc == -ECANCELED || !vm_running(h))
+		return;
+	if (rc)
+		fail(h, e.msg);
+	else if (b->wait_ready && !b->ready_text) /* pack: saved once ready */
+		save_now(h, h->o.save_to, 1);
+}
+
 /* The watchdog gave up on a hook: the machine stops with its message. */
 static void on_hung(void *opaque, const char *msg)
 {
@@ -397,6 +449,8 @@ static void *thread_main(void *arg)
 	if (!h->failed && !call_hook(h, h->o.restored ? "after_restore" : "on_boot", NULL) &&
 	    h->o.job && vm_running(h))
 		start_job(h);
+	if (!h->o.restored && h->o.bringup && !h->failed && vm_running(h))
+		bring_up(h);
 	for (;;) {
 		int snap = 0, job_done = 0, have_line = 0;
 

@@ -10,6 +10,7 @@
 
 #include "lib/err.h"
 #include "script/script.h"
+#include "session/bringup.h"
 #include "session/exec.h"
 
 struct vm;
@@ -23,6 +24,9 @@ struct hooks_opts {
 	const char *name;    /* vm.name */
 	const char *save_to; /* where a requested snapshot goes */
 	struct exec_job *job; /* smolvm exec's command, NULL otherwise */
+	const struct bringup *bringup; /* boot and pack: start and ready, or NULL */
+	void (*armed)(void *opaque);   /* bringup's start is done */
+	void *armed_opaque;
 	int verbose;
 };
 

@@ -42,6 +42,8 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 		dst = &c->hc->ini_plugin_path;
 	} else if (!strcmp(section, "defaults") && !strcmp(name, "backend")) {
 		dst = &c->hc->backend;
+	} else if (!strcmp(section, "defaults") && !strcmp(name, "guest")) {
+		dst = &c->hc->guest_dir;
 	} else if (!strcmp(section, "defaults") && !strcmp(name, "host_quirks")) {
 		if (parse_quirk_mode(value, &c->hc->quirk_mode)) {
 			c->rc = err_set(c->e, -EINVAL, "%s: [defaults] host_quirks: \"%s\" is not auto, on or off",
@@ -119,6 +121,39 @@ static char *config_file_path(void)
 	return strdup(buf);
 }
 
+/* The default guest (kernel and initramfs): $SMOLVM_GUEST_DIR, [defaults]
+ * guest, <dir of the binary>/guest (build tree), <dir of the
+ * binary>/../lib/smolvm/guest, LIBDIR/smolvm/guest; the first holding a
+ * vmlinux. None found is no error until a script needs it. */
+static int find_guest(struct host_config *hc, const char *exe_dir, struct err *e)
+{
+	char cand[5][PATH_MAX + 32], probe[PATH_MAX + 64];
+	const char *env = getenv("SMOLVM_GUEST_DIR");
+	int n = 0;
+
+	if (env && *env)
+		snprintf(cand[n++], sizeof(cand[0]), "%s", env);
+	if (hc->guest_dir)
+		snprintf(cand[n++], sizeof(cand[0]), "%s", hc->guest_dir);
+	if (exe_dir) {
+		snprintf(cand[n++], sizeof(cand[0]), "%s/guest", exe_dir);
+		snprintf(cand[n++], sizeof(cand[0]), "%s/../lib/smolvm/guest", exe_dir);
+	}
+	snprintf(cand[n++], sizeof(cand[0]), "%s/smolvm/guest", SMOLVM_LIBDIR);
+	free(hc->guest_dir);
+	hc->guest_dir = NULL;
+	for (int i = 0; i < n; i++) {
+		snprintf(probe, sizeof(probe), "%s/vmlinux", cand[i]);
+		if (access(probe, R_OK) == 0) {
+			hc->guest_dir = realpath(cand[i], NULL);
+			if (!hc->guest_dir)
+				return err_set(e, -ENOMEM, "out of memory");
+			break;
+		}
+	}
+	return 0;
+}
+
 int host_config_load(struct host_config *hc, struct err *e)
 {
 	char exe[PATH_MAX], buf[PATH_MAX + 32];
@@ -164,7 +199,7 @@ int host_config_load(struct host_config *hc, struct err *e)
 	}
 	if (add_dir(hc, SMOLVM_LIBDIR "/smolvm", strlen(SMOLVM_LIBDIR "/smolvm")))
 		return err_set(e, -ENOMEM, "out of memory");
-	return 0;
+	return find_guest(hc, n > 0 ? exe : NULL, e);
 }
 
 void host_config_free(struct host_config *hc)
@@ -175,5 +210,6 @@ void host_config_free(struct host_config *hc)
 	free(hc->file);
 	free(hc->ini_plugin_path);
 	free(hc->backend);
+	free(hc->guest_dir);
 	memset(hc, 0, sizeof(*hc));
 }

@@ -6,11 +6,15 @@
  *     path = /opt/smolvm/plugins:/usr/lib/smolvm   ; searched first
  *     [defaults]
  *     backend = kvm
+ *     guest = /opt/smolvm/guest                    ; vmlinux + initramfs.cpio
  *     host_quirks = auto                           ; auto | on | off
  *
  * Plugin search path, first match wins: $SMOLVM_PLUGIN_PATH, [plugins]
  * path, <dir of the binary>/plugins (build tree), <dir of the binary>/../lib/smolvm,
- * then the LIBDIR the binary was built for. */
+ * then the LIBDIR the binary was built for. The default guest (a script
+ * without `kernel`): $SMOLVM_GUEST_DIR, [defaults] guest, <dir of the
+ * binary>/guest, then <dir of the binary>/../lib/smolvm/guest and
+ * LIBDIR/smolvm/guest. */
 #ifndef SMOLVM_CONFIG_H
 #define SMOLVM_CONFIG_H
 
@@ -26,6 +30,7 @@ struct host_config {
 	char *ini_plugin_path;
 	char *backend;
 	uint32_t quirk_mode;
+	char *guest_dir; /* the default guest's kernel and initramfs, or NULL */
 };
 
 int host_config_load(struct host_config *hc, struct err *e) WARN_UNUSED;

@@ -62,3 +62,15 @@ void lines_matched(struct lines *l)
 	if (l->last_partial && l->cursor <= l->last_seq)
 		l->cursor = l->last_seq + 1;
 }
+
+void lines_recent(const struct lines *l, unsigned n, char *out, size_t len)
+{
+	uint64_t first = l->next_seq > n ? l->next_seq - n : 0;
+	size_t off = 0;
+
+	out[0] = 0;
+	if (l->next_seq > LINES_RING && first < l->next_seq - LINES_RING)
+		first = l->next_seq - LINES_RING;
+	for (uint64_t s = first; s < l->next_seq && off < len; s++)
+		off += (size_t)snprintf(out + off, len - off, "\n    %s", l->ring[s % LINES_RING]);
+}

@@ -4,6 +4,7 @@
 #ifndef SMOLVM_LINES_H
 #define SMOLVM_LINES_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define LINES_RING 256    /* lines kept for on_console / wait_console */
@@ -39,5 +40,9 @@ int lines_next_wait(struct lines *l, char out[LINES_MAX_LEN], int *partial);
 /* The line next_wait gave last matched: a matched prompt is not matched
  * again once its line ends. */
 void lines_matched(struct lines *l);
+
+/* The last n complete lines, each on its own indented line, for a
+ * message. */
+void lines_recent(const struct lines *l, unsigned n, char *out, size_t len);
 
 #endif

@@ -63,7 +63,19 @@ static int restore(const char *path, struct restored *r, struct session *ss, int
 	}
 	if (session_load_hooks(ss))
 		return -1;
-	if (bind_vsock(&r->cfg, force_vsock, &ss->rt, &e)) {
+	if (r->cfg.rootfs && !r->plan.m.rootfs[0]) {
+		fprintf(stderr, "smolvm: %s: its script has a root filesystem, but the bundle does not "
+			"name its image\n", path);
+		return -1;
+	}
+	if (r->cfg.rootfs && access(r->plan.m.rootfs, R_OK)) {
+		fprintf(stderr, "smolvm: %s: the root filesystem image it was packed with, %s, is not "
+			"on this host (%s): pack the machine here again\n", path, r->plan.m.rootfs,
+			strerror(errno));
+		return -1;
+	}
+	if ((r->cfg.rootfs && bind_rootfs(&r->cfg, r->plan.m.rootfs, &ss->rt, &e)) ||
+	    bind_vsock(&r->cfg, force_vsock, &ss->rt, &e)) {
 		fprintf(stderr, "smolvm: %s\n", e.msg);
 		return -1;
 	}

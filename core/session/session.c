@@ -27,13 +27,15 @@ int session_drive(struct session *ss, struct vm *vm, int restored)
 	struct hooks_opts ho = { .restored = restored, .sync_required = ss->job != NULL,
 				 .vsock = ss->rt.vsock, .vars = ss->o->vars,
 				 .name = vm->cfg->name, .save_to = ss->save_to, .job = ss->job,
-				 .verbose = verbose };
+				 .bringup = ss->has_bringup ? &ss->bringup : NULL,
+				 .armed = session_ready_armed, .armed_opaque = ss, .verbose = verbose };
 	struct hooks *h = NULL;
 	struct err e;
 	int status;
 
 	ss->vm = vm;
-	if ((script_has_hooks(ss->script) || (restored && ss->rt.vsock) || ss->job) &&
+	if ((script_has_hooks(ss->script) || (restored && ss->rt.vsock) || ss->job ||
+	     ss->has_bringup) &&
 	    hooks_start(vm, script_has_hooks(ss->script) ? ss->script : NULL, &ho, &h, &e)) {
 		fprintf(stderr, "smolvm: %s\n", e.msg);
 		return 1;

@@ -22,6 +22,7 @@ struct session_opts {
 	const char *hooks_path; /* --hooks */
 	char **vars;            /* --var K=V, NULL-terminated, may be NULL */
 	int verbose;
+	int rebuild;            /* --rebuild: a root filesystem is built afresh */
 };
 
 int session_boot(const char *script, const struct machine_overrides *ov, const char *save_to,

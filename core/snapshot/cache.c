@@ -11,39 +11,9 @@
 #include <unistd.h>
 
 #include "lib/clock.h"
+#include "lib/dirs.h"
 #include "snapshot/snapmem.h"
 
-
-int cache_dir(char *buf, size_t len)
-{
-	const char *env = getenv("SMOLVM_CACHE_DIR"), *xdg = getenv("XDG_CACHE_HOME");
-	const char *home = getenv("HOME");
-
-	if (env && *env)
-		snprintf(buf, len, "%s", env);
-	else if (xdg && *xdg)
-		snprintf(buf, len, "%s/smolvm", xdg);
-	else if (home && *home)
-		snprintf(buf, len, "%s/.cache/smolvm", home);
-	else
-		return -ENOENT;
-	return 0;
-}
-
-static int mkdirs(const char *path)
-{
-	char tmp[4096];
-
-	snprintf(tmp, sizeof(tmp), "%s", path);
-	for (char *p = tmp + 1; *p; p++) {
-		if (*p == '/') {
-			*p = 0;
-			mkdir(tmp, 0755);
-			*p = '/';
-		}
-	}
-	return mkdir(tmp, 0755) == 0 || errno == EEXIST ? 0 : -errno;
-}
 
 /* Decompresses into `fd` (already sized) through a shared mapping. */
 static int fill(int fd, const struct bundle *b, const struct bundle_section *s,
@@ -68,7 +38,7 @@ int cache_image_path(const struct bundle_section *s, uint64_t mem_size, char *pa
 {
 	char dir[4000];
 
-	if (cache_dir(dir, sizeof(dir)) || mkdirs(dir))
+	if (cache_dir(dir, sizeof(dir)) || mkdirs(dir, 0755))
 		return -ENOENT;
 	snprintf(path, len, "%s/mem-%016llx-%llu.raw", dir, (unsigned long long)s->hash,
 		 (unsigned long long)mem_size);

@@ -28,6 +28,5 @@ int cache_image_open(const char *path, uint64_t mem_size);
  * usable cache directory it falls back to a memfd (nothing persists). */
 int cache_memory(const struct bundle *b, const struct bundle_section *s,
 		 uint64_t mem_size, struct cache_result *r, struct err *e) WARN_UNUSED;
-int cache_dir(char *buf, size_t len);
 
 #endif

@@ -57,6 +57,8 @@ char *manifest_format(const struct manifest *m)
 	fprintf(f, "[machine]\nname = %s\narch = %s\ncpus = %u\nmemory = %llu\n",
 		m->name, m->arch, m->cpus, (unsigned long long)m->memory);
 	put_value(f, "script", m->script);
+	if (m->rootfs[0])
+		put_value(f, "rootfs", m->rootfs);
 	fputc('\n', f);
 	fprintf(f, "[host]\nbackend = %s\npage_size = %u\nquirks = %u\n", m->backend,
 		m->page_size, m->quirks);
@@ -77,7 +79,8 @@ struct pctx {
 	struct err *e;
 	int rc;
 	uint32_t seen;
-	int in_script; /* the last value was [machine] script: a continuation appends */
+	char *cont; /* the last value was a long one ([machine] script, rootfs): a
+		     * continuation line appends to it */
 };
 
 enum { S_FORMAT = 1, S_CPUS = 2, S_MEMORY = 4, S_BACKEND = 8, S_ARCH = 16 };
@@ -133,7 +136,8 @@ static int on_kv(void *user, const char *section, const char *key, const char *v
 	struct pctx *c = user;
 	struct manifest *m = c->m;
 	uint64_t n = 0;
-	int bad = 0, in_script = 0;
+	int bad = 0;
+	char *cont = NULL;
 
 	if (!strcmp(section, "bundle")) {
 		if (!strcmp(key, "format")) {
@@ -158,10 +162,11 @@ static int on_kv(void *user, const char *section, const char *key, const char *v
 		} else if (!strcmp(key, "memory")) {
 			bad = num(v, UINT64_MAX, &m->memory);
 			c->seen |= S_MEMORY;
-		} else if (!strcmp(key, "script")) {
-			bad = c->in_script ? append(m->script, sizeof(m->script), v)
-					   : copy(m->script, sizeof(m->script), v);
-			in_script = 1;
+		} else if (!strcmp(key, "script") || !strcmp(key, "rootfs")) {
+			/* both buffers are PATH_MAX long */
+			cont = !strcmp(key, "script") ? m->script : m->rootfs;
+			bad = c->cont == cont ? append(cont, sizeof(m->script), v)
+					      : copy(cont, sizeof(m->script), v);
 		}
 	} else if (!strcmp(section, "host")) {
 		if (!strcmp(key, "backend")) {
@@ -189,7 +194,7 @@ static int on_kv(void *user, const char *section, const char *key, const char *v
 			d->state_version = (uint32_t)n;
 		}
 	}
-	c->in_script = in_script;
+	c->cont = cont;
 	/* Unknown keys are tolerated: a newer smolvm may add some. */
 	if (bad) {
 		c->rc = err_set(c->e, -EBADMSG, "manifest: [%s] %s = \"%.64s\" is invalid", section, key, v);

@@ -3,6 +3,7 @@
 #
 # Contents: /bin/busybox from busybox-static with every applet linked the way
 # `busybox --install -s` would (bin/, sbin/, usr/bin/, usr/sbin/), our /init,
+# /smolvm (the kit /init takes into a root filesystem: hard links),
 # the guest agent /sbin/smolvm-agent (scripts/guest/agent, built by make),
 # udhcpc's default script (udhcpc.script, for virtio-net),
 # a few /etc files, and the /dev/console node the kernel opens for init's
@@ -60,7 +61,7 @@ step "staging tree in $STAGE"
 rm -rf "$STAGE"
 mkdir -p "$STAGE"
 cd "$STAGE"
-mkdir -p bin sbin usr/bin usr/sbin etc dev proc sys tmp root run mnt var
+mkdir -p bin sbin usr/bin usr/sbin etc dev proc sys tmp root run mnt var newroot smolvm
 chmod 1777 tmp
 chmod 0700 root
 install -m 0755 "$BUSYBOX" bin/busybox
@@ -101,7 +102,25 @@ reboot()   { /bin/busybox reboot -f; }
 halt()     { /bin/busybox reboot -f; }
 poweroff() { /bin/busybox reboot -f; }
 EOF
+sed 's|/bin/busybox|/run/smolvm/busybox|' etc/shinit > smolvm/shinit
 ln -s /proc/mounts etc/mtab
+# a root filesystem (smolvm.root=/dev/vda): mounted by /init in one
+# `mount -a -T`, in this order (the /dev/pts and /dev/shm mount points are
+# made in the devtmpfs just before)
+cat > etc/fstab.root <<'EOF'
+/dev/vda  /newroot          ext4      rw,noatime                 0 0
+run       /newroot/run      tmpfs     nosuid,nodev,mode=0755     0 0
+/dev      /newroot/dev      none      move                       0 0
+/proc     /newroot/proc     none      move                       0 0
+/sys      /newroot/sys      none      move                       0 0
+devpts    /newroot/dev/pts  devpts    nosuid,noexec,gid=5,mode=0620,ptmxmode=0666 0 0
+shm       /newroot/dev/shm  tmpfs     nosuid,nodev,mode=1777     0 0
+EOF
+# the kit /init copies to the root filesystem's /run/smolvm and runs from
+# there: busybox, the agent, /init itself and the shell's startup file
+ln bin/busybox smolvm/busybox
+ln sbin/smolvm-agent smolvm/smolvm-agent
+ln init smolvm/init
 # DHCP for virtio-net: `udhcpc -i eth0 -q` runs udhcpc's default script
 mkdir -p etc/udhcpc
 install -m 0755 "$UDHCPC_SCRIPT" etc/udhcpc/default.script
@@ -136,7 +155,8 @@ mv "$OUT/initramfs.cpio.gz.tmp" "$OUT/initramfs.cpio.gz"
 
 # sanity: the archive lists what /init needs
 list=$(cpio -it --quiet < "$OUT/initramfs.cpio" 2>/dev/null)
-for f in init bin/busybox bin/sh etc/fstab dev/console sbin/reboot sbin/smolvm-agent; do
+for f in init bin/busybox bin/sh etc/fstab etc/fstab.root dev/console sbin/reboot \
+         sbin/smolvm-agent smolvm/busybox smolvm/smolvm-agent smolvm/init smolvm/shinit; do
     grep -qx "$f" <<< "$list" || die "archive lacks $f"
 done
 echo "$HASH" > "$STAMP"
