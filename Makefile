@@ -185,6 +185,8 @@ SDK_PC := $(BUILD)/sdk/smolvm-plugin.pc
 SDK_EXAMPLES := $(patsubst sdk/examples/%/,%,$(wildcard sdk/examples/*/))
 example_files = $(notdir $(wildcard $(addprefix sdk/examples/$(1)/,README.md Makefile *.c *.h *.lua)))
 INSTALL_SCRIPTS := $(wildcard scripts/*.lua)
+EXAMPLE_FILES := $(shell find scripts/examples -type f | sort)
+EXAMPLE_DIRS := $(sort $(patsubst scripts/%/,%,$(dir $(EXAMPLE_FILES))))
 INSTALL_DOCS := $(wildcard docs/*.md)
 MAN1 := docs/smolvm.1
 
@@ -227,6 +229,14 @@ install: all sdk
 	$(Q)$(foreach e,$(SDK_EXAMPLES),$(INSTALL) -m 644 \
 		$(addprefix sdk/examples/$(e)/,$(call example_files,$(e))) \
 		$(DESTDIR)$(DOCDIR)/examples/$(e)/ &&) true
+	$(Q)$(foreach d,$(EXAMPLE_DIRS),$(INSTALL) -d $(DESTDIR)$(DATADIR)/smolvm/scripts/$(d) &&) true
+	$(Q)$(foreach f,$(EXAMPLE_FILES),$(INSTALL) -m 644 $(f) \
+		$(DESTDIR)$(DATADIR)/smolvm/scripts/$(dir $(f:scripts/%=%)) &&) true
+	@# the default guest, when it was built (scripts without `kernel` boot it)
+	$(Q)if [ -f $(GUEST_DIR)/vmlinux ] && [ -f $(GUEST_DIR)/initramfs.cpio ]; then \
+		$(INSTALL) -d $(DESTDIR)$(PLUGINDIR)/guest && \
+		$(INSTALL) -m 644 $(GUEST_DIR)/vmlinux $(GUEST_DIR)/initramfs.cpio \
+			$(DESTDIR)$(PLUGINDIR)/guest/; fi
 
 # Removes what install put there (for the plugins: those of this tree) and
 # then the directories that only smolvm uses, if they are empty.
@@ -240,8 +250,12 @@ uninstall:
 		$(addprefix $(DESTDIR)$(DATADIR)/smolvm/scripts/,$(notdir $(INSTALL_SCRIPTS))) \
 		$(addprefix $(DESTDIR)$(DOCDIR)/,$(notdir $(INSTALL_DOCS))) \
 		$(DESTDIR)$(MANDIR)/man1/$(notdir $(MAN1)) \
-		$(foreach e,$(SDK_EXAMPLES),$(addprefix $(DESTDIR)$(DOCDIR)/examples/$(e)/,$(call example_files,$(e))))
-	$(Q)for d in $(PLUGINDIR) $(INCLUDEDIR)/smolvm $(DATADIR)/smolvm/scripts \
+		$(foreach e,$(SDK_EXAMPLES),$(addprefix $(DESTDIR)$(DOCDIR)/examples/$(e)/,$(call example_files,$(e)))) \
+		$(addprefix $(DESTDIR)$(DATADIR)/smolvm/,$(EXAMPLE_FILES)) \
+		$(DESTDIR)$(PLUGINDIR)/guest/vmlinux $(DESTDIR)$(PLUGINDIR)/guest/initramfs.cpio
+	$(Q)for d in $(PLUGINDIR)/guest $(PLUGINDIR) $(INCLUDEDIR)/smolvm \
+		$(addprefix $(DATADIR)/smolvm/scripts/,$(sort $(EXAMPLE_DIRS)) examples) \
+		$(DATADIR)/smolvm/scripts \
 		$(DATADIR)/smolvm $(addprefix $(DOCDIR)/examples/,$(SDK_EXAMPLES)) \
 		$(DOCDIR)/examples $(DOCDIR); do \
 		[ ! -d "$(DESTDIR)$$d" ] || rmdir --ignore-fail-on-non-empty "$(DESTDIR)$$d"; done

@@ -12,3 +12,10 @@ test: all guest test-plugins
 
 integration: all test-guests
 	$(Q)tests/integration/run.sh
+
+# Applications end to end (tests/apps/): PostgreSQL built, started in the
+# guest, packed and queried. Long where the guest kernel is emulated (its
+# server start takes minutes there): not part of `make test`.
+.PHONY: test-apps
+test-apps: all guest
+	$(Q)TEST_FILES="tests/apps/*.test.sh" tests/integration/run.sh

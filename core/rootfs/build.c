@@ -361,11 +361,16 @@ static int mount_points(struct build *b, struct err *e)
 
 	if (rootfd < 0)
 		return err_set(e, -errno, "%s: %s", b->root, strerror(errno));
-	for (size_t i = 0; !rc && i < sizeof(dirs) / sizeof(dirs[0]); i++)
-		if (mkdirat(rootfd, dirs[i], !strcmp(dirs[i], "tmp") ? 01777 : 0755) &&
-		    errno != EEXIST)
+	for (size_t i = 0; !rc && i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+		if (!mkdirat(rootfd, dirs[i], 0755)) {
+			/* (the umask would take the sticky bit's company away) */
+			if (!strcmp(dirs[i], "tmp"))
+				fchmodat(rootfd, dirs[i], 01777, 0);
+		} else if (errno != EEXIST) {
 			rc = err_set(e, -errno, "/%s in the root filesystem: %s", dirs[i],
 				     strerror(errno));
+		}
+	}
 	close(rootfd);
 	return rc;
 }

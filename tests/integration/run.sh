@@ -2,6 +2,7 @@
 # Integration tests: boot real guests under KVM with build/smolvm.
 #
 #   tests/integration/run.sh [PATTERN]    run the tests whose name matches
+#   TEST_FILES="tests/apps/*.test.sh" tests/integration/run.sh   other tests
 #
 # Each test is a function t_NAME in tests/integration/*.test.sh; it returns 0 (pass), 1 (fail) or 77
 # (skip, with the reason printed). Without a usable /dev/kvm every test that
@@ -72,9 +73,9 @@ run() {
 
 show() { sed 's/^/    | /' "$1" | tail -n "${2:-20}"; }
 
-# Tests live in tests/integration/*.test.sh, one file per area; each
-# defines functions t_NAME.
-for f in tests/integration/*.test.sh; do
+# Tests live in tests/integration/*.test.sh (or $TEST_FILES), one file per
+# area; each defines functions t_NAME.
+for f in ${TEST_FILES:-tests/integration/*.test.sh}; do
 	# shellcheck source=/dev/null
 	. "$f"
 done

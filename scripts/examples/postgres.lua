@@ -1,0 +1,26 @@
+-- PostgreSQL 15 with a seeded table, snapshotted with the server up.
+-- The database is made and seeded on the host while the image is built
+-- (initdb and the first start in the guest would take minutes where its
+-- kernel is emulated); the guest only starts the server.
+--
+--   smolvm pack scripts/examples/postgres.lua -o pg.smolmachine
+--   smolvm exec pg.smolmachine -- su postgres -c "psql -tAc 'select count(*) from items'"
+machine {
+  name = "pg",
+  cpus = 1,
+  memory = "1G",
+  rootfs = {
+    debian = "bookworm",
+    packages = { "postgresql-15" },
+    copy = { ["postgres/seed.sql"] = "/seed.sql" },
+    run = {
+      "pg_ctlcluster 15 main start && su postgres -c 'psql -q -f /seed.sql' && pg_ctlcluster 15 main stop",
+    },
+  },
+  start = { "pg_ctlcluster 15 main start" },
+  ready = { exec = "pg_isready -q", timeout = 1800 },
+  devices = {
+    { type = "uart" },
+    { type = "virtio-vsock" },
+  },
+}
