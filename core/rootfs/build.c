@@ -573,7 +573,8 @@ int rootfs_build(const struct rootfs_spec *r, const struct rootfs_opts *o, char 
 	}
 	if (!o->rebuild && !access(final, R_OK)) {
 		if (o->verbose)
-			fprintf(stderr, "smolvm: rootfs: %s (cached)\n", final);
+			fprintf(stderr, "smolvm: rootfs: %s (cached; inputs hashed in %.1f ms)\n",
+				final, clock_ms() - t0);
 		goto done;
 	}
 	snprintf(b.work, sizeof(b.work), "%s/build-XXXXXX", b.dir);

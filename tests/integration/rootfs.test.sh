@@ -13,7 +13,7 @@ t_rootfs_dir_busybox() {
 	mkdir -p "$WORK/tree/sub" && echo deep > "$WORK/tree/sub/file"
 	# a link in the image that points at the host's directory must stay
 	# inside the image when copied through
-	mkdir -p "$WORK/outside"
+	mkdir -p "$WORK/outside" "$WORK/dirroot$WORK/outside"
 	ln -s "$WORK/outside" "$WORK/dirroot/escape"
 	local s
 	s=$(rootfs_script dir "dir = \"$WORK/dirroot\",

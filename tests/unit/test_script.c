@@ -289,10 +289,122 @@ START_TEST(test_non_string_key)
 }
 END_TEST
 
-START_TEST(test_missing_kernel)
+/* Without `kernel` the session boots the default guest. */
+START_TEST(test_no_kernel)
 {
-	load_fails("local x = 1\n\nmachine { cpus = 2 }\n", SCRIPT ":3: machine.kernel: ",
-		   "required");
+	load_ok("local x = 1\n\nmachine { cpus = 2 }\n");
+	ck_assert_ptr_null(cfg.kernel);
+	ck_assert_uint_eq(cfg.cpus, 2);
+}
+END_TEST
+
+/* ---- root filesystems, start, ready (docs/rootfs.md) ------------------- */
+
+START_TEST(test_rootfs_debian)
+{
+	load_ok("machine {\n"
+		"  rootfs = { debian = \"bookworm\", packages = { \"python3\", \"curl\" },\n"
+		"    mirror = \"http://m/debian\", size = \"2G\",\n"
+		"    copy = { [\"b.sql\"] = \"/z\", [\"/abs/a\"] = \"/a/\" },\n"
+		"    run = { \"one\", \"two\" } },\n"
+		"  start = \"svc start\",\n"
+		"  ready = { exec = \"pg_isready\", timeout = 90 },\n"
+		"  devices = { { type = \"uart\" }, { type = \"virtio-blk\", path = \"d\" } },\n"
+		"}\n");
+	ck_assert_ptr_nonnull(cfg.rootfs);
+	ck_assert_int_eq(cfg.rootfs->kind, ROOTFS_DEBIAN);
+	ck_assert_str_eq(cfg.rootfs->source, "bookworm");
+	ck_assert_uint_eq(cfg.rootfs->npackages, 2);
+	ck_assert_str_eq(cfg.rootfs->packages[1], "curl");
+	ck_assert_str_eq(cfg.rootfs->mirror, "http://m/debian");
+	ck_assert_uint_eq(cfg.rootfs->size, 2ull << 30);
+	/* sorted by destination; relative sources from the script's folder */
+	ck_assert_uint_eq(cfg.rootfs->ncopy, 2);
+	ck_assert_str_eq(cfg.rootfs->copy[0].to, "/a/");
+	ck_assert_str_eq(cfg.rootfs->copy[0].from, "/abs/a");
+	ck_assert_str_eq(cfg.rootfs->copy[1].from, "/srv/vms/test/b.sql");
+	ck_assert_uint_eq(cfg.rootfs->nrun, 2);
+	ck_assert_str_eq(cfg.rootfs->run[1], "two");
+	ck_assert_uint_eq(cfg.nstart, 1);
+	ck_assert_str_eq(cfg.start[0], "svc start");
+	ck_assert_str_eq(cfg.ready_when.exec, "pg_isready");
+	ck_assert_uint_eq(cfg.ready_when.timeout_s, 90);
+	/* the root filesystem's disk comes first: the guest's /dev/vda */
+	ck_assert_uint_eq(cfg.ndevices, 3);
+	ck_assert_str_eq(cfg.devices[0].type, "virtio-blk");
+	ck_assert_str_eq(cfg.devices[0].name, "virtio-blk0");
+	ck_assert_str_eq(dev_config_get(&cfg.devices[0], "serial"), "rootfs");
+	ck_assert_str_eq(cfg.devices[1].name, "uart0");
+	ck_assert_str_eq(cfg.devices[2].name, "virtio-blk1");
+}
+END_TEST
+
+START_TEST(test_rootfs_sources)
+{
+	static const struct {
+		const char *lua;
+		enum rootfs_kind kind;
+		const char *source;
+	} cases[] = {
+		{ "oci = \"img:3.12\"", ROOTFS_OCI, "/srv/vms/test/img:3.12" },
+		{ "docker_archive = \"/x/app.tar\"", ROOTFS_DOCKER_ARCHIVE, "/x/app.tar" },
+		{ "dir = \"tree\"", ROOTFS_DIR, "/srv/vms/test/tree" },
+		{ "tar = \"r.tar.gz\"", ROOTFS_TAR, "/srv/vms/test/r.tar.gz" },
+		{ "image = \"r.ext4\"", ROOTFS_IMAGE, "/srv/vms/test/r.ext4" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char src[256];
+		snprintf(src, sizeof(src), "machine { rootfs = { %s } }", cases[i].lua);
+		load_ok(src);
+		ck_assert_int_eq(cfg.rootfs->kind, cases[i].kind);
+		ck_assert_str_eq(cfg.rootfs->source, cases[i].source);
+		machine_config_free(&cfg);
+	}
+}
+END_TEST
+
+START_TEST(test_ready_forms)
+{
+	load_ok("machine { ready = \"# \" }");
+	ck_assert_str_eq(cfg.ready, "# ");
+	machine_config_free(&cfg);
+	load_ok("machine { ready = { text = \"up\", timeout = 5 } }");
+	ck_assert_str_eq(cfg.ready, "up");
+	ck_assert_uint_eq(cfg.ready_when.timeout_s, 5);
+	machine_config_free(&cfg);
+	load_ok("machine { ready = { port = 5432 }, start = { \"a\", \"b\" } }");
+	ck_assert_uint_eq(cfg.ready_when.port, 5432);
+	ck_assert_uint_eq(cfg.nstart, 2);
+}
+END_TEST
+
+START_TEST(test_rootfs_errors)
+{
+	load_fails("machine {\n rootfs = { }\n}", SCRIPT ":2: machine.rootfs: ",
+		   "exactly one source");
+	load_fails("machine {\n rootfs = { dir = \"a\", tar = \"b\" }\n}", SCRIPT ":2: machine.rootfs: ",
+		   "(got 2)");
+	load_fails("machine {\n rootfs = { debian = \"x\", pakages = {} }\n}",
+		   SCRIPT ":2: rootfs.pakages: ", "unknown key");
+	load_fails("machine { rootfs = { dir = \"a\", packages = { \"p\" } } }", SCRIPT ":1: ",
+		   "go with debian");
+	load_fails("machine { rootfs = { image = \"a\", run = \"x\" } }", SCRIPT ":1: ",
+		   "used as it is");
+	load_fails("machine { rootfs = { dir = \"a\", copy = { [\"x\"] = \"relative\" } } }",
+		   SCRIPT ":1: rootfs.copy[\"x\"]: ", "absolute");
+	load_fails("machine { rootfs = { dir = \"a\", size = \"1M\" } }", SCRIPT ":1: rootfs.size: ",
+		   "at least 16M");
+	load_fails("machine { rootfs = { dir = \"a\", run = { \"a\", {} } } }", SCRIPT ":1: rootfs.run[2]: ",
+		   "expected a string");
+	load_fails("machine { rootfs = \"bookworm\" }", SCRIPT ":1: machine.rootfs: ", "expected a table");
+	load_fails("machine { start = 3 }", SCRIPT ":1: machine.start: ", "list of strings");
+	load_fails("machine { ready = { port = 70000 } }", SCRIPT ":1: machine.ready.port: ", "65535");
+	load_fails("machine { ready = { exec = \"a\", port = 1 } }", SCRIPT ":1: machine.ready: ",
+		   "exactly one");
+	load_fails("machine { ready = { timeout = 5 } }", SCRIPT ":1: machine.ready: ", "exactly one");
+	load_fails("machine { ready = { exce = \"a\" } }", SCRIPT ":1: machine.ready.exce: ",
+		   "unknown key");
+	load_fails("machine { ready = true }", SCRIPT ":1: machine.ready: ", "console text");
 }
 END_TEST
 
@@ -762,7 +874,11 @@ Suite *script_suite(void)
 	tcase_add_test(tc, test_key_search_in_bounds);
 	tcase_add_test(tc, test_unknown_key);
 	tcase_add_test(tc, test_non_string_key);
-	tcase_add_test(tc, test_missing_kernel);
+	tcase_add_test(tc, test_no_kernel);
+	tcase_add_test(tc, test_rootfs_debian);
+	tcase_add_test(tc, test_rootfs_sources);
+	tcase_add_test(tc, test_ready_forms);
+	tcase_add_test(tc, test_rootfs_errors);
 	tcase_add_test(tc, test_device_without_type);
 	tcase_add_test(tc, test_device_errors);
 	tcase_add_test(tc, test_too_many_devices);

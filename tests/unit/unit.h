@@ -18,6 +18,7 @@ Suite *blk_suite(void);
 Suite *agent_suite(void);
 Suite *bundle_suite(void);
 Suite *snapshot_suite(void);
+Suite *rootfs_suite(void);
 
 /* A fresh directory under $TMPDIR (or /tmp); removed with its files. */
 char *unit_tmpdir(void);

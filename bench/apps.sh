@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# bench/apps.sh [--app pyweb|postgres] [--runs N] [--cold-runs M] [--json]
+#   The examples of scripts/examples/ as a user meets them.
+#
+# For the app (default pyweb: Debian's python3 and a web service; postgres:
+# PostgreSQL 15 with a seeded table, slow here):
+#   rootfs cold     the root filesystem built from nothing (a fresh cache:
+#                   mmdebstrap downloads, copy, run, mke2fs)
+#   rootfs cached   the same script again: its inputs hashed, the image found
+#   pack            boot into it, start the service, wait until ready, save
+#                   (with the rootfs cached)
+#   bundle          the .smolmachine's size
+#   exec query      `smolvm exec BUNDLE -- QUERY` end to end, N runs (default
+#                   5) after one that warms the memory cache, split as
+#                   bench/exec.sh does: restore (VMM), agent sync and the
+#                   command (guest), the rest (VMM start and teardown)
+#   cold query      the path without smolvm's snapshot: `smolvm boot` of the
+#                   same machine whose start commands end with the same query
+#                   (once the service answers) and a reset: boot, service
+#                   start and query, M runs (default 1)
+# QUERY: pyweb: wget of /item/7 (the kit's busybox); postgres: psql count(*).
+# QEMU cannot boot this Linux guest on this host (bench/README.md), so the
+# comparison is smolvm's restore against a cold boot of the same machine.
+# Figures: median [min..max]. Output: the table and
+# bench/results/apps-<app>-latest.json (--json prints that instead).
+set -euo pipefail
+
+BENCH=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(dirname "$BENCH")
+PY=${PY:-python3}
+JSON=0 RUNS=5 COLD_RUNS=1 APP=pyweb
+# shellcheck source=bench/lib.sh
+. "$BENCH/lib.sh"
+while [ $# -gt 0 ]; do
+    case $1 in
+        --app) APP=$2; shift 2 ;;
+        --runs) RUNS=$2; shift 2 ;;
+        --cold-runs) COLD_RUNS=$2; shift 2 ;;
+        --json) JSON=1; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) usage >&2; exit 2 ;;
+    esac
+done
+case $APP in
+    pyweb) QUERY=(/run/smolvm/busybox wget -qO- http://127.0.0.1:8000/item/7)
+           COLD_Q='until /run/smolvm/busybox wget -qO- http://127.0.0.1:8000/item/7; do sleep 0.5; done' ;;
+    postgres) QUERY=(su postgres -c "psql -tAc 'select count(*) from items'")
+              COLD_Q="until su postgres -c \\\"psql -tAc 'select count(*) from items'\\\"; do sleep 0.5; done" ;;
+    *) echo "bench/apps.sh: --app pyweb or postgres" >&2; exit 2 ;;
+esac
+
+SMOLVM=$ROOT/build/smolvm
+OUT=$BENCH/results
+WORK=$(mktemp -d /tmp/smolvm-bench-apps.XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
+export SMOLVM_CACHE_DIR=$WORK/cache
+mkdir -p "$OUT"
+[ -x "$SMOLVM" ] && [ -f "$ROOT/build/guest/vmlinux" ] ||
+    { echo "bench/apps.sh: needs build/smolvm and the guest (make all guest)" >&2; exit 1; }
+SCRIPT=$ROOT/scripts/examples/$APP.lua
+B=$WORK/app.smolmachine
+ms_since() { awk -v a="$1" -v b="$(now_s)" 'BEGIN{printf "%.1f", (b-a)*1000}'; }
+
+log "$APP: pack with the root filesystem built from nothing"
+t0=$(now_s)
+"$SMOLVM" pack "$SCRIPT" -o "$B" < /dev/null > "$WORK/pack1.log" 2>&1 || { tail -30 "$WORK/pack1.log" >&2; exit 1; }
+PACK_COLD_MS=$(ms_since "$t0")
+ROOTFS_COLD_S=$(grep -o 'rootfs: built in [0-9.]*' "$WORK/pack1.log" | grep -o '[0-9.]*$')
+log "$APP: pack again (root filesystem cached)"
+t0=$(now_s)
+"$SMOLVM" pack -v "$SCRIPT" -o "$B" < /dev/null > "$WORK/pack2.log" 2>&1 || { tail -30 "$WORK/pack2.log" >&2; exit 1; }
+PACK_MS=$(ms_since "$t0")
+ROOTFS_CACHED_MS=$(grep -o 'inputs hashed in [0-9.]*' "$WORK/pack2.log" | grep -o '[0-9.]*$')
+READY_S=$(grep -o 'ready after [0-9.]*' "$WORK/pack2.log" | grep -o '[0-9.]*$')
+BUNDLE=$(stat -c %s "$B")
+IMAGE=$(grep -o 'rootfs: /[^ ]*\.ext4' "$WORK/pack2.log" | cut -d' ' -f2)
+IMAGE_BYTES=$(du -B1 "$IMAGE" | cut -f1)
+"$SMOLVM" exec "$B" -- "${QUERY[@]}" < /dev/null > "$WORK/answer" 2>&1 # warms the cache
+log "$APP: the answer: $(head -c 200 "$WORK/answer")"
+
+: > "$WORK/exec.tsv"
+for i in $(seq "$RUNS"); do
+    t0=$(now_s)
+    "$SMOLVM" exec -v "$B" -- "${QUERY[@]}" < /dev/null > /dev/null 2> "$WORK/exec.log" ||
+        { cat "$WORK/exec.log" >&2; exit 1; }
+    total=$(ms_since "$t0")
+    restore=$(grep -o 'restored .* in [0-9.]* ms' "$WORK/exec.log" | head -1 | grep -o '[0-9.]* ms' | head -1 | cut -d' ' -f1)
+    sync=$(grep -o 'clock set in [0-9.]*' "$WORK/exec.log" | grep -o '[0-9.]*$')
+    cmd=$(grep -o 'command [0-9.]* ms' "$WORK/exec.log" | grep -o '[0-9.]*')
+    printf '%s\t%s\t%s\t%s\n' "$total" "$restore" "${sync:-0}" "$cmd" >> "$WORK/exec.tsv"
+    log "exec $i: $total ms"
+done
+
+# the same machine, cold: its start commands end with the query and a reset
+sed -e "s|^  start = { \(.*\) },|  start = { \1, \"$COLD_Q; /run/smolvm/busybox reboot -f\" },|" \
+    -e "s|^  ready = .*||" "$SCRIPT" > "$(dirname "$SCRIPT")/.bench-cold-$APP.lua"
+trap 'rm -rf "$WORK" "$(dirname "$SCRIPT")/.bench-cold-$APP.lua"' EXIT
+: > "$WORK/cold.tsv"
+for i in $(seq "$COLD_RUNS"); do
+    t0=$(now_s)
+    "$SMOLVM" boot "$(dirname "$SCRIPT")/.bench-cold-$APP.lua" < /dev/null > "$WORK/cold.log" 2>&1 ||
+        { tail -20 "$WORK/cold.log" >&2; exit 1; }
+    ms_since "$t0" >> "$WORK/cold.tsv"
+    echo >> "$WORK/cold.tsv"
+    log "cold boot + start + query $i: $(tail -2 "$WORK/cold.tsv" | head -1) ms"
+done
+
+$PY - "$WORK/exec.tsv" "$WORK/cold.tsv" "$JSON" "$OUT/apps-$APP-latest.json" "$APP" \
+    "$ROOTFS_COLD_S" "$ROOTFS_CACHED_MS" "$PACK_COLD_MS" "$PACK_MS" "$READY_S" "$BUNDLE" "$IMAGE_BYTES" <<'PY'
+import json, statistics, sys
+rows = [[float(x) for x in l.split("\t")] for l in open(sys.argv[1]).read().split("\n") if l]
+cold = [float(l) for l in open(sys.argv[2]).read().split() if l]
+def fig(v):
+    return {"median": statistics.median(v), "min": min(v), "max": max(v), "n": len(v)}
+total, restore, sync, cmd = ([r[i] for r in rows] for i in range(4))
+rest = [t - a - b - c for t, a, b, c in zip(total, restore, sync, cmd)]
+a = sys.argv
+res = {"app": a[5], "rootfs_cold_s": float(a[6]), "rootfs_cached_ms": float(a[7]),
+       "pack_cold_rootfs_ms": float(a[8]), "pack_ms": float(a[9]), "ready_after_s": float(a[10]),
+       "bundle_bytes": int(a[11]), "image_bytes_on_disk": int(a[12]),
+       "exec_query_ms": fig(total), "restore_ms": fig(restore), "agent_sync_ms": fig(sync),
+       "command_ms": fig(cmd), "vmm_rest_ms": fig(rest), "cold_query_ms": fig(cold)}
+res["cold_over_exec"] = res["cold_query_ms"]["median"] / res["exec_query_ms"]["median"]
+res["host_ms"] = statistics.median([r + x for r, x in zip(restore, rest)])
+res["guest_ms"] = statistics.median([s + c for s, c in zip(sync, cmd)])
+json.dump(res, open(a[4], "w"), indent=1)
+if a[3] == "1":
+    print(json.dumps(res, indent=1)); sys.exit()
+def line(name, f, note=""):
+    print(f"  {name:<36} {f['median']:10.1f} ms  [{f['min']:.1f}..{f['max']:.1f}]  {note}")
+print(f"scripts/examples/{res['app']}.lua, {len(total)} exec runs, {len(cold)} cold runs")
+print(f"  {'rootfs build, cold':<36} {res['rootfs_cold_s']:10.1f} s")
+print(f"  {'rootfs, cached (inputs hashed)':<36} {res['rootfs_cached_ms']:10.1f} ms")
+print(f"  {'pack, rootfs cached':<36} {res['pack_ms']/1000:10.1f} s   (ready after {res['ready_after_s']} s)")
+print(f"  {'bundle':<36} {res['bundle_bytes']/1048576:10.1f} MiB (image {res['image_bytes_on_disk']/1048576:.0f} MiB on disk)")
+line("exec query, end to end", res["exec_query_ms"])
+line("  restore (VMM)", res["restore_ms"])
+line("  agent sync (guest kernel)", res["agent_sync_ms"])
+line("  command (guest)", res["command_ms"])
+line("  the rest (VMM start, teardown)", res["vmm_rest_ms"])
+line("cold boot + start + query", res["cold_query_ms"], f"({res['cold_over_exec']:.1f}x the exec)")
+print(f"  host {res['host_ms']:.1f} ms, guest {res['guest_ms']:.1f} ms of an exec (medians)")
+PY
