@@ -49,14 +49,7 @@ case $APP in
     *) echo "bench/apps.sh: --app pyweb or postgres" >&2; exit 2 ;;
 esac
 
-SMOLVM=$ROOT/build/smolvm
-OUT=$BENCH/results
-WORK=$(mktemp -d /tmp/smolvm-bench-apps.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
-export SMOLVM_CACHE_DIR=$WORK/cache
-mkdir -p "$OUT"
-[ -x "$SMOLVM" ] && [ -f "$ROOT/build/guest/vmlinux" ] ||
-    { echo "bench/apps.sh: needs build/smolvm and the guest (make all guest)" >&2; exit 1; }
+bench_setup apps
 SCRIPT=$ROOT/scripts/examples/$APP.lua
 B=$WORK/app.smolmachine
 ms_since() { awk -v a="$1" -v b="$(now_s)" 'BEGIN{printf "%.1f", (b-a)*1000}'; }

@@ -38,14 +38,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-SMOLVM=$ROOT/build/smolvm
-OUT=$BENCH/results
-WORK=$(mktemp -d /tmp/smolvm-bench-exec.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
-export SMOLVM_CACHE_DIR=$WORK/cache
-mkdir -p "$OUT"
-[ -x "$SMOLVM" ] && [ -f "$ROOT/build/guest/vmlinux" ] ||
-    { echo "bench/exec.sh: needs build/smolvm and the guest (make all guest)" >&2; exit 1; }
+bench_setup exec
 [ "$IDLE" = 0 ] || wait_idle "$IDLE"
 
 sed -e "s|\.\./build|$ROOT/build|" "$ROOT/scripts/linux.lua" > "$WORK/app.lua"

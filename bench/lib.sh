@@ -38,3 +38,16 @@ load_end() {
     OTHER_LOAD=$(awk -v b0="$BUSY0" -v b1="$busy1" -v k0="$KIDS0" -v k1="$kids1" -v t0="$T0" -v t1="$T1" \
         'BEGIN { v = ((b1 - b0) - (k1 - k0)) / (t1 - t0); if (v < 0) v = 0; printf "%.2f", v }')
 }
+
+# bench_setup NAME: SMOLVM, OUT, WORK (removed at exit) and a private cache
+# for bench/NAME.sh, which needs the build and the default guest.
+bench_setup() {
+    SMOLVM=$ROOT/build/smolvm
+    OUT=$BENCH/results
+    WORK=$(mktemp -d "/tmp/smolvm-bench-$1.XXXXXX")
+    trap 'rm -rf "$WORK"' EXIT
+    export SMOLVM_CACHE_DIR=$WORK/cache
+    mkdir -p "$OUT"
+    [ -x "$SMOLVM" ] && [ -f "$ROOT/build/guest/vmlinux" ] ||
+        { echo "bench/$1.sh: needs build/smolvm and the guest (make all guest)" >&2; exit 1; }
+}

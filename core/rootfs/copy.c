@@ -3,6 +3,7 @@
  * it, so a symbolic link in an image (/etc -> /host/etc, ../../x) never
  * leads a copy out of the tree; the last component is never followed. */
 #include "rootfs/rootfs.h"
+#include "rootfs/tree.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -79,12 +80,10 @@ static int copy_entry(int sdir, const char *sname, int ddir, const char *name,
 		      const char *shown, int depth, struct err *e)
 {
 	struct stat st;
-	int rc = 0;
+	int rc = tree_lstat(sdir, sname, shown, depth, &st, e);
 
-	if (depth > 64)
-		return err_set(e, -ELOOP, "%s: nested too deep", shown);
-	if (fstatat(sdir, sname, &st, AT_SYMLINK_NOFOLLOW))
-		return err_set(e, -errno, "%s: %s", shown, strerror(errno));
+	if (rc)
+		return rc;
 	/* what is there is replaced, never followed (a directory merges) */
 	struct stat old;
 	if (!fstatat(ddir, name, &old, AT_SYMLINK_NOFOLLOW) &&
@@ -94,10 +93,8 @@ static int copy_entry(int sdir, const char *sname, int ddir, const char *name,
 			       strerror(errno));
 	if (S_ISLNK(st.st_mode)) {
 		char target[4096];
-		ssize_t n = readlinkat(sdir, sname, target, sizeof(target) - 1);
-		if (n < 0)
-			return err_set(e, -errno, "%s: %s", shown, strerror(errno));
-		target[n] = 0;
+		if ((rc = tree_readlink(sdir, sname, shown, target, sizeof(target), e)))
+			return rc;
 		if (symlinkat(target, ddir, name))
 			return err_set(e, -errno, "%s: %s", shown, strerror(errno));
 		if (geteuid() == 0)

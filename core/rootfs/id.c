@@ -2,6 +2,7 @@
  * the contents of host files included, hashed with XXH3-128 (a cache key,
  * not a signature: a collision would only reuse an image). */
 #include "rootfs/rootfs.h"
+#include "rootfs/tree.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -57,12 +58,10 @@ static int feed_path(XXH3_state_t *h, int dirfd, const char *name, const char *s
 		     struct err *e)
 {
 	struct stat st;
-	int rc = 0;
+	int rc = tree_lstat(dirfd, name, shown, depth, &st, e);
 
-	if (depth > 64)
-		return err_set(e, -ELOOP, "%s: nested too deep", shown);
-	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW))
-		return err_set(e, -errno, "%s: %s", shown, strerror(errno));
+	if (rc)
+		return rc;
 	feed_str(h, name);
 	feed_u64(h, st.st_mode);
 	feed_u64(h, ((uint64_t)st.st_uid << 32) | st.st_gid);
@@ -72,10 +71,8 @@ static int feed_path(XXH3_state_t *h, int dirfd, const char *name, const char *s
 	}
 	if (S_ISLNK(st.st_mode)) {
 		char target[4096];
-		ssize_t n = readlinkat(dirfd, name, target, sizeof(target) - 1);
-		if (n < 0)
-			return err_set(e, -errno, "%s: %s", shown, strerror(errno));
-		target[n] = 0;
+		if ((rc = tree_readlink(dirfd, name, shown, target, sizeof(target), e)))
+			return rc;
 		feed_str(h, target);
 		return 0;
 	}

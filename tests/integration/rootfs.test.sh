@@ -10,6 +10,7 @@ t_rootfs_dir_busybox() {
 	local b=$WORK/dir.smolmachine out
 	bb_tree "$WORK/dirroot"
 	echo "seeded on the host" > "$WORK/seed.txt"
+	echo "through a link" > "$WORK/escape.txt"
 	mkdir -p "$WORK/tree/sub" && echo deep > "$WORK/tree/sub/file"
 	# a link in the image that points at the host's directory must stay
 	# inside the image when copied through
@@ -18,7 +19,7 @@ t_rootfs_dir_busybox() {
 	local s
 	s=$(rootfs_script dir "dir = \"$WORK/dirroot\",
 	    copy = { [\"$WORK/seed.txt\"] = \"/data/seed.txt\", [\"$WORK/tree\"] = \"/data/tree\",
-	             [\"$WORK/seed.txt\"] = \"/escape/x\" },
+	             [\"$WORK/escape.txt\"] = \"/escape/x\" },
 	    run = { \"echo ran-on-host > /data/run.txt; echo \$(id -u) >> /data/run.txt\" }" \
 		'start = { "echo started > /data/start.txt", "httpd -p 8080 -h /data &" },
 		ready = { port = 8080 },')
@@ -33,7 +34,13 @@ ran-on-host
 started
 seeded on the host
 dir
-seeded on the host" ] || { echo "got:"; echo "$out"; return 1; }
+through a link" ] || { echo "got:"; echo "$out"; return 1; }
+	# the agent's file copies in a tree without coreutils
+	mkdir -p "$WORK/in" && echo "copied in" > "$WORK/in/f"
+	out=$(rexec "$b" --copy-in "$WORK/in:/in" --copy-out /data/run.txt:"$WORK/run.out" \
+		-- cat /in/f 2>&1)
+	[ "$out" = "copied in" ] && [ "$(head -1 "$WORK/run.out")" = ran-on-host ] ||
+		{ echo "copies: $out"; return 1; }
 	# a second pack of the same script builds nothing
 	rpack "$WORK/dir2.log" "$s" "$WORK/dir2.smolmachine" -v || { show "$WORK/dir2.log"; return 1; }
 	said "$WORK/dir2.log" "(cached)" || return 1
