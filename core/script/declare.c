@@ -148,40 +148,63 @@ static int dev_list(const struct vctx *v, struct dev_config *d, const char *key,
 	return rc;
 }
 
+/* Calls fn(v, key, ctx) for each key of the table on top of the stack,
+ * with its value on top while fn runs; a key that is not a string is
+ * refused as `field`. The stack is as it was when this returns. */
+static int each_key(const struct vctx *v, const char *key, const char *field,
+		    int (*fn)(const struct vctx *v, const char *k, void *ctx), void *ctx)
+{
+	lua_State *L = v->L;
+	int base = lua_gettop(L), rc = 0;
+
+	lua_pushnil(L);
+	while (lua_next(L, base)) {
+		rc = lua_type(L, -2) == LUA_TSTRING ? fn(v, lua_tostring(L, -2), ctx)
+						    : verr(v, key, field, "keys must be names");
+		if (rc)
+			break;
+		lua_settop(L, base + 1); /* the key, for lua_next */
+	}
+	lua_settop(L, base);
+	return rc;
+}
+
+struct device_ctx {
+	struct dev_config *d;
+	const char *field;
+};
+
+static int device_key(const struct vctx *v, const char *key, void *ctx)
+{
+	struct device_ctx *c = ctx;
+	char sub[256], *val = NULL;
+	int rc;
+
+	snprintf(sub, sizeof(sub), "%s.%s", c->field, key);
+	if (lua_istable(v->L, -1) && strcmp(key, "type"))
+		return dev_list(v, c->d, key, sub);
+	rc = dev_value(v, key, sub, &val);
+	if (!rc && !strcmp(key, "type"))
+		c->d->type = val;
+	else if (!rc)
+		rc = dev_add(v, c->d, key, val);
+	return rc;
+}
+
 static int read_device(const struct vctx *v, size_t idx, struct dev_config *d)
 {
 	lua_State *L = v->L;
 	char field[128];
-	int rc = 0;
+	struct device_ctx c = { d, field };
+	int rc;
 
 	snprintf(field, sizeof(field), "devices[%zu]", idx + 1);
 	if (!lua_istable(L, -1))
 		return verr(v, "devices", field, "expected a table such as { type = \"uart\" }, got %s",
 			    luaL_typename(L, -1));
-	lua_pushnil(L);
-	while (!rc && lua_next(L, -2)) {
-		char sub[256], *val = NULL;
-		if (lua_type(L, -2) != LUA_TSTRING) {
-			lua_pop(L, 2);
-			return verr(v, "devices", field, "keys must be names");
-		}
-		const char *key = lua_tostring(L, -2);
-		snprintf(sub, sizeof(sub), "%s.%s", field, key);
-		if (lua_istable(L, -1) && strcmp(key, "type")) {
-			rc = dev_list(v, d, key, sub);
-		} else {
-			rc = dev_value(v, key, sub, &val);
-			if (!rc && !strcmp(key, "type"))
-				d->type = val;
-			else if (!rc)
-				rc = dev_add(v, d, key, val);
-		}
-		lua_pop(L, 1);
-	}
-	if (rc) {
-		lua_pop(L, 1);
+	rc = each_key(v, "devices", field, device_key, &c);
+	if (rc)
 		return rc;
-	}
 	if (!d->type)
 		return verr(v, "devices", field, "missing \"type\" (the device plugin's name)");
 	return 0;
@@ -309,54 +332,55 @@ static int string_list(const struct vctx *v, const char *key, const char *field,
 	return rc;
 }
 
+struct ready_ctx {
+	struct machine_config *cfg;
+	int forms;
+};
+
+static int ready_key(const struct vctx *v, const char *k, void *ctx)
+{
+	struct ready_ctx *c = ctx;
+	char field[64];
+
+	snprintf(field, sizeof(field), "machine.ready.%s", k);
+	if (!strcmp(k, "text") || !strcmp(k, "exec")) {
+		c->forms++;
+		return dup_string(v, k, field, !strcmp(k, "text") ? &c->cfg->ready
+								  : &c->cfg->ready_when.exec);
+	}
+	if (!strcmp(k, "port") || !strcmp(k, "timeout")) {
+		int isnum, port = !strcmp(k, "port");
+		lua_Integer n = lua_tointegerx(v->L, -1, &isnum);
+		if (!isnum || n < 1 || n > (port ? 65535 : 86400))
+			return verr(v, k, field, "expected a whole number from 1 to %d, got %s",
+				    port ? 65535 : 86400, luaL_tolstring(v->L, -1, NULL));
+		if (port)
+			c->cfg->ready_when.port = (uint32_t)n, c->forms++;
+		else
+			c->cfg->ready_when.timeout_s = (uint32_t)n;
+		return 0;
+	}
+	return verr(v, k, field, "unknown key (known: exec, port, text, timeout)");
+}
+
 /* ready = "console text" or { exec = "cmd" | port = N | text = "...", timeout = S } */
 static int read_ready(const struct vctx *v, struct machine_config *cfg)
 {
-	lua_State *L = v->L;
-	int forms = 0, rc = 0;
+	struct ready_ctx c = { cfg, 0 };
+	int rc;
 
-	if (lua_type(L, -1) == LUA_TSTRING)
+	if (lua_type(v->L, -1) == LUA_TSTRING)
 		return dup_string(v, "ready", "machine.ready", &cfg->ready);
-	if (!lua_istable(L, -1))
+	if (!lua_istable(v->L, -1))
 		return verr(v, "ready", "machine.ready",
 			    "expected console text or a table { exec = \"command\" }, { port = N } "
 			    "or { text = \"...\" } (with an optional timeout = seconds), got %s",
-			    luaL_typename(L, -1));
-	lua_pushnil(L);
-	while (!rc && lua_next(L, -2)) {
-		const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
-		char field[64];
-		snprintf(field, sizeof(field), "machine.ready.%s", k);
-		if (!strcmp(k, "text")) {
-			forms++;
-			rc = dup_string(v, "text", field, &cfg->ready);
-		} else if (!strcmp(k, "exec")) {
-			forms++;
-			rc = dup_string(v, "exec", field, &cfg->ready_when.exec);
-		} else if (!strcmp(k, "port") || !strcmp(k, "timeout")) {
-			int isnum;
-			lua_Integer n = lua_tointegerx(L, -1, &isnum);
-			int port = !strcmp(k, "port");
-			if (!isnum || n < 1 || n > (port ? 65535 : 86400))
-				rc = verr(v, k, field, "expected a whole number from 1 to %d, got %s",
-					  port ? 65535 : 86400, luaL_tolstring(L, -1, NULL));
-			else if (port)
-				cfg->ready_when.port = (uint32_t)n, forms++;
-			else
-				cfg->ready_when.timeout_s = (uint32_t)n;
-		} else {
-			rc = verr(v, k, field, "unknown key (known: exec, port, text, timeout)");
-		}
-		lua_pop(L, 1);
-	}
-	if (rc) {
-		lua_pop(L, 1);
-		return rc;
-	}
-	if (forms != 1)
-		return verr(v, "ready", "machine.ready",
-			    "give exactly one of exec, port and text (got %d)", forms);
-	return 0;
+			    luaL_typename(v->L, -1));
+	rc = each_key(v, "ready", "machine.ready", ready_key, &c);
+	if (!rc && c.forms != 1)
+		rc = verr(v, "ready", "machine.ready",
+			  "give exactly one of exec, port and text (got %d)", c.forms);
+	return rc;
 }
 
 static const struct {
@@ -373,59 +397,53 @@ static int cmp_copy(const void *a, const void *b)
 	return strcmp(((const struct rootfs_copy *)a)->to, ((const struct rootfs_copy *)b)->to);
 }
 
+/* One copy = { [from] = to } entry. */
+static int copy_key(const struct vctx *v, const char *from, void *ctx)
+{
+	struct rootfs_spec *r = ctx;
+	struct rootfs_copy *n, *c;
+	char field[300];
+
+	snprintf(field, sizeof(field), "rootfs.copy[\"%.200s\"]", from);
+	if (lua_type(v->L, -1) != LUA_TSTRING || lua_tostring(v->L, -1)[0] != '/')
+		return verr(v, "copy", field, "expected [\"host path\"] = \"/absolute/path/in/rootfs\"");
+	if (r->ncopy == 256)
+		return verr(v, "copy", "rootfs.copy", "more than 256 entries");
+	n = realloc(r->copy, (r->ncopy + 1) * sizeof(*n));
+	if (!n)
+		return err_set(v->e, -ENOMEM, "out of memory");
+	r->copy = n;
+	c = &r->copy[r->ncopy++];
+	c->from = resolve_path(v, from);
+	c->to = strdup(lua_tostring(v->L, -1));
+	return c->from && c->to ? 0 : err_set(v->e, -ENOMEM, "out of memory");
+}
+
 /* copy = { ["host path"] = "/path/in/rootfs", ... }, sorted by destination
  * so that the same table always builds (and hashes) the same way. */
 static int read_copy(const struct vctx *v, struct rootfs_spec *r)
 {
-	lua_State *L = v->L;
-	size_t cap = 0;
-	int rc = 0;
+	int rc;
 
-	if (!lua_istable(L, -1))
+	if (!lua_istable(v->L, -1))
 		return verr(v, "copy", "rootfs.copy",
 			    "expected a table { [\"host path\"] = \"/path/in/rootfs\" }, got %s",
-			    luaL_typename(L, -1));
-	lua_pushnil(L);
-	while (!rc && lua_next(L, -2)) {
-		char field[300];
-		const char *from = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
-		snprintf(field, sizeof(field), "rootfs.copy[\"%.200s\"]", from ? from : "?");
-		if (!from || lua_type(L, -1) != LUA_TSTRING || lua_tostring(L, -1)[0] != '/') {
-			rc = verr(v, "copy", field,
-				  "expected [\"host path\"] = \"/absolute/path/in/rootfs\"");
-		} else if (r->ncopy == 256) {
-			rc = verr(v, "copy", "rootfs.copy", "more than 256 entries");
-		} else {
-			if (r->ncopy == cap) {
-				struct rootfs_copy *n = realloc(r->copy, (cap + 16) * sizeof(*n));
-				if (!n) {
-					lua_pop(L, 2);
-					return err_set(v->e, -ENOMEM, "out of memory");
-				}
-				r->copy = n;
-				cap += 16;
-			}
-			struct rootfs_copy *c = &r->copy[r->ncopy];
-			c->from = resolve_path(v, from);
-			c->to = strdup(lua_tostring(L, -1));
-			r->ncopy++;
-			if (!c->from || !c->to)
-				rc = err_set(v->e, -ENOMEM, "out of memory");
-		}
-		lua_pop(L, 1);
-	}
-	if (rc) {
-		lua_pop(L, 1);
-		return rc;
-	}
-	if (r->ncopy)
+			    luaL_typename(v->L, -1));
+	rc = each_key(v, "copy", "rootfs.copy", copy_key, r);
+	if (!rc && r->ncopy)
 		qsort(r->copy, r->ncopy, sizeof(*r->copy), cmp_copy);
-	return 0;
+	return rc;
 }
 
-static int read_rootfs_key(const struct vctx *v, struct rootfs_spec *r, const char *k,
-			   int *sources)
+struct rootfs_ctx {
+	struct rootfs_spec *r;
+	int sources;
+};
+
+static int rootfs_key(const struct vctx *v, const char *k, void *ctx)
 {
+	struct rootfs_ctx *c = ctx;
+	struct rootfs_spec *r = c->r;
 	char field[64];
 
 	snprintf(field, sizeof(field), "rootfs.%s", k);
@@ -435,7 +453,7 @@ static int read_rootfs_key(const struct vctx *v, struct rootfs_spec *r, const ch
 		if (lua_type(v->L, -1) != LUA_TSTRING)
 			return verr(v, k, field, "expected a string, got %s",
 				    luaL_typename(v->L, -1));
-		(*sources)++;
+		c->sources++;
 		r->kind = rootfs_sources[i].kind;
 		free(r->source);
 		r->source = r->kind == ROOTFS_DEBIAN ? strdup(lua_tostring(v->L, -1))
@@ -464,7 +482,8 @@ static int read_rootfs(const struct vctx *v, struct machine_config *cfg)
 {
 	lua_State *L = v->L;
 	struct rootfs_spec *r;
-	int sources = 0, rc = 0;
+	struct rootfs_ctx c;
+	int rc;
 
 	if (!lua_istable(L, -1))
 		return verr(v, "rootfs", "machine.rootfs",
@@ -473,23 +492,15 @@ static int read_rootfs(const struct vctx *v, struct machine_config *cfg)
 	r = cfg->rootfs = calloc(1, sizeof(*r));
 	if (!r)
 		return err_set(v->e, -ENOMEM, "out of memory");
-	lua_pushnil(L);
-	while (!rc && lua_next(L, -2)) {
-		if (lua_type(L, -2) != LUA_TSTRING)
-			rc = verr(v, "rootfs", "machine.rootfs", "keys must be names");
-		else
-			rc = read_rootfs_key(v, r, lua_tostring(L, -2), &sources);
-		lua_pop(L, 1);
-	}
-	if (rc) {
-		lua_pop(L, 1);
+	c = (struct rootfs_ctx){ r, 0 };
+	rc = each_key(v, "rootfs", "machine.rootfs", rootfs_key, &c);
+	if (rc)
 		return rc;
-	}
-	if (sources != 1)
+	if (c.sources != 1)
 		return verr(v, "rootfs", "machine.rootfs",
 			    "name exactly one source: debian = \"bookworm\", oci = \"layout:tag\", "
 			    "docker_archive = \"image.tar\", dir = \"path\", tar = \"rootfs.tar\" or "
-			    "image = \"rootfs.ext4\" (got %d)", sources);
+			    "image = \"rootfs.ext4\" (got %d)", c.sources);
 	if (r->kind != ROOTFS_DEBIAN && (r->npackages || r->mirror))
 		return verr(v, r->npackages ? "packages" : "mirror", "machine.rootfs",
 			    "packages and mirror go with debian = \"suite\"");
