@@ -53,7 +53,7 @@ void machine_config_free(struct machine_config *c)
 	free(c->ready_when.exec);
 	free_list(c->start, c->nstart);
 	rootfs_spec_free(c->rootfs);
-	free(c->rootfs_image);
+	free(c->rootfs_id);
 	free(c->name);
 	free(c->kernel);
 	free(c->initrd);

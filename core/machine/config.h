@@ -55,7 +55,7 @@ struct machine_config {
 	char **start;  /* guest commands run in order once it is up */
 	size_t nstart;
 	struct rootfs_spec *rootfs; /* NULL: the initrd is all there is */
-	char *rootfs_image; /* the built image the machine boots from */
+	char *rootfs_id; /* the cached image it boots from (rootfs/rootfs.h) */
 	char *name;
 	uint32_t cpus;
 	uint64_t memory; /* bytes */

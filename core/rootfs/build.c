@@ -525,9 +525,13 @@ static int build_image(struct build *b, const char *image, struct err *e)
 	return rc;
 }
 
-/* An existing ext4 image, used where it is. */
-static int use_image(const char *path, char **image, struct err *e)
+/* An existing ext4 image: checked, and copied (sparse, or shared by
+ * reflink where the file system can) into the cache like a built one, so
+ * that a bundle only ever names images in the cache. */
+static int step_image(struct build *b, const char *image, struct err *e)
 {
+	const char *path = b->r->source;
+	char *argv[] = { "cp", "--sparse=always", "--reflink=auto", (char *)path, (char *)image, NULL };
 	unsigned char magic[2];
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	int ok = fd >= 0 && pread(fd, magic, 2, 1024 + 56) == 2 && magic[0] == 0x53 && magic[1] == 0xef;
@@ -537,21 +541,34 @@ static int use_image(const char *path, char **image, struct err *e)
 	close(fd);
 	if (!ok)
 		return err_set(e, -EINVAL, "rootfs.image: %s is not an ext2/3/4 file system image", path);
-	*image = realpath(path, NULL);
-	return *image ? 0 : err_set(e, -errno, "rootfs.image: %s: %s", path, strerror(errno));
+	b->steps = b->step = 1;
+	say(b, "ext4 image %s, into the cache...", path);
+	return run_tool(b, "cp", argv, e);
+}
+
+int rootfs_image_path(const char *id, char *out, size_t len, struct err *e)
+{
+	char dir[PATH_MAX];
+
+	if (strlen(id) != 32 || strspn(id, "0123456789abcdef") != 32)
+		return err_set(e, -EINVAL, "\"%.40s\" is not a root filesystem id", id);
+	if (cache_dir(dir, sizeof(dir)))
+		return err_set(e, -ENOENT, "no cache directory for root filesystems: set "
+			       "SMOLVM_CACHE_DIR (or HOME)");
+	if (snprintf(out, len, "%s/rootfs/%s.ext4", dir, id) >= (int)len)
+		return err_set(e, -ENAMETOOLONG, "%s: path too long", dir);
+	return 0;
 }
 
 int rootfs_build(const struct rootfs_spec *r, const struct rootfs_opts *o, char **image,
-		 struct err *e)
+		 char id[33], struct err *e)
 {
 	struct build b = { .r = r, .o = o, .logfd = -1, .tty = isatty(2) };
-	char id[33], final[PATH_MAX + 64], tmp[PATH_MAX + 64], lockp[PATH_MAX + 64];
+	char final[PATH_MAX + 64], tmp[PATH_MAX + 64], lockp[PATH_MAX + 64];
 	double t0 = clock_ms();
 	int rc, lockfd;
 
 	*image = NULL;
-	if (r->kind == ROOTFS_IMAGE)
-		return use_image(r->source, image, e);
 	rc = rootfs_id(r, id, e);
 	if (rc)
 		return rc;
@@ -586,7 +603,7 @@ int rootfs_build(const struct rootfs_spec *r, const struct rootfs_opts *o, char 
 	snprintf(b.log, sizeof(b.log), "%s/%s.log", b.dir, id);
 	b.logfd = open(b.log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	snprintf(tmp, sizeof(tmp), "%s/image.ext4", b.work);
-	rc = build_image(&b, tmp, e);
+	rc = r->kind == ROOTFS_IMAGE ? step_image(&b, tmp, e) : build_image(&b, tmp, e);
 	if (!rc && rename(tmp, final))
 		rc = err_set(e, -errno, "%s: %s", final, strerror(errno));
 	remove_tree(b.work);

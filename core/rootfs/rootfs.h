@@ -15,11 +15,15 @@ struct rootfs_opts {
 	int rebuild;  /* ignore a cached image */
 };
 
-/* The ext4 image for `r`, built unless the cache holds it; *image is a
- * malloc'd absolute path. Prints progress on stderr. Nothing half-built
- * is ever left in the cache. */
+/* The ext4 image for `r`, built unless the cache holds it (an `image`
+ * source is copied in): *image is a malloc'd absolute path in the cache,
+ * id its name there. Prints progress on stderr. Nothing half-built is ever
+ * left in the cache. */
 int rootfs_build(const struct rootfs_spec *r, const struct rootfs_opts *o, char **image,
-		 struct err *e) WARN_UNUSED;
+		 char id[33], struct err *e) WARN_UNUSED;
+/* Where the image of that id is in this host's cache (a bundle names its
+ * image by id; anything but 32 hex digits is refused). */
+int rootfs_image_path(const char *id, char *out, size_t len, struct err *e) WARN_UNUSED;
 
 /* The cache key: a hex hash of every input (sources read from disk). */
 int rootfs_id(const struct rootfs_spec *r, char id[33], struct err *e) WARN_UNUSED;

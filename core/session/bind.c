@@ -66,8 +66,8 @@ int bind_vsock(struct machine_config *cfg, int force, struct runtime *rt, struct
 	return 0;
 }
 
-int bind_rootfs(struct machine_config *cfg, const char *image, struct runtime *rt,
-		struct err *e)
+int bind_rootfs(struct machine_config *cfg, const char *image, const char *id,
+		struct runtime *rt, struct err *e)
 {
 	struct dev_config *d = cfg->ndevices ? &cfg->devices[0] : NULL;
 	char cow[400];
@@ -81,9 +81,9 @@ int bind_rootfs(struct machine_config *cfg, const char *image, struct runtime *r
 	/* the image is only read; what the guest writes goes to an overlay
 	 * that lives as long as the machine (a bundle saves its content) */
 	snprintf(cow, sizeof(cow), "%s/rootfs.cow", rt->dir);
-	free(cfg->rootfs_image);
-	cfg->rootfs_image = strdup(image);
-	if (!cfg->rootfs_image || dev_config_set(d, "path", image) ||
+	free(cfg->rootfs_id);
+	cfg->rootfs_id = strdup(id);
+	if (!cfg->rootfs_id || dev_config_set(d, "path", image) ||
 	    dev_config_set(d, "overlay", cow))
 		return err_set(e, -ENOMEM, "out of memory");
 	return 0;

@@ -19,9 +19,10 @@ struct runtime {
 int bind_vsock(struct machine_config *cfg, int force, struct runtime *rt,
 	       struct err *e) WARN_UNUSED;
 /* The root filesystem's disk (devices[0], see script/declare.c) reads
- * `image` under a copy-on-write overlay in the private directory. */
-int bind_rootfs(struct machine_config *cfg, const char *image, struct runtime *rt,
-		struct err *e) WARN_UNUSED;
+ * `image` (cached as `id`) under a copy-on-write overlay in the private
+ * directory. */
+int bind_rootfs(struct machine_config *cfg, const char *image, const char *id,
+		struct runtime *rt, struct err *e) WARN_UNUSED;
 void runtime_cleanup(struct runtime *rt);
 
 #endif

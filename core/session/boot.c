@@ -79,10 +79,10 @@ static int complete_machine(struct session *ss, struct machine_config *cfg,
 			       "to devices", cfg->script);
 	if (cfg->rootfs) {
 		struct rootfs_opts ro = { .verbose = ss->o->verbose, .rebuild = ss->o->rebuild };
-		char *image = NULL, host[96];
-		int rc = rootfs_build(cfg->rootfs, &ro, &image, e);
+		char *image = NULL, host[96], id[33];
+		int rc = rootfs_build(cfg->rootfs, &ro, &image, id, e);
 		if (!rc)
-			rc = bind_rootfs(cfg, image, &ss->rt, e);
+			rc = bind_rootfs(cfg, image, id, &ss->rt, e);
 		free(image);
 		if (rc)
 			return rc;

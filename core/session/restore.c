@@ -11,6 +11,7 @@
 #include "lib/clock.h"
 #include "machine/loader.h"
 #include "machine/vm.h"
+#include "rootfs/rootfs.h"
 #include "session/control.h"
 #include "session/host_config.h"
 #include "session/session.h"
@@ -33,6 +34,33 @@ static void restored_free(struct restored *r)
 	machine_config_free(&r->cfg);
 	if (r->have_hc)
 		host_config_free(&r->hc);
+}
+
+/* The bundle names its root filesystem image by id: the image of that id
+ * in this host's cache, never a path the bundle chose. */
+static int bind_image(const char *path, struct restored *r, struct session *ss, struct err *e)
+{
+	char image[PATH_MAX + 64];
+
+	if (!r->plan.m.rootfs[0]) {
+		fprintf(stderr, "smolvm: %s: its script has a root filesystem, but the bundle does "
+			"not name its image\n", path);
+		return -1;
+	}
+	if (rootfs_image_path(r->plan.m.rootfs, image, sizeof(image), e)) {
+		fprintf(stderr, "smolvm: %s: [machine] rootfs: %s\n", path, e->msg);
+		return -1;
+	}
+	if (access(image, R_OK)) {
+		fprintf(stderr, "smolvm: %s: its root filesystem image %s is not on this host (%s): "
+			"pack the machine here again\n", path, image, strerror(errno));
+		return -1;
+	}
+	if (bind_rootfs(&r->cfg, image, r->plan.m.rootfs, &ss->rt, e)) {
+		fprintf(stderr, "smolvm: %s\n", e->msg);
+		return -1;
+	}
+	return 0;
 }
 
 /* Builds the machine saved in `path` into vm. Prints why on failure. */
@@ -63,19 +91,9 @@ static int restore(const char *path, struct restored *r, struct session *ss, int
 	}
 	if (session_load_hooks(ss))
 		return -1;
-	if (r->cfg.rootfs && !r->plan.m.rootfs[0]) {
-		fprintf(stderr, "smolvm: %s: its script has a root filesystem, but the bundle does not "
-			"name its image\n", path);
+	if (r->cfg.rootfs && bind_image(path, r, ss, &e))
 		return -1;
-	}
-	if (r->cfg.rootfs && access(r->plan.m.rootfs, R_OK)) {
-		fprintf(stderr, "smolvm: %s: the root filesystem image it was packed with, %s, is not "
-			"on this host (%s): pack the machine here again\n", path, r->plan.m.rootfs,
-			strerror(errno));
-		return -1;
-	}
-	if ((r->cfg.rootfs && bind_rootfs(&r->cfg, r->plan.m.rootfs, &ss->rt, &e)) ||
-	    bind_vsock(&r->cfg, force_vsock, &ss->rt, &e)) {
+	if (bind_vsock(&r->cfg, force_vsock, &ss->rt, &e)) {
 		fprintf(stderr, "smolvm: %s\n", e.msg);
 		return -1;
 	}

@@ -22,7 +22,7 @@ struct manifest {
 	uint32_t cpus, page_size, quirks;
 	uint64_t memory;
 	char script[4096]; /* where the script lived: relative paths start there */
-	char rootfs[4096]; /* the root filesystem image it booted from, or "" */
+	char rootfs[4096]; /* the id of the root filesystem image it booted from, or "" */
 	struct manifest_dev devs[MANIFEST_MAX_DEVICES];
 	size_t ndevs;
 };

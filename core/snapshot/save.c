@@ -56,8 +56,8 @@ static void fill_manifest(struct vm *vm, struct manifest *m)
 	m->memory = vm->mem.size;
 	snprintf(m->script, sizeof(m->script), "%s",
 		 realpath(cfg->script, abs) ? abs : cfg->script);
-	if (cfg->rootfs_image)
-		snprintf(m->rootfs, sizeof(m->rootfs), "%s", cfg->rootfs_image);
+	if (cfg->rootfs_id)
+		snprintf(m->rootfs, sizeof(m->rootfs), "%s", cfg->rootfs_id);
 	snprintf(m->backend, sizeof(m->backend), "%s", vm->backend->desc.name);
 	m->page_size = (uint32_t)sysconf(_SC_PAGESIZE);
 	m->quirks = vm->quirks;
