@@ -17,6 +17,7 @@ struct run {
 	const struct bringup_env *env;
 	double deadline; /* clock_ms() */
 	double t0;
+	int answered;    /* the agent answered once */
 };
 
 static int remaining_ms(const struct run *r)
@@ -62,6 +63,9 @@ static int connect_agent(struct run *r, struct agent_conn *a, struct err *e)
 			return err_set(e, -ETIMEDOUT, "the guest agent did not answer within %u s "
 				       "(last try: %s)", r->b->timeout_s, e->msg);
 		rc = agent_connect(a, r->env->vsock, ms < 10000 ? ms : 10000, r->env->cancel_fd, e);
+		if (!rc && !r->answered++ && r->env->verbose)
+			fprintf(stderr, "smolvm: the guest agent answered after %.1f s\r\n",
+				(clock_ms() - r->t0) / 1000);
 		if (!rc)
 			return 0;
 		agent_close(a);
@@ -204,7 +208,7 @@ static int wait_ready(struct run *r, struct err *e)
 
 int bringup_run(const struct bringup *b, const struct bringup_env *env, struct err *e)
 {
-	struct run r = { b, env, clock_ms() + b->timeout_s * 1000.0, clock_ms() };
+	struct run r = { b, env, clock_ms() + b->timeout_s * 1000.0, clock_ms(), 0 };
 	int rc = 0;
 
 	e->msg[0] = 0;

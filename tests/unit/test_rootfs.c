@@ -149,6 +149,23 @@ START_TEST(test_id_follows_inputs)
 }
 END_TEST
 
+/* A bundle names its image by id: only 32 hex digits, always in the cache. */
+START_TEST(test_image_path_from_id)
+{
+	char out[512];
+	struct err e;
+
+	setenv("SMOLVM_CACHE_DIR", "/var/cache/x", 1);
+	ck_assert_int_eq(rootfs_image_path("2c199eaff446e6d57d36b46939b74f70", out, sizeof(out), &e), 0);
+	ck_assert_str_eq(out, "/var/cache/x/rootfs/2c199eaff446e6d57d36b46939b74f70.ext4");
+	ck_assert_int_eq(rootfs_image_path("/etc/shadow", out, sizeof(out), &e), -EINVAL);
+	ck_assert_int_eq(rootfs_image_path("../../../../etc/passwd0000000000", out, sizeof(out), &e), -EINVAL);
+	ck_assert_int_eq(rootfs_image_path("2C199EAFF446E6D57D36B46939B74F70", out, sizeof(out), &e), -EINVAL);
+	ck_assert_int_eq(rootfs_image_path("2c199eaff446e6d57d36b46939b74f7", out, sizeof(out), &e), -EINVAL);
+	unsetenv("SMOLVM_CACHE_DIR");
+}
+END_TEST
+
 Suite *rootfs_suite(void)
 {
 	Suite *s = suite_create("rootfs");
@@ -159,6 +176,7 @@ Suite *rootfs_suite(void)
 	tcase_add_test(tc, test_copy_through_links_stays_inside);
 	tcase_add_test(tc, test_copy_refuses);
 	tcase_add_test(tc, test_id_follows_inputs);
+	tcase_add_test(tc, test_image_path_from_id);
 	suite_add_tcase(s, tc);
 	return s;
 }
