@@ -229,13 +229,8 @@ static int umoci_unpack(struct build *b, const char *layout, const char *tag, st
 static int step_oci(struct build *b, struct err *e)
 {
 	char path[PATH_MAX], tag[256];
-	struct stat st;
 
 	split_oci(b->r->source, path, sizeof(path), tag, sizeof(tag));
-	if (stat(path, &st) || !S_ISDIR(st.st_mode))
-		return err_set(e, -ENOENT, "rootfs.oci: %s is not an OCI image layout (a directory "
-			       "with index.json; skopeo copy docker://IMAGE oci:%s:TAG makes one)",
-			       path, path);
 	if (need_root("rootfs.oci", e))
 		return -EPERM;
 	say(b, "OCI image %s, tag %s (umoci)...", path, tag);
@@ -262,10 +257,7 @@ static int step_dir(struct build *b, struct err *e)
 {
 	char src[PATH_MAX + 4];
 	char *argv[] = { "cp", "-a", "--reflink=auto", src, b->root, NULL };
-	struct stat st;
 
-	if (stat(b->r->source, &st) || !S_ISDIR(st.st_mode))
-		return err_set(e, -ENOTDIR, "rootfs.dir: %s is not a directory", b->r->source);
 	snprintf(src, sizeof(src), "%s/.", b->r->source);
 	say(b, "directory %s...", b->r->source);
 	if (mkdir(b->root, 0755))
@@ -277,8 +269,6 @@ static int step_tar(struct build *b, struct err *e)
 {
 	char *argv[] = { "tar", "-xpf", b->r->source, "-C", b->root, "--numeric-owner", NULL };
 
-	if (access(b->r->source, R_OK))
-		return err_set(e, -errno, "rootfs.tar: %s: %s", b->r->source, strerror(errno));
 	say(b, "tarball %s...", b->r->source);
 	if (mkdir(b->root, 0755))
 		return err_set(e, -errno, "%s: %s", b->root, strerror(errno));
@@ -546,6 +536,32 @@ static int step_image(struct build *b, const char *image, struct err *e)
 	return run_tool(b, "cp", argv, e);
 }
 
+/* The source is there and of its kind, said before anything is hashed. */
+static int check_source(const struct rootfs_spec *r, struct err *e)
+{
+	char path[PATH_MAX], tag[256];
+	const char *key = r->kind == ROOTFS_OCI ? "oci" : r->kind == ROOTFS_DIR ? "dir"
+			  : r->kind == ROOTFS_TAR ? "tar" : r->kind == ROOTFS_IMAGE ? "image"
+							  : "docker_archive";
+	struct stat st;
+	int dir = r->kind == ROOTFS_OCI || r->kind == ROOTFS_DIR;
+
+	if (r->kind == ROOTFS_DEBIAN)
+		return 0;
+	split_oci(r->source, path, sizeof(path), tag, sizeof(tag));
+	if (r->kind == ROOTFS_OCI &&
+	    (stat(path, &st) || !S_ISDIR(st.st_mode) || access(path, R_OK | X_OK)))
+		return err_set(e, -ENOENT, "rootfs.oci: %s is not an OCI image layout (a directory "
+			       "with index.json and blobs/; `skopeo copy docker://IMAGE oci:%s:TAG` "
+			       "makes one)", path, path);
+	if (r->kind != ROOTFS_OCI && stat(r->source, &st))
+		return err_set(e, -errno, "rootfs.%s: %s: %s", key, r->source, strerror(errno));
+	if (dir != !!S_ISDIR(st.st_mode))
+		return err_set(e, dir ? -ENOTDIR : -EISDIR, "rootfs.%s: %s is %sa directory", key,
+			       r->kind == ROOTFS_OCI ? path : r->source, dir ? "not " : "");
+	return 0;
+}
+
 int rootfs_image_path(const char *id, char *out, size_t len, struct err *e)
 {
 	char dir[PATH_MAX];
@@ -569,7 +585,9 @@ int rootfs_build(const struct rootfs_spec *r, const struct rootfs_opts *o, char 
 	int rc, lockfd;
 
 	*image = NULL;
-	rc = rootfs_id(r, id, e);
+	rc = check_source(r, e);
+	if (!rc)
+		rc = rootfs_id(r, id, e);
 	if (rc)
 		return rc;
 	if (cache_dir(b.dir, sizeof(b.dir) - 8))
