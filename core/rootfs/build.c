@@ -9,7 +9,6 @@
 #include <fcntl.h>
 #include <dirent.h>
 #include <limits.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>

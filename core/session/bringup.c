@@ -143,7 +143,9 @@ static int run_start(struct run *r, size_t i, struct err *e)
 	if (rc)
 		return failed(r, rc, e, "start[%zu] (%s): %s", i + 1, cmd, e->msg);
 	if (code == -1)
-		return failed(r, -ETIMEDOUT, e, "start[%zu] (%s) was still running after %u s",
+		return failed(r, -ETIMEDOUT, e,
+			      "start[%zu] (%s) was still running after %u s (a service must "
+			      "daemonize, or be started in the background with &)",
 			      i + 1, cmd, r->b->timeout_s);
 	if (code)
 		return failed(r, -EIO, e, "start[%zu] (%s) failed with exit status %d", i + 1, cmd,
