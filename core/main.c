@@ -24,6 +24,7 @@ static void usage(FILE *f)
 		"  boot SCRIPT.lua            boot the machine a Lua script declares, console attached\n"
 		"  pack SCRIPT.lua -o BUNDLE  boot it, start its services, wait until ready, save a\n"
 		"                             .smolmachine bundle\n"
+		"  build SCRIPT.lua           build the script's root filesystem (or find it cached)\n"
 		"  run BUNDLE                 restore a bundle and resume it where it was saved\n"
 		"  exec BUNDLE -- CMD...      restore a bundle, run CMD in the guest, exit with its status\n"
 		"  inspect BUNDLE             print a bundle's manifest and sections, verify checksums\n"
@@ -441,6 +442,47 @@ out:
 	return status;
 }
 
+static void usage_build(FILE *f)
+{
+	fprintf(f,
+		"usage: smolvm build SCRIPT.lua [--rebuild] [-v]\n"
+		"\n"
+		"Builds the root filesystem the script's rootfs = { ... } declares (Debian\n"
+		"packages, an OCI image, a directory, a tarball or an ext4 image, with its copy\n"
+		"and run steps) into the cache, or finds it there, and prints the image's path.\n"
+		"pack and boot do the same before they boot. See docs/rootfs.md.\n"
+		"  -v, --verbose          the tools' output as they run\n"
+		"      --rebuild          build it afresh even when the cache holds it\n");
+}
+
+static int cmd_build(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "rebuild", no_argument, NULL, 'R' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	struct session_opts so = { 0 };
+	int c;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'R': so.rebuild = 1; break;
+		case 'v': so.verbose++; break;
+		case 'h': usage_build(stdout); return 0;
+		default: usage_build(stderr); return 2;
+		}
+	}
+	if (optind != argc - 1) {
+		fprintf(stderr, "smolvm build: expected one machine script\n");
+		usage_build(stderr);
+		return 2;
+	}
+	return session_build(argv[optind], &so);
+}
+
 static int cmd_inspect(int argc, char **argv)
 {
 	if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
@@ -466,6 +508,7 @@ int main(int argc, char **argv)
 		{ "run", cmd_run, usage_run },
 		{ "exec", cmd_exec, usage_exec },
 		{ "inspect", cmd_inspect, usage_inspect },
+		{ "build", cmd_build, usage_build },
 		{ "plugins", cmd_plugins, NULL },
 	};
 	const char *cmd = argc > 1 ? argv[1] : NULL;

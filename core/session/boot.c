@@ -172,6 +172,30 @@ out:
 	return status;
 }
 
+int session_build(const char *script, const struct session_opts *o)
+{
+	struct rootfs_opts ro = { .verbose = o->verbose, .rebuild = o->rebuild };
+	struct machine_config cfg = { 0 };
+	struct script *s = NULL;
+	char *image = NULL, id[33];
+	struct err e;
+	int status = 1;
+
+	if (script_open_file(script, &cfg, &s, &e))
+		fprintf(stderr, "smolvm: %s\n", e.msg);
+	else if (!cfg.rootfs)
+		fprintf(stderr, "smolvm build: %s declares no rootfs = { ... } (docs/rootfs.md)\n",
+			script);
+	else if (rootfs_build(cfg.rootfs, &ro, &image, id, &e))
+		fprintf(stderr, "smolvm: %s\n", e.msg);
+	else
+		status = printf("%s\n", image) < 0;
+	free(image);
+	script_close(s);
+	machine_config_free(&cfg);
+	return status;
+}
+
 int session_boot(const char *script, const struct machine_overrides *ov, const char *save_to,
 		 const struct session_opts *o)
 {
