@@ -299,7 +299,7 @@ static int step_copy(struct build *b, struct err *e)
 static int step_run(struct build *b, size_t i, struct err *e)
 {
 	char what[64], resolv[PATH_MAX + 32];
-	char *argv[32];
+	char *argv[40];
 	struct stat st;
 	int n = 0;
 
@@ -314,6 +314,11 @@ static int step_run(struct build *b, size_t i, struct err *e)
 	argv[n++] = "/proc";
 	argv[n++] = "--dev";
 	argv[n++] = "/dev";
+	/* shm_open for every user (PostgreSQL's postmaster runs as postgres) */
+	argv[n++] = "--perms";
+	argv[n++] = "1777";
+	argv[n++] = "--tmpfs";
+	argv[n++] = "/dev/shm";
 	argv[n++] = "--tmpfs";
 	argv[n++] = "/run";
 	snprintf(resolv, sizeof(resolv), "%s/etc/resolv.conf", b->root);

@@ -229,7 +229,7 @@ def t_signals(sock, work):
 def t_env(sock, work):
     c = Conn(sock)
     out, err, st, pid = c.run(["sh", "-c", 'echo "$FOO|$HOME|$PATH"'], env=["FOO=bar baz"])
-    assert out == b"bar baz|/root|/sbin:/usr/sbin:/bin:/usr/bin\n", out
+    assert out == b"bar baz|/root|/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n", out
     out, err, st, pid = c.run(["sh", "-c", 'echo "$HOME"'], env=["HOME=/tmp"])
     assert out == b"/tmp\n", out
     out, err, st, pid = c.run(["pwd"], cwd=work)
