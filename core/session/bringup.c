@@ -214,11 +214,12 @@ int bringup_run(const struct bringup *b, const struct bringup_env *env, struct e
 	int rc = 0;
 
 	e->msg[0] = 0;
+	env->armed(env->opaque, 1);
 	for (size_t i = 0; !rc && i < b->nstart; i++)
 		rc = run_start(&r, i, e);
 	if (rc)
 		return rc;
-	env->armed(env->opaque);
+	env->armed(env->opaque, 2);
 	if (!b->wait_ready)
 		return 0;
 	if (b->ready_exec || b->ready_port) {

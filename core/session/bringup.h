@@ -31,8 +31,9 @@ struct bringup_env {
 	int (*sleep)(void *opaque, double s);
 	/* the last console lines, for messages */
 	void (*recent)(void *opaque, char *out, size_t len);
-	/* start is done: the ready text counts from now on */
-	void (*armed)(void *opaque);
+	/* stage 1: the start commands begin (the ready text counts from
+	 * now on); 2: they are done (a pack may save) */
+	void (*armed)(void *opaque, int stage);
 	int verbose;
 };
 

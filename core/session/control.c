@@ -48,9 +48,18 @@ static void on_line(void *opaque, const char *line, int complete)
 
 	if (ss->hooks)
 		hooks_console_line(ss->hooks, line, complete);
-	if (!ss->ready || !strstr(line, ss->ready) ||
-	    (ss->bringup.nstart && !atomic_load(&ss->ready_armed)) ||
-	    atomic_exchange(&ss->ready_hit, 1))
+	if (!ss->ready || !strstr(line, ss->ready))
+		return;
+	if (ss->bringup.nstart) {
+		/* seen first, then the stage: session_ready_armed() does the
+		 * reverse, so one of the two always packs */
+		if (!atomic_load(&ss->ready_armed))
+			return; /* before the start commands: not this machine's word */
+		atomic_store(&ss->ready_seen, 1);
+		if (atomic_load(&ss->ready_armed) < 2)
+			return; /* saved once they are done */
+	}
+	if (atomic_exchange(&ss->ready_hit, 1))
 		return;
 	/* With a before_snapshot hook the guest goes on until it is done. */
 	if (ss->hooks && hooks_has(ss->hooks, "before_snapshot")) {
@@ -63,11 +72,15 @@ static void on_line(void *opaque, const char *line, int complete)
 	vm_wake(ss->vm);
 }
 
-void session_ready_armed(void *opaque)
+void session_ready_armed(void *opaque, int stage)
 {
 	struct session *ss = opaque;
 
-	atomic_store(&ss->ready_armed, 1);
+	atomic_store(&ss->ready_armed, stage);
+	/* the text came while the start commands ran: pack now */
+	if (stage == 2 && ss->ready && atomic_load(&ss->ready_seen) &&
+	    !atomic_exchange(&ss->ready_hit, 1))
+		vm_wake(ss->vm);
 }
 
 struct vm_events session_events(struct session *ss)

@@ -3,7 +3,8 @@
  * (control.c): pack saves at the first console output containing the ready
  * text (the vCPU that printed it parks at once); SIGUSR1 saves to the
  * session's output; a before_snapshot hook runs first when the script has
- * one; with start commands the ready text counts only once they are done.
+ * one; with start commands the ready text counts once they have begun and
+ * the pack waits until they are done.
  * Running it to the end is session.c's. Inside session/. */
 #ifndef SMOLVM_CONTROL_H
 #define SMOLVM_CONTROL_H
@@ -29,12 +30,14 @@ struct session {
 	atomic_int ready_hit;   /* the ready text was printed */
 	struct bringup bringup; /* boot, pack: start commands, ready forms */
 	int has_bringup;
-	atomic_int ready_armed; /* the start commands are done */
+	atomic_int ready_armed; /* the start commands: 1 running, 2 done */
+	atomic_int ready_seen;  /* the ready text came while they ran */
 	atomic_int snapshot_req; /* SIGUSR1 */
 };
 
-/* bringup's start commands are done: the ready text counts from now on. */
-void session_ready_armed(void *opaque);
+/* bringup's start commands begin (stage 1: the ready text counts from
+ * now on) or are done (2: a pack saves once the text was seen). */
+void session_ready_armed(void *opaque, int stage);
 /* The callbacks a machine of this session reports through. */
 struct vm_events session_events(struct session *ss);
 /* A plugin the scan refused, said only with -v (opaque: the int verbose). */

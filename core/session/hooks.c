@@ -398,12 +398,12 @@ static void bu_recent(void *o, char *out, size_t len)
 	pthread_mutex_unlock(&h->lock);
 }
 
-static void bu_armed(void *o)
+static void bu_armed(void *o, int stage)
 {
 	struct hooks *h = o;
 
 	if (h->o.armed)
-		h->o.armed(h->o.armed_opaque);
+		h->o.armed(h->o.armed_opaque, stage);
 }
 
 static void bring_up(struct hooks *h)

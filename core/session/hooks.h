@@ -25,7 +25,7 @@ struct hooks_opts {
 	const char *save_to; /* where a requested snapshot goes */
 	struct exec_job *job; /* smolvm exec's command, NULL otherwise */
 	const struct bringup *bringup; /* boot and pack: start and ready, or NULL */
-	void (*armed)(void *opaque);   /* bringup's start is done */
+	void (*armed)(void *opaque, int stage); /* bringup's start: 1 begins, 2 done */
 	void *armed_opaque;
 	int verbose;
 };

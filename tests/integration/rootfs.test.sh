@@ -92,7 +92,9 @@ t_rootfs_oci() {
 	echo two > "$WORK/bundle/rootfs/layer2"
 	umoci repack --image "$img:t" "$WORK/bundle" || return 1
 	local s
-	s=$(rootfs_script oci "oci = \"$img:t\"" 'ready = { exec = "test -f /layer2" },')
+	# ready as console text a start command prints
+	s=$(rootfs_script oci "oci = \"$img:t\"" \
+		'start = { "test -f /layer2 && echo oci-service-is-up" }, ready = "oci-service-is-up",')
 	rpack "$WORK/oci.log" "$s" "$b" || { show "$WORK/oci.log" 40; return 1; }
 	out=$(rexec "$b" -- sh -c 'cat /layer2; ls /layer1-only 2>&1' 2>&1)
 	[ "$(echo "$out" | head -1)" = two ] && echo "$out" | grep -q "No such file" ||
