@@ -99,6 +99,17 @@ t_rootfs_oci() {
 	out=$(rexec "$b" -- sh -c 'cat /layer2; ls /layer1-only 2>&1' 2>&1)
 	[ "$(echo "$out" | head -1)" = two ] && echo "$out" | grep -q "No such file" ||
 		{ echo "got: $out"; return 1; }
+	# the same image as a `docker save` archive (skopeo writes one), built
+	# and read back without a boot
+	command -v skopeo > /dev/null || return 0
+	skopeo copy --quiet "oci:$img:t" "docker-archive:$WORK/img.tar:img:t" || return 1
+	s=$(rootfs_script dockerarch "docker_archive = \"$WORK/img.tar\"")
+	local image
+	image=$(SMOLVM_CACHE_DIR=$WORK/cache timeout 300 "$SMOLVM" build "$s" 2> "$WORK/da.log") ||
+		{ show "$WORK/da.log"; return 1; }
+	[ "$(debugfs -R "cat /layer2" "$image" 2>/dev/null)" = two ] &&
+		! debugfs -R "stat /layer1-only" "$image" 2>&1 | grep -q "Inode:" ||
+		{ echo "docker archive: wrong tree"; debugfs -R "ls -l /" "$image"; return 1; }
 }
 
 # scripts/examples/pyweb.lua: Debian's python3 (mmdebstrap from the Debian
