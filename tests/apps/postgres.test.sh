@@ -8,7 +8,9 @@
 t_app_postgres() {
 	need_kvm || return
 	local b=$WORK/pg.smolmachine out
-	rpack "$WORK/pg.log" scripts/examples/postgres.lua "$b" -v || { show "$WORK/pg.log" 40; return 1; }
+	# the server's start in the guest takes minutes where its kernel is emulated
+	RPACK_TIMEOUT=2400 rpack "$WORK/pg.log" scripts/examples/postgres.lua "$b" -v ||
+		{ show "$WORK/pg.log" 40; return 1; }
 	grep -E "rootfs: built|ready after|saved" "$WORK/pg.log"
 	out=$(rexec "$b" -- su postgres -c "psql -tAc 'select count(*), sum(price) from items'" 2>&1)
 	[ "$out" = "1000|49995.00" ] || { echo "query: $out"; return 1; }

@@ -29,7 +29,7 @@ LUA
 rpack() { # LOG SCRIPT BUNDLE [ARGS]: pack with the test's cache
 	local log=$1 s=$2 b=$3
 	shift 3
-	SMOLVM_CACHE_DIR=$WORK/cache run "$log" 900 pack "$s" -o "$b" "$@"
+	SMOLVM_CACHE_DIR=$WORK/cache run "$log" "${RPACK_TIMEOUT:-900}" pack "$s" -o "$b" "$@"
 }
 
 rexec() { # BUNDLE CMD...: exec with the test's cache, output on stdout
