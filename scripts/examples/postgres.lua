@@ -17,8 +17,8 @@ machine {
       "pg_ctlcluster 15 main start && su postgres -c 'psql -q -f /seed.sql' && pg_ctlcluster 15 main stop",
     },
   },
-  -- pg_ctl waits 60 s for the server by default (-t: longer); where the guest kernel is
-  -- emulated its start takes minutes
+  -- pg_ctl waits 60 s for the server unless told (-t); where the guest
+  -- kernel is emulated its start takes minutes
   start = { "pg_ctlcluster 15 main start -- -t 1800" },
   ready = { exec = "pg_isready -q", timeout = 1800 },
   devices = {
