@@ -359,7 +359,7 @@ t_sdk_man_page() {
 	for w in $("$SMOLVM" help 2>&1 | awk '/^commands:/ { on = 1; next } on && !NF { exit } on { print $1 }'); do
 		grep -qE "smolvm $w( |$)" "$txt" || { echo "command $w not in $man"; bad=1; }
 	done
-	for w in $(for c in boot pack run exec inspect; do "$SMOLVM" help "$c"; done 2>&1 | grep -oE -- '--[a-z][a-z-]+' | sort -u); do
+	for w in $(for c in boot pack build run exec inspect; do "$SMOLVM" help "$c"; done 2>&1 | grep -oE -- '--[a-z][a-z-]+' | sort -u); do
 		grep -qF -- "$w" "$txt" || { echo "option $w not in $man"; bad=1; }
 	done
 	ver=$("$SMOLVM" version | awk '{ print $2 }')
