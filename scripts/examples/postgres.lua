@@ -17,9 +17,15 @@ machine {
       "pg_ctlcluster 15 main start && su postgres -c 'psql -q -f /seed.sql' && pg_ctlcluster 15 main stop",
     },
   },
-  -- pg_ctl waits 60 s for the server unless told (-t); where the guest
-  -- kernel is emulated its start takes minutes
-  start = { "pg_ctlcluster 15 main start -- -t 1800" },
+  start = {
+    -- pg_ctlcluster gives the server the cluster's own environment, not
+    -- ours: on hosts that need smolvm's GLIBC_TUNABLES (docs/rootfs.md)
+    -- the server must get it there
+    "[ -z \"$GLIBC_TUNABLES\" ] || echo \"GLIBC_TUNABLES = '$GLIBC_TUNABLES'\" >> /etc/postgresql/15/main/environment",
+    -- pg_ctl waits 60 s for the server unless told (-t); where the guest
+    -- kernel is emulated its start takes minutes
+    "pg_ctlcluster 15 main start -- -t 1800",
+  },
   ready = { exec = "pg_isready -q", timeout = 1800 },
   devices = {
     { type = "uart" },
