@@ -98,38 +98,31 @@ for i in $(seq "$COLD_RUNS"); do
 done
 
 $PY - "$WORK/exec.tsv" "$WORK/cold.tsv" "$JSON" "$OUT/apps-$APP-latest.json" "$APP" \
-    "$ROOTFS_COLD_MS" "$ROOTFS_CACHED_MS" "$PACK_MS" "$READY_S" "$BUNDLE" "$IMAGE_BYTES" <<'PY'
-import json, statistics, sys
-rows = [[float(x) for x in l.split("\t")] for l in open(sys.argv[1]).read().split("\n") if l]
-cold = [float(l) for l in open(sys.argv[2]).read().split() if l]
-def fig(v):
-    return {"median": statistics.median(v), "min": min(v), "max": max(v), "n": len(v)}
-total, restore, sync, cmd = ([r[i] for r in rows] for i in range(4))
-rest = [t - a - b - c for t, a, b, c in zip(total, restore, sync, cmd)]
+    "$ROOTFS_COLD_MS" "$ROOTFS_CACHED_MS" "$PACK_MS" "$READY_S" "$BUNDLE" "$IMAGE_BYTES" "$BENCH" <<'PY'
+import json, sys
+sys.path.insert(0, sys.argv[12])
+from execsplit import fig, line, print_split, split
 a = sys.argv
+s = split(a[1])
+cold = [float(l) for l in open(a[2]).read().split() if l]
 res = {"app": a[5], "rootfs_cold_ms": float(a[6]), "rootfs_cached_ms": float(a[7]),
        "pack_ms": float(a[8]), "ready_after_s": float(a[9]),
        "bundle_bytes": int(a[10]), "image_bytes_on_disk": int(a[11]),
-       "exec_query_ms": fig(total), "restore_ms": fig(restore), "agent_sync_ms": fig(sync),
-       "command_ms": fig(cmd), "vmm_rest_ms": fig(rest), "cold_query_ms": fig(cold)}
+       "exec_query_ms": s["end_to_end_ms"], "restore_ms": s["restore_ms"],
+       "agent_sync_ms": s["agent_sync_ms"], "command_ms": s["command_ms"],
+       "vmm_rest_ms": s["vmm_rest_ms"], "cold_query_ms": fig(cold),
+       "host_ms": s["host_ms"], "guest_ms": s["guest_ms"]}
 res["cold_over_exec"] = res["cold_query_ms"]["median"] / res["exec_query_ms"]["median"]
-res["host_ms"] = statistics.median([r + x for r, x in zip(restore, rest)])
-res["guest_ms"] = statistics.median([s + c for s, c in zip(sync, cmd)])
 json.dump(res, open(a[4], "w"), indent=1)
 if a[3] == "1":
     print(json.dumps(res, indent=1)); sys.exit()
-def line(name, f, note=""):
-    print(f"  {name:<36} {f['median']:10.1f} ms  [{f['min']:.1f}..{f['max']:.1f}]  {note}")
-print(f"scripts/examples/{res['app']}.lua, {len(total)} exec runs, {len(cold)} cold runs")
-print(f"  {'rootfs build, cold (smolvm build)':<36} {res['rootfs_cold_ms']/1000:10.1f} s")
-print(f"  {'rootfs build, cached':<36} {res['rootfs_cached_ms']:10.1f} ms")
-print(f"  {'pack, rootfs cached':<36} {res['pack_ms']/1000:10.1f} s   (ready after {res['ready_after_s']} s)")
-print(f"  {'bundle':<36} {res['bundle_bytes']/1048576:10.1f} MiB (image {res['image_bytes_on_disk']/1048576:.0f} MiB on disk)")
-line("exec query, end to end", res["exec_query_ms"])
-line("  restore (VMM)", res["restore_ms"])
-line("  agent sync (guest kernel)", res["agent_sync_ms"])
-line("  command (guest)", res["command_ms"])
-line("  the rest (VMM start, teardown)", res["vmm_rest_ms"])
-line("cold boot + start + query", res["cold_query_ms"], f"({res['cold_over_exec']:.1f}x the exec)")
+w = 36
+print(f"scripts/examples/{res['app']}.lua, {s['runs']} exec runs, {len(cold)} cold runs")
+print(f"  {'rootfs build, cold (smolvm build)':<{w}} {res['rootfs_cold_ms']/1000:10.1f} s")
+print(f"  {'rootfs build, cached':<{w}} {res['rootfs_cached_ms']:10.1f} ms")
+print(f"  {'pack, rootfs cached':<{w}} {res['pack_ms']/1000:10.1f} s   (ready after {res['ready_after_s']} s)")
+print(f"  {'bundle':<{w}} {res['bundle_bytes']/1048576:10.1f} MiB (image {res['image_bytes_on_disk']/1048576:.0f} MiB on disk)")
+print_split(s, "exec query, end to end", "command (guest)", w)
+line("cold boot + start + query", res["cold_query_ms"], f"({res['cold_over_exec']:.1f}x the exec)", w)
 print(f"  host {res['host_ms']:.1f} ms, guest {res['guest_ms']:.1f} ms of an exec (medians)")
 PY

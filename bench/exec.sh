@@ -77,33 +77,23 @@ for i in $(seq "$BOOT_RUNS"); do
     log "cold boot $i: $(tail -1 "$WORK/boot.tsv") ms"
 done
 
-$PY - "$WORK/exec.tsv" "$WORK/boot.tsv" "$JSON" "$OUT/exec-latest.json" "$PACK_S" "$OTHER_LOAD" <<'PY'
-import json, statistics, sys
-rows = [l.split("\t") for l in open(sys.argv[1]).read().split("\n") if l]
+$PY - "$WORK/exec.tsv" "$WORK/boot.tsv" "$JSON" "$OUT/exec-latest.json" "$PACK_S" "$OTHER_LOAD" "$BENCH" <<'PY'
+import json, sys
+sys.path.insert(0, sys.argv[7])
+from execsplit import fig, line, print_split, split
+s = split(sys.argv[1])
 boots = [float(l) for l in open(sys.argv[2]).read().split() if l]
-total = [float(r[0]) for r in rows]
-restore = [float(r[1]) for r in rows]
-sync = [float(r[2]) for r in rows]
-cmd = [float(r[3]) for r in rows]
-rest = [t - a - b - c for t, a, b, c in zip(total, restore, sync, cmd)]
-def fig(v):
-    return {"median": statistics.median(v), "min": min(v), "max": max(v), "n": len(v)}
-res = {"exec_true_ms": fig(total), "restore_ms": fig(restore), "agent_sync_ms": fig(sync),
-       "command_ms": fig(cmd), "vmm_rest_ms": fig(rest), "cold_boot_true_ms": fig(boots),
+res = {"exec_true_ms": s["end_to_end_ms"], "restore_ms": s["restore_ms"],
+       "agent_sync_ms": s["agent_sync_ms"], "command_ms": s["command_ms"],
+       "vmm_rest_ms": s["vmm_rest_ms"], "cold_boot_true_ms": fig(boots),
        "pack_s": float(sys.argv[5]), "other_load_cpus": float(sys.argv[6])}
 res["cold_boot_over_exec"] = res["cold_boot_true_ms"]["median"] / res["exec_true_ms"]["median"]
-res["host_side_ms"] = statistics.median([a + r for a, r in zip(restore, rest)])
+res["host_side_ms"] = s["host_ms"]
 json.dump(res, open(sys.argv[4], "w"), indent=1)
 if sys.argv[3] == "1":
     print(json.dumps(res, indent=1)); sys.exit()
-def line(name, f, note=""):
-    print(f"  {name:<34} {f['median']:10.1f} ms  [{f['min']:.1f}..{f['max']:.1f}]  {note}")
-print(f"smolvm exec BUNDLE -- true, default Linux guest, {len(total)} runs (other load {res['other_load_cpus']} CPUs)")
-line("end to end", res["exec_true_ms"])
-line("  restore (VMM)", res["restore_ms"])
-line("  agent sync (guest kernel)", res["agent_sync_ms"])
-line("  connect + command (guest kernel)", res["command_ms"])
-line("  the rest (VMM start, teardown)", res["vmm_rest_ms"])
+print(f"smolvm exec BUNDLE -- true, default Linux guest, {s['runs']} runs (other load {res['other_load_cpus']} CPUs)")
+print_split(s, "end to end", "connect + command (guest kernel)")
 line("cold boot + true, for comparison", res["cold_boot_true_ms"], f"({res['cold_boot_over_exec']:.1f}x the exec)")
 print(f"  host-side share of an exec: {res['host_side_ms']:.1f} ms (restore + rest); pack took {res['pack_s']} s")
 PY
