@@ -42,9 +42,9 @@ while [ $# -gt 0 ]; do
 done
 case $APP in
     pyweb) QUERY=(/run/smolvm/busybox wget -qO- http://127.0.0.1:8000/item/7)
-           COLD_Q='until /run/smolvm/busybox wget -qO- http://127.0.0.1:8000/item/7; do sleep 0.5; done' ;;
+           COLD_Q='until a=$(/run/smolvm/busybox wget -qO- http://127.0.0.1:8000/item/7); do sleep 0.5; done' ;;
     postgres) QUERY=(su postgres -c "psql -tAc 'select count(*) from items'")
-              COLD_Q="until su postgres -c \\\"psql -tAc 'select count(*) from items'\\\"; do sleep 0.5; done" ;;
+              COLD_Q="until a=\$(su postgres -c 'psql -tAc \"select count(*) from items\"'); do sleep 0.5; done" ;;
     *) echo "bench/apps.sh: --app pyweb or postgres" >&2; exit 2 ;;
 esac
 
@@ -83,18 +83,26 @@ for i in $(seq "$RUNS"); do
     log "exec $i: $total ms"
 done
 
-# the same machine, cold: its start commands end with the query and a reset
-sed -e "s|^  start = { \(.*\) },|  start = { \1, \"$COLD_Q; /run/smolvm/busybox reboot -f\" },|" \
-    -e "s|^  ready = .*||" "$SCRIPT" > "$(dirname "$SCRIPT")/.bench-cold-$APP.lua"
-trap 'rm -rf "$WORK" "$(dirname "$SCRIPT")/.bench-cold-$APP.lua"' EXIT
+# the same machine, cold: its last start command waits for the service and
+# prints the query's answer on the console; timed until that line
+COLD=$(dirname "$SCRIPT")/.bench-cold-$APP.lua
+# (a Lua long string: the query's quotes stay as they are)
+sed -e "s|^  start = { \(.*\) },|  start = { \1, [[$COLD_Q; echo cold-answer: \$a]] },|" \
+    -e "s|^  ready = .*||" "$SCRIPT" > "$COLD"
+grep -q cold-answer "$COLD" || { echo "bench/apps.sh: cannot add the query to $SCRIPT's start" >&2; exit 1; }
+trap 'rm -rf "$WORK" "$COLD"' EXIT
 : > "$WORK/cold.tsv"
 for i in $(seq "$COLD_RUNS"); do
     t0=$(now_s)
-    "$SMOLVM" boot "$(dirname "$SCRIPT")/.bench-cold-$APP.lua" < /dev/null > "$WORK/cold.log" 2>&1 ||
-        { tail -20 "$WORK/cold.log" >&2; exit 1; }
+    "$SMOLVM" boot "$COLD" < /dev/null > "$WORK/cold.log" 2>&1 & pid=$!
+    until grep -q "^cold-answer: ." "$WORK/cold.log"; do
+        kill -0 $pid 2> /dev/null || { tail -20 "$WORK/cold.log" >&2; exit 1; }
+        sleep 0.2
+    done
     ms_since "$t0" >> "$WORK/cold.tsv"
     echo >> "$WORK/cold.tsv"
-    log "cold boot + start + query $i: $(tail -2 "$WORK/cold.tsv" | head -1) ms"
+    kill $pid; wait $pid || true
+    log "cold boot + start + query $i: $(tail -2 "$WORK/cold.tsv" | head -1) ms ($(grep -a "^cold-answer" "$WORK/cold.log" | head -c 80))"
 done
 
 $PY - "$WORK/exec.tsv" "$WORK/cold.tsv" "$JSON" "$OUT/apps-$APP-latest.json" "$APP" \
