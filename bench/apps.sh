@@ -94,7 +94,9 @@ trap 'rm -rf "$WORK" "$COLD"' EXIT
 : > "$WORK/cold.tsv"
 for i in $(seq "$COLD_RUNS"); do
     t0=$(now_s)
-    "$SMOLVM" boot "$COLD" < /dev/null > "$WORK/cold.log" 2>&1 & pid=$!
+    # stdin stays open: at its end the guest's console shell would end,
+    # and the machine with it
+    "$SMOLVM" boot "$COLD" < <(sleep 100000) > "$WORK/cold.log" 2>&1 & pid=$!
     until grep -q "^cold-answer: ." "$WORK/cold.log"; do
         kill -0 $pid 2> /dev/null || { tail -20 "$WORK/cold.log" >&2; exit 1; }
         sleep 0.2
