@@ -75,8 +75,9 @@ echo "    stdin streamed into the guest: 'wc -c' counted it in ${exec2}s"
 
 say "a machine of real software: Debian's python3 and a web service (scripts/examples/pyweb.lua)"
 echo "    the root filesystem comes from the Debian archive (mmdebstrap; cached after the first"
-echo "    time), then the guest boots into it, starts the service and is packed once port 8000"
-echo "    listens (the interpreter's start takes minutes where the guest kernel is emulated)"
+echo "    time), then the guest boots into it, starts the service and is packed once it has"
+echo "    answered a first request (the interpreter's start takes minutes where the guest kernel"
+echo "    is emulated)"
 t0=$EPOCHREALTIME
 build/smolvm pack scripts/examples/pyweb.lua -o "$out/pyweb.smolmachine" < /dev/null 2>&1 |
 	watch "$t0" "smolvm: saved"
