@@ -29,7 +29,7 @@ struct build {
 	const struct rootfs_spec *r;
 	const struct rootfs_opts *o;
 	char dir[PATH_MAX];   /* <cache>/rootfs */
-	char work[PATH_MAX];  /* dir/build-XXXXXX */
+	char work[PATH_MAX];  /* dir/build-<id>-XXXXXX */
 	char root[PATH_MAX + 8];
 	char log[PATH_MAX + 40];
 	int logfd;
@@ -485,6 +485,23 @@ static void remove_tree(const char *path)
 			;
 }
 
+static void remove_stale(const char *dir, const char *id)
+{
+	char prefix[64], path[PATH_MAX + 300];
+	DIR *d = opendir(dir);
+	struct dirent *de;
+
+	snprintf(prefix, sizeof(prefix), "build-%s-", id);
+	while (d && (de = readdir(d))) {
+		if (strncmp(de->d_name, prefix, strlen(prefix)))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		remove_tree(path);
+	}
+	if (d)
+		closedir(d);
+}
+
 static int build_image(struct build *b, const char *image, struct err *e)
 {
 	const struct rootfs_spec *r = b->r;
@@ -616,7 +633,10 @@ int rootfs_build(const struct rootfs_spec *r, const struct rootfs_opts *o, char 
 				final, clock_ms() - t0);
 		goto done;
 	}
-	snprintf(b.work, sizeof(b.work), "%s/build-XXXXXX", b.dir);
+	/* a build of this id that was killed (Ctrl-C) left its work
+	 * directory: nobody else builds this id while we hold its lock */
+	remove_stale(b.dir, id);
+	snprintf(b.work, sizeof(b.work), "%s/build-%s-XXXXXX", b.dir, id);
 	if (!mkdtemp(b.work)) {
 		rc = err_set(e, -errno, "%s: %s", b.work, strerror(errno));
 		goto done;

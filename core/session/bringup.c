@@ -156,7 +156,7 @@ static int run_start(struct run *r, size_t i, struct err *e)
 }
 
 /* /proc/net/tcp lines: "sl local rem st ...", st 0A = LISTEN. */
-static int listens(const char *table, uint32_t port)
+int bringup_listens(const char *table, uint32_t port)
 {
 	for (const char *l = table; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
 		unsigned lport, st;
@@ -190,7 +190,7 @@ static int wait_ready(struct run *r, struct err *e)
 			return rc;
 		if (rc && rc != -ETIMEDOUT)
 			return failed(r, rc, e, "ready: %s", e->msg);
-		if (!rc && (b->ready_exec ? code == 0 : listens(out.buf, b->ready_port)))
+		if (!rc && (b->ready_exec ? code == 0 : bringup_listens(out.buf, b->ready_port)))
 			return 0;
 		if (rc == -ETIMEDOUT || !remaining_ms(r)) {
 			if (b->ready_exec)

@@ -42,4 +42,8 @@ struct bringup_env {
  * the step, with the last console lines). */
 int bringup_run(const struct bringup *b, const struct bringup_env *env, struct err *e);
 
+/* Whether the guest's /proc/net/tcp text (untrusted) lists `port` as
+ * listening. */
+int bringup_listens(const char *table, uint32_t port);
+
 #endif
