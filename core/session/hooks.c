@@ -247,16 +247,25 @@ static void op_stop(void *o)
 	vm_request_stop(((struct hooks *)o)->vm, VM_STOP_DONE, NULL);
 }
 
-static void op_sleep(void *o, double s)
+/* Waits up to s seconds, less once the machine stops (or, with
+ * `snapshots`, once a snapshot is due); returns whether it was cut short. */
+static int wait_for(struct hooks *h, double s, int snapshots)
 {
-	struct hooks *h = o;
 	struct timespec dl;
+	int stop;
 
 	deadline_after(&dl, s);
 	pthread_mutex_lock(&h->lock);
-	while (!h->stopping && pthread_cond_timedwait(&h->cond, &h->lock, &dl) != ETIMEDOUT)
+	while (!(stop = h->stopping || (snapshots && h->snapshot_due)) &&
+	       pthread_cond_timedwait(&h->cond, &h->lock, &dl) != ETIMEDOUT)
 		;
 	pthread_mutex_unlock(&h->lock);
+	return stop;
+}
+
+static void op_sleep(void *o, double s)
+{
+	wait_for(o, s, 0);
 }
 
 static const struct vm_object_ops vm_ops = {
@@ -372,21 +381,11 @@ static void start_job(struct hooks *h)
 
 /* ---- start and ready (boot, pack) ----------------------------------------------- */
 
+/* A snapshot due (the ready text with a before_snapshot hook) ends the
+ * wait too: the loop in thread_main takes it. */
 static int bu_sleep(void *o, double s)
 {
-	struct hooks *h = o;
-	struct timespec dl;
-	int stop;
-
-	deadline_after(&dl, s);
-	pthread_mutex_lock(&h->lock);
-	/* a snapshot due (the ready text with a before_snapshot hook) ends
-	 * the wait too: the loop in thread_main takes it */
-	while (!(stop = h->stopping || h->snapshot_due) &&
-	       pthread_cond_timedwait(&h->cond, &h->lock, &dl) != ETIMEDOUT)
-		;
-	pthread_mutex_unlock(&h->lock);
-	return stop || !vm_running(h);
+	return wait_for(o, s, 1) || !vm_running(o);
 }
 
 static void bu_recent(void *o, char *out, size_t len)

@@ -101,7 +101,7 @@ t_rootfs_oci() {
 		{ echo "got: $out"; return 1; }
 	# the same image as a `docker save` archive (skopeo writes one), built
 	# and read back without a boot
-	command -v skopeo > /dev/null || return 0
+	command -v skopeo > /dev/null || { echo "no skopeo (apt-get install skopeo)"; return 1; }
 	skopeo copy --quiet "oci:$img:t" "docker-archive:$WORK/img.tar:img:t" || return 1
 	s=$(rootfs_script dockerarch "docker_archive = \"$WORK/img.tar\"")
 	local image
