@@ -32,6 +32,27 @@ rpack() { # LOG SCRIPT BUNDLE [ARGS]: pack with the test's cache
 	SMOLVM_CACHE_DIR=$WORK/cache run "$log" "${RPACK_TIMEOUT:-900}" pack "$s" -o "$b" "$@"
 }
 
+# rpack_unless PATTERN LOG SCRIPT BUNDLE [ARGS]: rpack, but stopped (status
+# 3) as soon as LOG shows PATTERN: a service that died in the guest is not
+# waited for until the ready timeout.
+rpack_unless() {
+	local pat=$1 log=$2 pid
+	shift
+	: > "$log"
+	rpack "$@" &
+	pid=$!
+	while kill -0 "$pid" 2> /dev/null; do
+		if grep -qF -- "$pat" "$log"; then
+			sleep 3 # the rest of the message
+			pkill -TERM -P "$pid" timeout
+			wait "$pid"
+			return 3
+		fi
+		sleep 1
+	done
+	wait "$pid"
+}
+
 rexec() { # BUNDLE CMD...: exec with the test's cache, output on stdout
 	SMOLVM_CACHE_DIR=$WORK/cache timeout -k 5 300 "$SMOLVM" exec "$@" < /dev/null
 }

@@ -116,8 +116,18 @@ t_rootfs_oci() {
 # archive), a service started at boot, packed when its port listens.
 t_rootfs_debian_python() {
 	need_kvm || return
-	local b=$WORK/pyweb.smolmachine out
-	rpack "$WORK/py.log" scripts/examples/pyweb.lua "$b" || { show "$WORK/py.log" 40; return 1; }
+	local b=$WORK/pyweb.smolmachine out rc
+	# The development hosts' software KVM corrupts a Linux guest's memory
+	# at times (docs/rootfs.md, "Known limits"): a service that dies of it
+	# while packing is shown and packed once more, never passed over.
+	for try in 1 2; do
+		rpack_unless "Traceback (most recent call last)" "$WORK/py.log" \
+			scripts/examples/pyweb.lua "$b" && break
+		rc=$?
+		show "$WORK/py.log" 40
+		[ $rc -eq 3 ] && [ $try -eq 1 ] || return 1
+		echo "the service died in the guest (above); packing once more"
+	done
 	out=$(rexec "$b" -- /run/smolvm/busybox wget -qO- http://127.0.0.1:8000/count 2>&1)
 	[ "$out" = 1000 ] || { echo "count: $out"; return 1; }
 }
