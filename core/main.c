@@ -119,12 +119,19 @@ static void usage_exec(FILE *f)
 		"agent (the machine needs a virtio-vsock device and smolvm-agent, as the\n"
 		"default guest has), streams this process's stdin, stdout and stderr, and\n"
 		"throws the machine away. The guest's console is not shown (-v: on stderr).\n"
-		"  -i, --copy-in HOST:GUEST   copy a file or directory in before COMMAND\n"
+		"  -i, --copy-in HOST:GUEST   copy a file or directory in before COMMAND (links\n"
+		"                         in it go in as links, never followed)\n"
 		"  -O, --copy-out GUEST:HOST  copy a file out after COMMAND\n"
 		"                         (both repeatable)\n"
 		"  -e, --env KEY=VALUE    environment of COMMAND (repeatable)\n"
 		"  -C, --cwd DIR          working directory of COMMAND (default /)\n"
-		"  -t, --timeout SECONDS  kill COMMAND after this long (exit status 124)\n"
+		"  -t, --timeout SECONDS  bound the whole exec, copies included: COMMAND is\n"
+		"                         killed when the time is up (exit status 124) and\n"
+		"                         nothing is copied out (without it: COMMAND runs as\n"
+		"                         long as it takes, each copy phase gets 600 s)\n"
+		"      --copy-out-max SIZE  the most one copy-out takes from the guest\n"
+		"                         (default 1G; a bare number is MiB, or B, K, M, G);\n"
+		"                         beyond it nothing is written\n"
 		"  -k, --keep             save the machine afterwards (needs -o)\n"
 		"  -o, --output BUNDLE    where --keep saves it\n"
 		"  -v, --verbose          timings and the guest console on stderr\n"
@@ -365,6 +372,7 @@ static int cmd_exec(int argc, char **argv)
 		{ "env", required_argument, NULL, 'e' },
 		{ "cwd", required_argument, NULL, 'C' },
 		{ "timeout", required_argument, NULL, 't' },
+		{ "copy-out-max", required_argument, NULL, 'M' },
 		{ "keep", no_argument, NULL, 'k' },
 		{ "output", required_argument, NULL, 'o' },
 		SESSION_LONG_OPTIONS,
@@ -414,6 +422,13 @@ static int cmd_exec(int argc, char **argv)
 			job.timeout_s = (int)t;
 			break;
 		}
+		case 'M':
+			if (parse_size(optarg, &job.copy_out_max) || !job.copy_out_max) {
+				fprintf(stderr, "smolvm exec: --copy-out-max: \"%s\" is not a size "
+					"(MiB, or with B, K, M or G)\n", optarg);
+				goto out;
+			}
+			break;
 		case 'k': keep = 1; break;
 		case 'o': job.keep_to = optarg; break;
 		case 'h': usage_exec(stdout); status = 0; goto out;

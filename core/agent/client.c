@@ -291,25 +291,28 @@ int agent_sync(struct agent_conn *a, int timeout_ms, struct err *e)
 
 /* ---- files -------------------------------------------------------------- */
 
-static int put_file(struct agent_conn *a, const char *host, const char *guest, mode_t mode,
-		    struct err *e)
+/* A copy-in: its deadline, and what it left out. */
+struct copy_in {
+	struct agent_conn *a;
+	long long deadline;
+	struct err *e;
+};
+
+static int put_file(struct copy_in *ci, int fd, const char *host, const char *guest, mode_t mode)
 {
+	struct agent_conn *a = ci->a;
 	uint8_t *frame = malloc(FRAME_MAX);
-	int fd = open(host, O_RDONLY | O_CLOEXEC);
 	int rc = 0;
 	long n;
 
-	if (!frame || fd < 0) {
-		rc = frame ? err_set(e, -errno, "%s: %s", host, strerror(errno))
-			   : err_set(e, -ENOMEM, "out of memory");
-		goto out;
-	}
+	if (!frame)
+		return err_set(ci->e, -ENOMEM, "out of memory");
 	n = smolvm_agent_build_put(frame, FRAME_MAX, mode & 07777, guest);
 	if (n < 0) {
-		rc = err_set(e, -ENAMETOOLONG, "%s: guest path too long", guest);
+		rc = err_set(ci->e, -ENAMETOOLONG, "%s: guest path too long", guest);
 		goto out;
 	}
-	rc = queue(a, frame, (size_t)n, e);
+	rc = queue(a, frame, (size_t)n, ci->e);
 	for (;;) {
 		ssize_t got;
 		if (rc)
@@ -318,59 +321,105 @@ static int put_file(struct agent_conn *a, const char *host, const char *guest, m
 		if (got < 0 && errno == EINTR)
 			continue;
 		if (got < 0) {
-			rc = err_set(e, -errno, "%s: %s", host, strerror(errno));
+			rc = err_set(ci->e, -errno, "%s: %s", host, strerror(errno));
 			goto out;
 		}
 		smolvm_agent_header(frame, SMOLVM_AGENT_DATA, (uint32_t)got);
-		rc = queue(a, frame, SMOLVM_AGENT_HEADER + (size_t)got, e);
+		rc = queue(a, frame, SMOLVM_AGENT_HEADER + (size_t)got, ci->e);
 		if (!rc)
-			rc = drain(a, -1, e);
+			rc = drain(a, ci->deadline, ci->e);
 		if (!got || rc)
 			break;
 	}
 	if (!rc) {
 		char what[600];
 		snprintf(what, sizeof(what), "copy %s to the guest's %s", host, guest);
-		rc = expect_ok(a, what, -1, e);
+		rc = expect_ok(a, what, ci->deadline, ci->e);
 	}
 out:
-	if (fd >= 0)
-		close(fd);
 	free(frame);
 	return rc;
 }
 
-static int put_dir(struct agent_conn *a, const char *guest, mode_t mode, struct err *e)
+static int put_dir(struct copy_in *ci, const char *guest, mode_t mode)
 {
 	uint8_t frame[SMOLVM_AGENT_HEADER + 4 + 4096];
 	char what[4200];
 	long n = smolvm_agent_build_put(frame, sizeof(frame), S_IFDIR | (mode & 07777), guest);
 
 	if (n < 0)
-		return err_set(e, -ENAMETOOLONG, "%s: guest path too long", guest);
+		return err_set(ci->e, -ENAMETOOLONG, "%s: guest path too long", guest);
 	snprintf(what, sizeof(what), "make the guest directory %s", guest);
-	return queue(a, frame, (size_t)n, e) ?: expect_ok(a, what, -1, e);
+	return queue(ci->a, frame, (size_t)n, ci->e) ?: expect_ok(ci->a, what, ci->deadline, ci->e);
 }
 
-static int copy_tree(struct agent_conn *a, const char *host, const char *guest, int depth,
-		     struct err *e)
+static int put_link(struct copy_in *ci, int dirfd, const char *name, const char *host,
+		    const char *guest)
 {
+	uint8_t frame[SMOLVM_AGENT_HEADER + 2 * 4096];
+	char target[4096], what[4200];
+	ssize_t len = readlinkat(dirfd, name, target, sizeof(target) - 1);
+	long n;
+
+	if (len < 0)
+		return err_set(ci->e, -errno, "%s: %s", host, strerror(errno));
+	target[len] = 0;
+	n = smolvm_agent_build_link(frame, sizeof(frame), guest, target);
+	if (n < 0)
+		return err_set(ci->e, -ENAMETOOLONG, "%s: guest path too long", guest);
+	snprintf(what, sizeof(what), "make the guest link %s", guest);
+	n = queue(ci->a, frame, (size_t)n, ci->e) ?: expect_ok(ci->a, what, ci->deadline, ci->e);
+	if (n == -ENOSYS)
+		return err_set(ci->e, -ENOSYS, "%s is a symbolic link, and the guest's agent is too "
+			       "old to make one (links are copied as links, never followed)", host);
+	return (int)n;
+}
+
+/* One entry of a host tree: name in `at` (the top: a path, followed if
+ * it is a link, as the user named it). Below the top nothing is followed:
+ * a link goes in as a link (a checkout's `keys -> ~/.ssh` sends the link,
+ * not the keys), and the walk holds each directory open, so a link
+ * swapped in meanwhile is not followed either. Other kinds of file
+ * (sockets, FIFOs, devices) are left out, with a warning. */
+static int copy_at(struct copy_in *ci, int at, const char *name, const char *host,
+		   const char *guest, int depth)
+{
+	int nofollow = depth ? O_NOFOLLOW : 0;
 	struct stat st;
 	DIR *d;
 	struct dirent *de;
-	int rc = 0;
+	int fd, rc = 0;
 
 	if (depth > 64)
-		return err_set(e, -ELOOP, "%s: directories nested too deep", host);
-	if (stat(host, &st) < 0)
-		return err_set(e, -errno, "%s: %s", host, strerror(errno));
-	if (S_ISREG(st.st_mode))
-		return put_file(a, host, guest, st.st_mode, e);
-	if (!S_ISDIR(st.st_mode))
-		return err_set(e, -EINVAL, "%s: not a file or directory", host);
-	rc = put_dir(a, guest, st.st_mode, e);
-	if (rc || !(d = opendir(host)))
-		return rc ? rc : err_set(e, -errno, "%s: %s", host, strerror(errno));
+		return err_set(ci->e, -ELOOP, "%s: directories nested too deep", host);
+	if (fstatat(at, name, &st, depth ? AT_SYMLINK_NOFOLLOW : 0) < 0)
+		return err_set(ci->e, -errno, "%s: %s", host, strerror(errno));
+	if (S_ISLNK(st.st_mode))
+		return put_link(ci, at, name, host, guest);
+	if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "smolvm: copy-in: %s left out: not a file, directory or link\n",
+			host);
+		return 0;
+	}
+	fd = openat(at, name, O_RDONLY | O_CLOEXEC | O_NONBLOCK | nofollow |
+				  (S_ISDIR(st.st_mode) ? O_DIRECTORY : 0));
+	if (fd < 0)
+		return err_set(ci->e, -errno, "%s: %s", host, strerror(errno));
+	if (fstat(fd, &st) < 0 || !(S_ISREG(st.st_mode) || S_ISDIR(st.st_mode))) {
+		close(fd);
+		return err_set(ci->e, -EAGAIN, "%s: changed while it was copied", host);
+	}
+	if (S_ISREG(st.st_mode)) {
+		rc = put_file(ci, fd, host, guest, st.st_mode);
+		close(fd);
+		return rc;
+	}
+	rc = put_dir(ci, guest, st.st_mode);
+	if (rc || !(d = fdopendir(fd))) {
+		rc = rc ? rc : err_set(ci->e, -errno, "%s: %s", host, strerror(errno));
+		close(fd);
+		return rc;
+	}
 	while (!rc && (de = readdir(d))) {
 		char *h, *g;
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
@@ -379,7 +428,8 @@ static int copy_tree(struct agent_conn *a, const char *host, const char *guest, 
 			h = NULL;
 		if (asprintf(&g, "%s/%s", guest, de->d_name) < 0)
 			g = NULL;
-		rc = h && g ? copy_tree(a, h, g, depth + 1, e) : err_set(e, -ENOMEM, "out of memory");
+		rc = h && g ? copy_at(ci, dirfd(d), de->d_name, h, g, depth + 1)
+			    : err_set(ci->e, -ENOMEM, "out of memory");
 		free(h);
 		free(g);
 	}
@@ -388,18 +438,21 @@ static int copy_tree(struct agent_conn *a, const char *host, const char *guest, 
 }
 
 int agent_copy_in(struct agent_conn *a, const char *host_path, const char *guest_path,
-		  struct err *e)
+		  long long deadline, struct err *e)
 {
-	return copy_tree(a, host_path, guest_path, 0, e);
+	struct copy_in ci = { a, deadline, e };
+
+	return copy_at(&ci, AT_FDCWD, host_path, host_path, guest_path, 0);
 }
 
 int agent_copy_out(struct agent_conn *a, const char *guest_path, const char *host_path,
-		   struct err *e)
+		   uint64_t max_bytes, long long deadline, struct err *e)
 {
 	uint8_t frame[SMOLVM_AGENT_HEADER + 4096];
 	char *tmp = NULL, what[4200];
 	struct smolvm_agent_msg m;
 	long n = smolvm_agent_build_path(frame, sizeof(frame), SMOLVM_AGENT_GET, guest_path);
+	uint64_t total = 0;
 	int fd = -1, rc;
 
 	if (n < 0)
@@ -415,7 +468,11 @@ int agent_copy_out(struct agent_conn *a, const char *guest_path, const char *hos
 	}
 	rc = queue(a, frame, (size_t)n, e);
 	while (!rc) {
-		rc = next_msg(a, &m, -1, e);
+		rc = next_msg(a, &m, deadline, e);
+		if (rc == -ETIMEDOUT)
+			rc = err_set(e, -ETIMEDOUT, "%s: not done in time (the exec's --timeout, "
+				     "else %d s): the guest sent %llu bytes", what,
+				     AGENT_COPY_TIMEOUT_S, (unsigned long long)total);
 		if (rc < 0)
 			break;
 		rc = 0;
@@ -426,7 +483,12 @@ int agent_copy_out(struct agent_conn *a, const char *guest_path, const char *hos
 				     smolvm_agent_type_name(m.type));
 		} else if (!m.len) {
 			break;
+		} else if (m.len > max_bytes - total) {
+			rc = err_set(e, -EFBIG, "%s: the guest sent more than %llu bytes "
+				     "(--copy-out-max): nothing written", what,
+				     (unsigned long long)max_bytes);
 		} else {
+			total += m.len;
 			for (size_t off = 0; !rc && off < m.len;) {
 				ssize_t w = write(fd, m.payload + off, m.len - off);
 				if (w < 0 && errno != EINTR)

@@ -30,13 +30,20 @@ void agent_close(struct agent_conn *a);
 
 /* After a restore: fresh RNG seed and the host's wall clock. */
 int agent_sync(struct agent_conn *a, int timeout_ms, struct err *e) WARN_UNUSED;
-/* Copies a host file or directory tree into the guest. */
+/* How long copies may take when the caller has no deadline of its own. */
+#define AGENT_COPY_TIMEOUT_S 600
+/* The most a copy-out takes from the guest unless told otherwise. */
+#define AGENT_COPY_OUT_MAX (1ull << 30)
+
+/* Copies a host file or directory tree into the guest: links as links,
+ * never followed below host_path itself; sockets, FIFOs and devices left
+ * out (a warning on stderr). deadline: clock_ms() value, or -1. */
 int agent_copy_in(struct agent_conn *a, const char *host_path, const char *guest_path,
-		  struct err *e) WARN_UNUSED;
-/* Copies a guest file to the host (written to a temporary name, then
- * renamed into place). */
+		  long long deadline, struct err *e) WARN_UNUSED;
+/* Copies a guest file to the host (written to a temporary name, renamed
+ * into place only when whole): at most max_bytes, by the deadline. */
 int agent_copy_out(struct agent_conn *a, const char *guest_path, const char *host_path,
-		   struct err *e) WARN_UNUSED;
+		   uint64_t max_bytes, long long deadline, struct err *e) WARN_UNUSED;
 
 struct agent_exec_io {
 	int in_fd;             /* stdin from this fd; -1: use in_buf */

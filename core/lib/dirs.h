@@ -1,13 +1,27 @@
-/* Where smolvm keeps things on the host. */
+/* Where smolvm keeps things on the host, and files made there safely. */
 #ifndef SMOLVM_DIRS_H
 #define SMOLVM_DIRS_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
+
+#include "lib/err.h"
 
 /* $SMOLVM_CACHE_DIR, else $XDG_CACHE_HOME/smolvm, else ~/.cache/smolvm;
  * -ENOENT when none can be named. */
 int cache_dir(char *buf, size_t len);
+/* The cache directory, and `sub` under it when not NULL: made 0700 when
+ * missing; refused (e says why and what to do) when it belongs to another
+ * user or others may write it, narrowed to 0700 when others may read it. */
+int cache_dir_private(char *buf, size_t len, const char *sub, struct err *e) WARN_UNUSED;
+/* Opens a cache entry for reading: a regular file of this user's that
+ * others cannot write, `size` bytes long (never through a link); an fd,
+ * or -ENOENT for anything else. */
+int cache_file_open(const char *path, uint64_t size);
+/* Creates PATH.tmp-XXXXXX (O_EXCL, mode 0600) for a file to be renamed
+ * over path once whole; returns the fd and *tmp (free it), or -errno. */
+int tmp_beside(const char *path, char **tmp);
 /* mkdir -p; 0 or -errno. */
 int mkdirs(const char *path, mode_t mode);
 

@@ -589,10 +589,11 @@ int rootfs_image_path(const char *id, char *out, size_t len, struct err *e)
 
 	if (strlen(id) != 32 || strspn(id, "0123456789abcdef") != 32)
 		return err_set(e, -EINVAL, "\"%.40s\" is not a root filesystem id", id);
-	if (cache_dir(dir, sizeof(dir)))
-		return err_set(e, -ENOENT, "no cache directory for root filesystems: set "
-			       "SMOLVM_CACHE_DIR (or HOME)");
-	if (snprintf(out, len, "%s/rootfs/%s.ext4", dir, id) >= (int)len)
+	int rc = cache_dir_private(dir, sizeof(dir), "rootfs", e);
+
+	if (rc)
+		return rc;
+	if (snprintf(out, len, "%s/%s.ext4", dir, id) >= (int)len)
 		return err_set(e, -ENAMETOOLONG, "%s: path too long", dir);
 	return 0;
 }
@@ -611,16 +612,12 @@ int rootfs_build(const struct rootfs_spec *r, const struct rootfs_opts *o, char 
 		rc = rootfs_id(r, id, e);
 	if (rc)
 		return rc;
-	if (cache_dir(b.dir, sizeof(b.dir) - 8))
-		return err_set(e, -ENOENT, "no cache directory for root filesystems: set "
-			       "SMOLVM_CACHE_DIR (or HOME)");
-	strcat(b.dir, "/rootfs");
-	if ((rc = mkdirs(b.dir, 0755)))
-		return err_set(e, rc, "%s: %s", b.dir, strerror(-rc));
+	if ((rc = cache_dir_private(b.dir, sizeof(b.dir), "rootfs", e)))
+		return rc;
 	snprintf(final, sizeof(final), "%s/%s.ext4", b.dir, id);
 	snprintf(lockp, sizeof(lockp), "%s/%s.lock", b.dir, id);
 	/* one build of an image at a time; the second waits, then finds it */
-	lockfd = open(lockp, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	lockfd = open(lockp, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (lockfd < 0)
 		return err_set(e, -errno, "%s: %s", lockp, strerror(errno));
 	if (flock(lockfd, LOCK_EX | LOCK_NB)) {
@@ -643,7 +640,7 @@ int rootfs_build(const struct rootfs_spec *r, const struct rootfs_opts *o, char 
 	}
 	snprintf(b.root, sizeof(b.root), "%s/root", b.work);
 	snprintf(b.log, sizeof(b.log), "%s/%s.log", b.dir, id);
-	b.logfd = open(b.log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	b.logfd = open(b.log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
 	snprintf(tmp, sizeof(tmp), "%s/image.ext4", b.work);
 	rc = r->kind == ROOTFS_IMAGE ? step_image(&b, tmp, e) : build_image(&b, tmp, e);
 	if (!rc && rename(tmp, final))

@@ -46,14 +46,21 @@ static int write_out(void *opaque, int stream, const void *p, size_t n)
 }
 
 
+/* The end of a copy phase: the job's deadline, else its own. */
+static long long copy_deadline(long long end)
+{
+	return end ? end : (long long)clock_ms() + AGENT_COPY_TIMEOUT_S * 1000ll;
+}
+
 void exec_job_run(struct exec_job *j, struct agent_conn *conn, const char *uds, int cancel_fd)
 {
 	double t0 = clock_ms(), t1 = t0, t2 = t0, t3 = t0;
+	long long end = j->timeout_s ? (long long)t0 + j->timeout_s * 1000ll : 0, deadline;
+	uint64_t max = j->copy_out_max ? j->copy_out_max : AGENT_COPY_OUT_MAX;
 	struct agent_conn a;
-	struct agent_status st;
+	struct agent_status st = { 0 };
 	struct out_ctx oc = { cancel_fd };
-	struct agent_exec_io io = { .in_fd = STDIN_FILENO, .out = write_out, .opaque = &oc,
-				    .timeout_ms = j->timeout_s * 1000 };
+	struct agent_exec_io io = { .in_fd = STDIN_FILENO, .out = write_out, .opaque = &oc };
 	int gerr = 0, rc;
 
 	j->status = 1;
@@ -65,9 +72,15 @@ void exec_job_run(struct exec_job *j, struct agent_conn *conn, const char *uds, 
 		rc = agent_connect(&a, uds, CONNECT_TIMEOUT_MS, cancel_fd, &j->e);
 	}
 	t1 = clock_ms();
+	deadline = copy_deadline(end);
 	for (size_t i = 0; !rc && i < j->ncopy_in; i++)
-		rc = agent_copy_in(&a, j->copy_in[i].host, j->copy_in[i].guest, &j->e);
+		rc = agent_copy_in(&a, j->copy_in[i].host, j->copy_in[i].guest, deadline, &j->e);
 	t2 = clock_ms();
+	if (!rc && end) {
+		/* what is left of --timeout; the copies may have used it all */
+		long long left = end - (long long)t2;
+		io.timeout_ms = left > 0 ? (int)left : 1;
+	}
 	if (!rc) {
 		rc = agent_exec(&a, j->cwd, (const char *const *)j->argv,
 				(const char *const *)j->env, &io, &st, &gerr, &j->e);
@@ -80,8 +93,11 @@ void exec_job_run(struct exec_job *j, struct agent_conn *conn, const char *uds, 
 				j->timeout_s);
 	}
 	t3 = clock_ms();
-	for (size_t i = 0; !rc && i < j->ncopy_out; i++) {
-		rc = agent_copy_out(&a, j->copy_out[i].guest, j->copy_out[i].host, &j->e);
+	/* A command killed at the deadline leaves no time to copy out. */
+	deadline = copy_deadline(end);
+	for (size_t i = 0; !rc && !st.timed_out && i < j->ncopy_out; i++) {
+		rc = agent_copy_out(&a, j->copy_out[i].guest, j->copy_out[i].host, max, deadline,
+				    &j->e);
 		if (rc)
 			j->status = 1;
 	}

@@ -5,6 +5,7 @@
 #define SMOLVM_EXEC_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "agent/client.h"
 #include "lib/err.h"
@@ -19,7 +20,9 @@ struct exec_job {
 	const char *cwd;        /* NULL: / */
 	struct exec_copy *copy_in, *copy_out;
 	size_t ncopy_in, ncopy_out;
-	int timeout_s;          /* 0: none */
+	int timeout_s;          /* the whole job, copies included; 0: none
+				 * (each copy phase then AGENT_COPY_TIMEOUT_S) */
+	uint64_t copy_out_max;  /* bytes per copy-out; 0: AGENT_COPY_OUT_MAX */
 	const char *keep_to;    /* save the machine here afterwards */
 	int verbose;
 	/* results */

@@ -9,6 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "lib/dirs.h"
+
 /* Little-endian field access on byte buffers. */
 static void put_u32(uint8_t *p, uint32_t v) { v = htole32(v); memcpy(p, &v, 4); }
 static void put_u64(uint8_t *p, uint64_t v) { v = htole64(v); memcpy(p, &v, 8); }
@@ -53,17 +55,18 @@ int bundle_writer_open(struct bundle_writer *w, const char *path, struct err *e)
 	memset(w, 0, sizeof(*w));
 	w->fd = -1;
 	w->path = strdup(path);
-	w->tmp_path = malloc(strlen(path) + 32);
 	w->xxh = XXH3_createState();
-	if (!w->path || !w->tmp_path || !w->xxh) {
+	if (!w->path || !w->xxh) {
 		bundle_writer_abort(w);
 		return err_set(e, -ENOMEM, "out of memory");
 	}
-	/* Next to the target, so the final rename stays on one filesystem. */
-	sprintf(w->tmp_path, "%s.tmp.%d", path, (int)getpid());
-	w->fd = open(w->tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	/* Next to the target, so the final rename stays on one filesystem;
+	 * a fresh name (O_EXCL) where a link planted in a shared directory
+	 * could have redirected a predictable one. */
+	w->fd = tmp_beside(path, &w->tmp_path);
 	if (w->fd < 0) {
-		rc = err_set(e, -errno, "%s: %s", w->tmp_path, strerror(errno));
+		rc = err_set(e, w->fd, "%s: cannot create a file beside it: %s", path,
+			     strerror(-w->fd));
 		bundle_writer_abort(w);
 		return rc;
 	}
@@ -182,6 +185,13 @@ int bundle_writer_commit(struct bundle_writer *w, struct err *e)
 	free(toc);
 	if (!rc && pwrite(w->fd, hdr, sizeof(hdr), 0) != (ssize_t)sizeof(hdr))
 		rc = -errno ? -errno : -EIO;
+	/* The mode a new file gets (the temporary one is 0600). */
+	if (!rc) {
+		mode_t um = umask(0);
+		umask(um);
+		if (fchmod(w->fd, 0666 & ~um) < 0)
+			rc = -errno;
+	}
 	/* Durable before it replaces anything. */
 	if (!rc && fsync(w->fd) < 0)
 		rc = -errno;

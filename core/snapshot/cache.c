@@ -36,10 +36,17 @@ static int fill(int fd, const struct bundle *b, const struct bundle_section *s,
 
 int cache_image_path(const struct bundle_section *s, uint64_t mem_size, char *path, size_t len)
 {
+	static int warned;
 	char dir[4000];
+	struct err e;
+	int rc = cache_dir_private(dir, sizeof(dir), NULL, &e);
 
-	if (cache_dir(dir, sizeof(dir)) || mkdirs(dir, 0755))
-		return -ENOENT;
+	if (rc) {
+		/* A directory we cannot trust is not used; say so once. */
+		if (rc != -ENOENT && !__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED))
+			fprintf(stderr, "smolvm: %s; restoring without the cache\n", e.msg);
+		return rc;
+	}
 	snprintf(path, len, "%s/mem-%016llx-%llu.raw", dir, (unsigned long long)s->hash,
 		 (unsigned long long)mem_size);
 	return 0;
@@ -47,21 +54,13 @@ int cache_image_path(const struct bundle_section *s, uint64_t mem_size, char *pa
 
 int cache_image_open(const char *path, uint64_t mem_size)
 {
-	struct stat st;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) == 0 && (uint64_t)st.st_size == mem_size)
-		return fd;
-	close(fd);
-	return -ENOENT;
+	return cache_file_open(path, mem_size);
 }
 
 int cache_memory(const struct bundle *b, const struct bundle_section *s,
 		 uint64_t mem_size, struct cache_result *r, struct err *e)
 {
-	char path[4200], tmp[4300];
+	char path[4200], *tmp;
 	double t0 = clock_ms();
 	int fd, rc;
 
@@ -76,8 +75,7 @@ int cache_memory(const struct bundle *b, const struct bundle_section *s,
 			return 0;
 		}
 		/* Build it beside its final name; rename makes it appear whole. */
-		snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid());
-		fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		fd = tmp_beside(path, &tmp);
 		if (fd >= 0) {
 			rc = ftruncate(fd, (off_t)mem_size) < 0 ? -errno : 0;
 			if (!rc)
@@ -90,9 +88,11 @@ int cache_memory(const struct bundle *b, const struct bundle_section *s,
 			if (rc) {
 				close(fd);
 				unlink(tmp);
+				free(tmp);
 				if (rc == -EBADMSG || rc == -ENOMEM)
 					return rc; /* the bundle is bad: no point retrying */
 			} else {
+				free(tmp);
 				r->fd = fd;
 				r->ms = clock_ms() - t0;
 				return 0;

@@ -15,6 +15,7 @@
 #include <zstd.h>
 
 #include "lib/clock.h"
+#include "lib/dirs.h"
 #include "snapshot/uffd.h"
 
 
@@ -276,9 +277,8 @@ int lazy_mem_start(const struct snapmem_view *v, uint8_t *ram, const struct bund
 		return err_set(e, rc, "eventfd: %s", strerror(-rc));
 	}
 	/* The image is built beside its final name; rename makes it appear whole. */
-	if (cache_path && (l->cache_path = strdup(cache_path)) &&
-	    asprintf(&l->tmp_path, "%s.tmp.%d", cache_path, (int)getpid()) > 0) {
-		l->cache_fd = open(l->tmp_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (cache_path && (l->cache_path = strdup(cache_path))) {
+		l->cache_fd = tmp_beside(cache_path, &l->tmp_path);
 		if (l->cache_fd >= 0 && ftruncate(l->cache_fd, (off_t)v->mem_size) < 0) {
 			close(l->cache_fd);
 			l->cache_fd = -1;

@@ -290,6 +290,23 @@ long smolvm_agent_build_path(uint8_t *buf, size_t cap, uint8_t type, const char 
 	return build_head_str(buf, cap, type, NULL, 0, path);
 }
 
+long smolvm_agent_build_link(uint8_t *buf, size_t cap, const char *path, const char *target)
+{
+	size_t plen, len;
+	long rc;
+
+	if (!path || !path[0] || !target || !target[0])
+		return -EINVAL;
+	plen = str_size(path);
+	len = plen + str_size(target);
+	rc = begin(buf, cap, SMOLVM_AGENT_LINK, len);
+	if (rc < 0)
+		return rc;
+	put_str(buf + SMOLVM_AGENT_HEADER, path);
+	put_str(buf + SMOLVM_AGENT_HEADER + plen, target);
+	return rc;
+}
+
 long smolvm_agent_build_error(uint8_t *buf, size_t cap, uint32_t err, const char *msg)
 {
 	uint8_t e[4];
@@ -440,6 +457,20 @@ int smolvm_agent_parse_path(const struct smolvm_agent_msg *m, uint8_t type, cons
 	return 0;
 }
 
+int smolvm_agent_parse_link(const struct smolvm_agent_msg *m, const char **path,
+			    const char **target)
+{
+	size_t n;
+
+	if (!frame_ok(m, SMOLVM_AGENT_LINK) || !m->len)
+		return -EPROTO;
+	n = str_at(m->payload, m->len);
+	if (n < 2 || tail_str(m, n, target) || !(*target)[0])
+		return -EPROTO;
+	*path = (const char *)m->payload;
+	return 0;
+}
+
 int smolvm_agent_parse_error(const struct smolvm_agent_msg *m, uint32_t *err, const char **msg)
 {
 	uint32_t e;
@@ -463,6 +494,7 @@ const char *smolvm_agent_type_name(uint8_t type)
 		[SMOLVM_AGENT_PUT] = "PUT",       [SMOLVM_AGENT_GET] = "GET",
 		[SMOLVM_AGENT_DATA] = "DATA",     [SMOLVM_AGENT_OK] = "OK",
 		[SMOLVM_AGENT_ERROR] = "ERROR",   [SMOLVM_AGENT_STARTED] = "STARTED",
+		[SMOLVM_AGENT_LINK] = "LINK",
 	};
 	return type < sizeof(names) / sizeof(names[0]) && names[type] ? names[type] : "?";
 }

@@ -47,7 +47,7 @@ static void parse_all(const struct smolvm_agent_msg *m)
 	uint32_t u, v;
 	uint64_t ns;
 	const uint8_t *seed;
-	const char *s;
+	const char *s, *t;
 
 	/* both sides */
 	if (!smolvm_agent_parse_hello(m, &u, &s)) {
@@ -85,6 +85,12 @@ static void parse_all(const struct smolvm_agent_msg *m)
 	if (!smolvm_agent_parse_path(m, SMOLVM_AGENT_GET, &s)) {
 		inside(m, s);
 		same(m, smolvm_agent_build_path(re, sizeof(re), SMOLVM_AGENT_GET, s));
+	}
+	if (!smolvm_agent_parse_link(m, &s, &t)) {
+		inside(m, s);
+		inside(m, t);
+		check(s[0] != 0 && t[0] != 0);
+		same(m, smolvm_agent_build_link(re, sizeof(re), s, t));
 	}
 	/* the host's view of the guest's frames */
 	if (!smolvm_agent_parse_u32(m, SMOLVM_AGENT_STARTED, &u))

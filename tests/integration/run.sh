@@ -4,7 +4,8 @@
 #   tests/integration/run.sh [PATTERN]    run the tests whose name matches
 #   TEST_FILES="tests/apps/*.test.sh" tests/integration/run.sh   other tests
 #
-# Each test is a function t_NAME in tests/integration/*.test.sh; it returns 0 (pass), 1 (fail) or 77
+# Each test is a function t_NAME in tests/integration/*.test.sh or
+# tests/security/*.test.sh; it returns 0 (pass), 1 (fail) or 77
 # (skip, with the reason printed). Without a usable /dev/kvm every test that
 # needs it is a visible SKIP. Ends with "N passed, N failed, N skipped".
 set -u
@@ -75,7 +76,7 @@ show() { sed 's/^/    | /' "$1" | tail -n "${2:-20}"; }
 
 # Tests live in tests/integration/*.test.sh (or $TEST_FILES), one file per
 # area; each defines functions t_NAME.
-for f in ${TEST_FILES:-tests/integration/*.test.sh}; do
+for f in ${TEST_FILES:-tests/integration/*.test.sh tests/security/*.test.sh}; do
 	# shellcheck source=/dev/null
 	. "$f"
 done

@@ -206,6 +206,15 @@ START_TEST(test_put_get_error)
 	ck_assert_str_eq(s, "/p");
 	ck_assert_int_eq(smolvm_agent_build_path(frame, sizeof(frame), SMOLVM_AGENT_GET, ""), -EINVAL);
 
+	const char *t;
+	m = decode_one(frame, smolvm_agent_build_link(frame, sizeof(frame), "/s/keys", "../../.ssh"));
+	ck_assert_int_eq(smolvm_agent_parse_link(&m, &s, &t), 0);
+	ck_assert_str_eq(s, "/s/keys");
+	ck_assert_str_eq(t, "../../.ssh");
+	ck_assert_int_eq(smolvm_agent_build_link(frame, sizeof(frame), "/l", ""), -EINVAL);
+	ck_assert_int_eq(smolvm_agent_build_link(frame, sizeof(frame), "", "t"), -EINVAL);
+	ck_assert_int_eq(smolvm_agent_build_link(frame, sizeof(frame), "/l", NULL), -EINVAL);
+
 	m = decode_one(frame, smolvm_agent_build_error(frame, sizeof(frame), ENOENT, "no such"));
 	ck_assert_int_eq(smolvm_agent_parse_error(&m, &err, &s), 0);
 	ck_assert_uint_eq(err, ENOENT);
@@ -453,6 +462,11 @@ static int p_get(const struct smolvm_agent_msg *m)
 	const char *s;
 	return smolvm_agent_parse_path(m, SMOLVM_AGENT_GET, &s);
 }
+static int p_link(const struct smolvm_agent_msg *m)
+{
+	const char *s, *t;
+	return smolvm_agent_parse_link(m, &s, &t);
+}
 static int p_error(const struct smolvm_agent_msg *m)
 {
 	uint32_t e;
@@ -467,8 +481,8 @@ START_TEST(test_truncated_and_long)
 	struct {
 		parse_fn fn;
 		long n;
-	} cases[8];
-	static uint8_t frames[8][256];
+	} cases[9];
+	static uint8_t frames[9][256];
 	int k = 0;
 
 #define CASE(f, call)                                                                  \
@@ -487,6 +501,7 @@ START_TEST(test_truncated_and_long)
 	CASE(p_put, smolvm_agent_build_put(b_, 256, 0644, "/f"));
 	CASE(p_get, smolvm_agent_build_path(b_, 256, SMOLVM_AGENT_GET, "/f"));
 	CASE(p_error, smolvm_agent_build_error(b_, 256, 5, "msg"));
+	CASE(p_link, smolvm_agent_build_link(b_, 256, "/l", "t"));
 #undef CASE
 	for (int c = 0; c < k; c++) {
 		uint8_t type = frames[c][4];
@@ -565,7 +580,18 @@ START_TEST(test_bad_values)
 	const uint8_t put_nul2[] = { 0xa4, 0x01, 0, 0, '/', 0, 0 };
 	const uint8_t get_empty[] = { 0 }, get_mid[] = { '/', 0, 'x', 0 };
 	const uint8_t hello_short[] = { 1, 0, 0, 0 };
+	const uint8_t link_one[] = { '/', 'l', 0 }, link_nopath[] = { 0, 't', 0 },
+		      link_notarget[] = { '/', 0, 0 }, link_three[] = { '/', 0, 't', 0, 'x', 0 };
 	struct smolvm_agent_msg m;
+
+	m = raw(SMOLVM_AGENT_LINK, link_one, sizeof(link_one));
+	ck_assert_int_eq(p_link(&m), -EPROTO);
+	m = raw(SMOLVM_AGENT_LINK, link_nopath, sizeof(link_nopath));
+	ck_assert_int_eq(p_link(&m), -EPROTO);
+	m = raw(SMOLVM_AGENT_LINK, link_notarget, sizeof(link_notarget));
+	ck_assert_int_eq(p_link(&m), -EPROTO);
+	m = raw(SMOLVM_AGENT_LINK, link_three, sizeof(link_three));
+	ck_assert_int_eq(p_link(&m), -EPROTO);
 
 	for (size_t i = 0; i < sizeof(exit_bad) / sizeof(exit_bad[0]); i++) {
 		m = raw(SMOLVM_AGENT_EXIT, exit_bad[i], 8);
@@ -612,6 +638,7 @@ START_TEST(test_encoder_caps)
 			smolvm_agent_build_path(buf, cap, SMOLVM_AGENT_GET, "/f"),
 			smolvm_agent_build_error(buf, cap, 1, "e"),
 			smolvm_agent_build_data(buf, cap, SMOLVM_AGENT_DATA, "abc", 3),
+			smolvm_agent_build_link(buf, cap, "/l", "target"),
 		};
 		for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
 			if (want[i] < 0)

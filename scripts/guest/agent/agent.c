@@ -772,6 +772,45 @@ fail:
 	c->st = m->len ? C_PUT_DISCARD : C_IDLE;
 }
 
+/* A symbolic link, made beside its name and renamed over it (a file or a
+ * link there is replaced, a directory is not). */
+static void do_link(struct conn *c, const struct smolvm_agent_msg *m)
+{
+	const char *path, *target, *slash;
+	char tmp[sizeof(c->put_tmp)];
+	size_t dirlen;
+	int n;
+
+	if (smolvm_agent_parse_link(m, &path, &target)) {
+		proto_error(c, "malformed LINK");
+		return;
+	}
+	slash = strrchr(path, '/');
+	dirlen = slash ? (size_t)(slash - path) + 1 : 0;
+	if (!path[dirlen]) {
+		send_error(c, EISDIR, "LINK %s: not a file name", path);
+		return;
+	}
+	n = snprintf(tmp, sizeof(tmp), "%.*s.%s.smolvm-%u", (int)dirlen, path, path + dirlen,
+		     put_seq++);
+	if (n < 0 || (size_t)n >= sizeof(tmp)) {
+		send_error(c, ENAMETOOLONG, "LINK %s: %s", path, strerror(ENAMETOOLONG));
+		return;
+	}
+	if (symlink(target, tmp) < 0) {
+		n = errno;
+		send_error(c, n, "LINK %s: %s", path, strerror(n));
+		return;
+	}
+	if (rename(tmp, path) < 0) {
+		n = errno;
+		unlink(tmp);
+		send_error(c, n, "LINK %s: %s", path, strerror(n));
+		return;
+	}
+	send_ok(c);
+}
+
 static void do_get(struct conn *c, const struct smolvm_agent_msg *m)
 {
 	const char *path;
@@ -863,6 +902,9 @@ static void handle(struct conn *c, const struct smolvm_agent_msg *m)
 			return;
 		case SMOLVM_AGENT_GET:
 			do_get(c, m);
+			return;
+		case SMOLVM_AGENT_LINK:
+			do_link(c, m);
 			return;
 		case SMOLVM_AGENT_STDIN:
 		case SMOLVM_AGENT_SIGNAL:

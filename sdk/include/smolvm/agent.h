@@ -83,10 +83,14 @@ enum smolvm_agent_type {
 	SMOLVM_AGENT_ERROR = 13,
 	/* guest->host: le32 pid of the started command */
 	SMOLVM_AGENT_STARTED = 14,
+	/* host->guest: the path, then the link's target (both NUL-terminated):
+	 * a symbolic link, replacing a file or link of that name. Reply: OK or
+	 * ERROR. Agents older than this type answer ERROR ENOSYS. */
+	SMOLVM_AGENT_LINK = 15,
 };
 /* The highest type of this version. The decoder accepts any type from 1
  * to 255 (see versioning above); the parsers check the type they expect. */
-#define SMOLVM_AGENT_TYPE_MAX 14
+#define SMOLVM_AGENT_TYPE_MAX 15
 
 /* EXIT: exited with a value 0..255, or killed by signal 1..127. */
 enum smolvm_agent_exit_how { SMOLVM_AGENT_EXITED = 0, SMOLVM_AGENT_SIGNALED = 1 };
@@ -137,6 +141,7 @@ long smolvm_agent_build_u32(uint8_t *buf, size_t cap, uint8_t type, uint32_t v);
 long smolvm_agent_build_exit(uint8_t *buf, size_t cap, uint32_t how, uint32_t value);
 long smolvm_agent_build_put(uint8_t *buf, size_t cap, uint32_t mode, const char *path);
 long smolvm_agent_build_path(uint8_t *buf, size_t cap, uint8_t type, const char *path);
+long smolvm_agent_build_link(uint8_t *buf, size_t cap, const char *path, const char *target);
 long smolvm_agent_build_error(uint8_t *buf, size_t cap, uint32_t err, const char *msg);
 /* A frame of raw bytes (STDIN, STDOUT, STDERR, DATA; n may be 0). */
 long smolvm_agent_build_data(uint8_t *buf, size_t cap, uint8_t type, const void *data,
@@ -168,6 +173,8 @@ int smolvm_agent_parse_exit(const struct smolvm_agent_msg *m, uint32_t *how, uin
 int smolvm_agent_parse_put(const struct smolvm_agent_msg *m, uint32_t *mode, const char **path);
 /* GET: the payload is one non-empty NUL-terminated path. */
 int smolvm_agent_parse_path(const struct smolvm_agent_msg *m, uint8_t type, const char **path);
+int smolvm_agent_parse_link(const struct smolvm_agent_msg *m, const char **path,
+			    const char **target);
 int smolvm_agent_parse_error(const struct smolvm_agent_msg *m, uint32_t *err, const char **msg);
 
 /* "HELLO", "EXEC", ...; "?" for an unknown type. */
