@@ -6,10 +6,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <smolvm/plugin.h>
 
+#include "lib/cache_size.h"
 #include "machine/config.h"
 #include "session/host_config.h"
 #include "session/session.h"
@@ -28,6 +30,7 @@ static void usage(FILE *f)
 		"  exec BUNDLE -- CMD...      restore a bundle, run CMD in the guest, exit with its status\n"
 		"  inspect BUNDLE             print a bundle's manifest and sections, verify checksums\n"
 		"  plugins                    list the backend and device plugins found, and refusals\n"
+		"  cache list|prune           show the cache, or trim it (least recently used first)\n"
 		"  help [COMMAND]             this text, or a command's options\n"
 		"  version                    print the version\n"
 		"\n"
@@ -510,6 +513,82 @@ static int cmd_inspect(int argc, char **argv)
 	return session_inspect(argv[1]);
 }
 
+static void usage_cache(FILE *f)
+{
+	fprintf(f,
+		"usage: smolvm cache list\n"
+		"       smolvm cache prune [--max SIZE | --all]\n"
+		"\n"
+		"The cache ($SMOLVM_CACHE_DIR, else $XDG_CACHE_HOME/smolvm, else\n"
+		"~/.cache/smolvm, private to you) holds memory images of restored bundles and\n"
+		"root filesystem images. It is kept within $SMOLVM_CACHE_MAX (default 20G)\n"
+		"by removing the least recently used entries whenever one is added.\n"
+		"  list                   every entry, least recently used first: kind, size\n"
+		"                         on disk, last use, path; then the total\n"
+		"  prune                  remove least recently used entries down to the quota\n"
+		"      --max SIZE         ... down to SIZE instead\n"
+		"      --all              remove every entry\n"
+		"A bundle whose root filesystem image was removed is refused until the image\n"
+		"is built again (smolvm build SCRIPT); a memory image is made again by the\n"
+		"next restore.\n");
+}
+
+static int cmd_cache(int argc, char **argv)
+{
+	struct cache_entry *v;
+	struct err e = { "" };
+	uint64_t total, max, freed;
+	unsigned removed;
+	size_t n;
+
+	if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+		usage_cache(stdout);
+		return 0;
+	}
+	if (argc == 2 && !strcmp(argv[1], "list")) {
+		if (cache_max(&max, &e) || cache_list(&v, &n, &total, &e)) {
+			fprintf(stderr, "smolvm cache: %s\n", e.msg);
+			return 1;
+		}
+		for (size_t i = 0; i < n; i++) {
+			char when[64];
+			struct tm tm;
+			time_t t = v[i].used.tv_sec;
+			strftime(when, sizeof(when), "%Y-%m-%d %H:%M", localtime_r(&t, &tm));
+			printf("%-7s %9.1f MiB  %s  %s\n", v[i].kind, v[i].bytes / 1048576.0, when,
+			       v[i].path);
+		}
+		printf("%zu entr%s, %.1f MiB of %.1f GiB (SMOLVM_CACHE_MAX)\n", n,
+		       n == 1 ? "y" : "ies", total / 1048576.0, max / 1073741824.0);
+		cache_list_free(v, n);
+		return 0;
+	}
+	if (argc >= 2 && !strcmp(argv[1], "prune") && argc <= 4) {
+		int rc = 0;
+		if (argc == 2)
+			rc = cache_max(&max, &e);
+		else if (argc == 3 && !strcmp(argv[2], "--all"))
+			max = 0;
+		else if (argc == 4 && !strcmp(argv[2], "--max")) {
+			if (parse_size(argv[3], &max))
+				rc = err_set(&e, -EINVAL, "--max: \"%s\" is not a size (MiB, or with "
+					     "B, K, M or G)", argv[3]);
+		} else {
+			usage_cache(stderr);
+			return 2;
+		}
+		if (rc || cache_trim(max, NULL, &removed, &freed, &e)) {
+			fprintf(stderr, "smolvm cache: %s\n", e.msg);
+			return rc == -EINVAL ? 2 : 1;
+		}
+		printf("removed %u entr%s, %.1f MiB\n", removed, removed == 1 ? "y" : "ies",
+		       freed / 1048576.0);
+		return 0;
+	}
+	usage_cache(stderr);
+	return 2;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct {
@@ -524,6 +603,7 @@ int main(int argc, char **argv)
 		{ "inspect", cmd_inspect, usage_inspect },
 		{ "build", cmd_build, usage_build },
 		{ "plugins", cmd_plugins, NULL },
+		{ "cache", cmd_cache, usage_cache },
 	};
 	const char *cmd = argc > 1 ? argv[1] : NULL;
 

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "arch/x86/board.h"
+#include "lib/size.h"
 
 struct dev_config {
 	char *type;
@@ -80,8 +81,5 @@ const char *dev_config_get(const struct dev_config *d, const char *key);
 int dev_config_set(struct dev_config *d, const char *key, const char *val);
 /* The value of `key` as a path, relative ones taken from `base_dir`. */
 const char *dev_config_path(struct dev_config *d, const char *key, const char *script);
-
-/* "256M", "1G", "4096K", "1073741824B" or a bare number of MiB. */
-int parse_size(const char *s, uint64_t *out);
 
 #endif

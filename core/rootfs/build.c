@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "lib/clock.h"
+#include "lib/cache_size.h"
 #include "lib/dirs.h"
 
 #define TAIL_LINES 12
@@ -625,6 +626,7 @@ int rootfs_build(const struct rootfs_spec *r, const struct rootfs_opts *o, char 
 		flock(lockfd, LOCK_EX);
 	}
 	if (!o->rebuild && !access(final, R_OK)) {
+		cache_touch_path(final);
 		if (o->verbose)
 			fprintf(stderr, "smolvm: rootfs: %s (cached; inputs hashed in %.1f ms)\n",
 				final, clock_ms() - t0);
@@ -648,8 +650,10 @@ int rootfs_build(const struct rootfs_spec *r, const struct rootfs_opts *o, char 
 	remove_tree(b.work);
 	if (b.logfd >= 0)
 		close(b.logfd);
-	if (!rc)
+	if (!rc) {
 		fprintf(stderr, "smolvm: rootfs: built in %.1f s: %s\n", (clock_ms() - t0) / 1000, final);
+		cache_added(final);
+	}
 done:
 	close(lockfd);
 	if (!rc && !(*image = strdup(final)))

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "lib/cache_size.h"
 #include "lib/clock.h"
 #include "machine/loader.h"
 #include "machine/vm.h"
@@ -52,10 +53,12 @@ static int bind_image(const char *path, struct restored *r, struct session *ss, 
 		return -1;
 	}
 	if (access(image, R_OK)) {
-		fprintf(stderr, "smolvm: %s: its root filesystem image %s is not on this host (%s): "
-			"pack the machine here again\n", path, image, strerror(errno));
+		fprintf(stderr, "smolvm: %s: its root filesystem image %s is not in this host's "
+			"cache (%s): build it here (smolvm build SCRIPT), or pack the machine "
+			"here again\n", path, image, strerror(errno));
 		return -1;
 	}
+	cache_touch_path(image);
 	if (bind_rootfs(&r->cfg, image, r->plan.m.rootfs, &ss->rt, e)) {
 		fprintf(stderr, "smolvm: %s\n", e->msg);
 		return -1;

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "lib/clock.h"
+#include "lib/cache_size.h"
 #include "lib/dirs.h"
 #include "snapshot/snapmem.h"
 
@@ -69,6 +70,7 @@ int cache_memory(const struct bundle *b, const struct bundle_section *s,
 	if (cache_image_path(s, mem_size, path, sizeof(path)) == 0) {
 		fd = cache_image_open(path, mem_size);
 		if (fd >= 0) {
+			cache_touch(fd);
 			r->fd = fd;
 			r->hit = 1;
 			r->ms = clock_ms() - t0;
@@ -93,6 +95,7 @@ int cache_memory(const struct bundle *b, const struct bundle_section *s,
 					return rc; /* the bundle is bad: no point retrying */
 			} else {
 				free(tmp);
+				cache_added(path);
 				r->fd = fd;
 				r->ms = clock_ms() - t0;
 				return 0;

@@ -15,6 +15,7 @@
 #include <zstd.h>
 
 #include "lib/clock.h"
+#include "lib/cache_size.h"
 #include "lib/dirs.h"
 #include "snapshot/uffd.h"
 
@@ -133,6 +134,7 @@ static void publish(struct lazy_mem *l)
 	    fdatasync(l->cache_fd) == 0 && rename(l->tmp_path, l->cache_path) == 0) {
 		free(l->tmp_path);
 		l->tmp_path = NULL;
+		cache_added(l->cache_path);
 	}
 	close(l->cache_fd);
 	l->cache_fd = -1;

@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lib/cache_size.h"
 #include "lib/clock.h"
 #include "machine/host_api.h"
 #include "machine/state.h"
@@ -218,6 +219,7 @@ static int map_memory(const struct restore_plan *p, struct cache_result *mem, st
 	mem->fd = -1;
 	if (cache_image_path(p->memory, p->m.memory, path, sizeof(path)) == 0 &&
 	    (fd = cache_image_open(path, p->m.memory)) >= 0) {
+		cache_touch(fd);
 		mem->fd = fd;
 		mem->hit = 1;
 		mem->ms = clock_ms() - t0;

@@ -6,8 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "lib/cache_size.h"
 #include "lib/dirs.h"
 #include "unit.h"
 
@@ -109,6 +111,77 @@ START_TEST(test_file_open)
 }
 END_TEST
 
+/* A file of `kib` KiB of real blocks, last used `age` seconds ago. */
+static void entry(const char *path, int kib, int age)
+{
+	char block[1024];
+	struct timespec t[2];
+	int fd = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0600);
+
+	ck_assert_int_ge(fd, 0);
+	memset(block, 0x5a, sizeof(block));
+	for (int i = 0; i < kib; i++)
+		ck_assert_int_eq(write(fd, block, sizeof(block)), (ssize_t)sizeof(block));
+	clock_gettime(CLOCK_REALTIME, &t[0]);
+	t[0].tv_sec -= age;
+	t[1] = t[0];
+	ck_assert_int_eq(futimens(fd, t), 0);
+	close(fd);
+}
+
+START_TEST(test_trim_lru)
+{
+	char buf[4096], a[4200], b[4200], r[4200], log[4200], c[4200];
+	struct err e = { "" };
+	struct cache_entry *v;
+	uint64_t total, freed, max;
+	unsigned removed;
+	size_t n;
+
+	ck_assert_int_eq(cache_dir_private(buf, sizeof(buf), "rootfs", &e), 0);
+	snprintf(r, sizeof(r), "%s/0123.ext4", buf);
+	snprintf(log, sizeof(log), "%s/0123.log", buf);
+	entry(r, 64, 300);  /* the oldest */
+	entry(log, 1, 300);
+	*strrchr(buf, '/') = 0;
+	snprintf(a, sizeof(a), "%s/mem-a-1.raw", buf);
+	snprintf(b, sizeof(b), "%s/mem-b-1.raw", buf);
+	snprintf(c, sizeof(c), "%s/notes.txt", buf);
+	entry(a, 64, 200);
+	entry(b, 64, 100);  /* the newest */
+	entry(c, 64, 1000); /* not an entry: never counted, never removed */
+
+	ck_assert_int_eq(cache_list(&v, &n, &total, &e), 0);
+	ck_assert_uint_eq(n, 3);
+	ck_assert_str_eq(v[0].path, r);
+	ck_assert_str_eq(v[0].kind, "rootfs");
+	ck_assert_str_eq(v[2].path, b);
+	ck_assert_uint_ge(total, 3 * 64 * 1024);
+	cache_list_free(v, n);
+
+	/* room for one: the oldest go first, but never the one just added */
+	ck_assert_int_eq(cache_trim(100 * 1024, r, &removed, &freed, &e), 0);
+	ck_assert_uint_eq(removed, 2);
+	ck_assert_int_eq(access(r, F_OK), 0);
+	ck_assert_int_eq(access(a, F_OK), -1);
+	ck_assert_int_eq(access(b, F_OK), -1);
+	ck_assert_int_eq(access(c, F_OK), 0);
+	/* a root filesystem goes with its log */
+	ck_assert_int_eq(cache_trim(0, NULL, &removed, &freed, &e), 0);
+	ck_assert_uint_eq(removed, 1);
+	ck_assert_int_eq(access(r, F_OK), -1);
+	ck_assert_int_eq(access(log, F_OK), -1);
+
+	setenv("SMOLVM_CACHE_MAX", "2G", 1);
+	ck_assert_int_eq(cache_max(&max, &e), 0);
+	ck_assert_uint_eq(max, 2ull << 30);
+	setenv("SMOLVM_CACHE_MAX", "lots", 1);
+	ck_assert_int_eq(cache_max(&max, &e), -EINVAL);
+	ck_assert_str_contains(e.msg, "SMOLVM_CACHE_MAX=\"lots\" is not a size");
+	unsetenv("SMOLVM_CACHE_MAX");
+}
+END_TEST
+
 Suite *dirs_suite(void)
 {
 	Suite *s = suite_create("dirs");
@@ -118,6 +191,7 @@ Suite *dirs_suite(void)
 	tcase_add_test(t, test_made_private);
 	tcase_add_test(t, test_refused);
 	tcase_add_test(t, test_file_open);
+	tcase_add_test(t, test_trim_lru);
 	suite_add_tcase(s, t);
 	return s;
 }
