@@ -57,6 +57,11 @@ static void usage(FILE *f)
 	"      --hooks FILE       Lua hooks replacing the script's of the same name\n" \
 	"      --var KEY=VALUE    seen by hooks as vm.vars.KEY (repeatable)\n"
 
+#define TRUST_OPTIONS                                                                \
+	"      --trust            run the bundle's hooks although you did not pack it\n" \
+	"                         here (see docs/security.md: only for bundles you\n"  \
+	"                         would run as a program)\n"
+
 #define CONSOLE_HELP                                                                 \
 	"On a terminal the console is raw: every key goes to the guest.\n"            \
 	"Press Ctrl-A then x to quit; Ctrl-A Ctrl-A sends a Ctrl-A.\n"                \
@@ -107,10 +112,12 @@ static void usage_run(FILE *f)
 		"                         (default: back into BUNDLE, unless --pristine)\n"
 		"  -v, --verbose          say how long the restore took (twice: more)\n"
 		HOOK_OPTIONS
+		TRUST_OPTIONS
 		"\n" CONSOLE_HELP "\n"
-		"The bundle's hooks run again: after_restore once the machine runs (after\n"
-		"the guest agent, if any, got a fresh RNG seed and the clock), on_console,\n"
-		"before_snapshot, on_exit. Exit status as for boot.\n");
+		"The bundle's hooks run again when you trust it (you packed it, or saved it\n"
+		"from one you trust, on this host; or --trust): after_restore once the\n"
+		"machine runs (after the guest agent, if any, got a fresh RNG seed and the\n"
+		"clock), on_console, before_snapshot, on_exit. Exit status as for boot.\n");
 }
 
 static void usage_exec(FILE *f)
@@ -139,6 +146,7 @@ static void usage_exec(FILE *f)
 		"  -o, --output BUNDLE    where --keep saves it\n"
 		"  -v, --verbose          timings and the guest console on stderr\n"
 		HOOK_OPTIONS
+		TRUST_OPTIONS
 		"\n"
 		"Exit status: COMMAND's, or 128+N if signal N killed it; 124 after a\n"
 		"timeout; 127 if COMMAND was not found, 126 if it could not run; 1 if the\n"
@@ -193,6 +201,7 @@ static int session_option(int c, struct session_opts *o, struct strv *vars)
 	switch (c) {
 	case 'v': o->verbose++; return 1;
 	case 'H': o->hooks_path = optarg; return 1;
+	case 'T': o->trust = 1; return 1;
 	case 'V':
 		if (check_var("--var", optarg) || strv_add(vars, optarg))
 			return -1;
@@ -312,6 +321,7 @@ static int cmd_run(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "pristine", no_argument, NULL, 'p' },
+		{ "trust", no_argument, NULL, 'T' },
 		{ "output", required_argument, NULL, 'o' },
 		SESSION_LONG_OPTIONS,
 	};
@@ -376,6 +386,7 @@ static int cmd_exec(int argc, char **argv)
 		{ "cwd", required_argument, NULL, 'C' },
 		{ "timeout", required_argument, NULL, 't' },
 		{ "copy-out-max", required_argument, NULL, 'M' },
+		{ "trust", no_argument, NULL, 'T' },
 		{ "keep", no_argument, NULL, 'k' },
 		{ "output", required_argument, NULL, 'o' },
 		SESSION_LONG_OPTIONS,

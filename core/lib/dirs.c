@@ -48,41 +48,62 @@ static int check_private(const char *dir, struct err *e)
 	struct stat st;
 
 	if (stat(dir, &st) < 0)
-		return err_set(e, -errno, "cache directory %s: %s", dir, strerror(errno));
+		return err_set(e, -errno, "directory %s: %s", dir, strerror(errno));
 	if (!S_ISDIR(st.st_mode))
-		return err_set(e, -ENOTDIR, "cache directory %s is not a directory", dir);
+		return err_set(e, -ENOTDIR, "%s is not a directory", dir);
 	if (st.st_uid != geteuid())
-		return err_set(e, -EPERM, "cache directory %s belongs to uid %u, not to you "
-			       "(uid %u): set SMOLVM_CACHE_DIR to a directory of your own", dir,
+		return err_set(e, -EPERM, "directory %s belongs to uid %u, not to you "
+			       "(uid %u): use one of your own (docs/security.md)", dir,
 			       (unsigned)st.st_uid, (unsigned)geteuid());
 	if (st.st_mode & 022)
-		return err_set(e, -EPERM, "cache directory %s may be written by others (mode "
+		return err_set(e, -EPERM, "directory %s may be written by others (mode "
 			       "%04o), so what is in it cannot be trusted: remove what you did "
 			       "not put there and chmod 700 it", dir, (unsigned)(st.st_mode & 07777));
 	if ((st.st_mode & 077) && chmod(dir, st.st_mode & 0700) < 0)
-		return err_set(e, -errno, "cache directory %s: chmod: %s", dir, strerror(errno));
+		return err_set(e, -errno, "directory %s: chmod: %s", dir, strerror(errno));
 	return 0;
 }
 
-int cache_dir_private(char *buf, size_t len, const char *sub, struct err *e)
+/* buf holds a directory: make it (and `sub` under it) private. */
+static int make_private(char *buf, size_t len, const char *sub, struct err *e)
 {
 	size_t n;
-	int rc;
+	int rc = mkdirs(buf, 0700);
 
-	if (cache_dir(buf, len))
-		return err_set(e, -ENOENT, "no cache directory: set SMOLVM_CACHE_DIR (or HOME)");
-	rc = mkdirs(buf, 0700);
 	if (rc)
-		return err_set(e, rc, "cache directory %s: %s", buf, strerror(-rc));
+		return err_set(e, rc, "directory %s: %s", buf, strerror(-rc));
 	rc = check_private(buf, e);
 	if (rc || !sub)
 		return rc;
 	n = strlen(buf);
 	if (snprintf(buf + n, len - n, "/%s", sub) >= (int)(len - n))
-		return err_set(e, -ENAMETOOLONG, "cache directory %s: path too long", buf);
+		return err_set(e, -ENAMETOOLONG, "directory %s: path too long", buf);
 	if (mkdir(buf, 0700) < 0 && errno != EEXIST)
-		return err_set(e, -errno, "cache directory %s: %s", buf, strerror(errno));
+		return err_set(e, -errno, "directory %s: %s", buf, strerror(errno));
 	return check_private(buf, e);
+}
+
+int cache_dir_private(char *buf, size_t len, const char *sub, struct err *e)
+{
+	if (cache_dir(buf, len))
+		return err_set(e, -ENOENT, "no cache directory: set SMOLVM_CACHE_DIR (or HOME)");
+	return make_private(buf, len, sub, e);
+}
+
+int data_dir_private(char *buf, size_t len, const char *sub, struct err *e)
+{
+	const char *env = getenv("SMOLVM_DATA_DIR"), *xdg = getenv("XDG_DATA_HOME");
+	const char *home = getenv("HOME");
+
+	if (env && *env)
+		snprintf(buf, len, "%s", env);
+	else if (xdg && *xdg)
+		snprintf(buf, len, "%s/smolvm", xdg);
+	else if (home && *home)
+		snprintf(buf, len, "%s/.local/share/smolvm", home);
+	else
+		return err_set(e, -ENOENT, "no data directory: set SMOLVM_DATA_DIR (or HOME)");
+	return make_private(buf, len, sub, e);
 }
 
 int cache_file_open(const char *path, uint64_t size)

@@ -125,6 +125,30 @@ static int l_machine(lua_State *L)
 	return 0;
 }
 
+/* setmetatable without finalizers: Lua runs __gc with debug hooks off, so
+ * no instruction budget could stop one (at lua_close, after the machine,
+ * with signals blocked). An object is marked for finalization only when
+ * its metatable has __gc as it is set, so refusing that here is enough. */
+static int l_setmetatable(lua_State *L)
+{
+	int t = lua_type(L, 2);
+
+	luaL_checktype(L, 1, LUA_TTABLE);
+	luaL_argexpected(L, t == LUA_TNIL || t == LUA_TTABLE, 2, "nil or table");
+	if (t == LUA_TTABLE) {
+		lua_pushliteral(L, "__gc");
+		if (lua_rawget(L, 2) != LUA_TNIL)
+			return luaL_error(L, "__gc finalizers are not allowed in machine scripts "
+					  "(they could run unbounded when the script ends)");
+		lua_pop(L, 1);
+	}
+	if (luaL_getmetafield(L, 1, "__metatable") != LUA_TNIL)
+		return luaL_error(L, "cannot change a protected metatable");
+	lua_settop(L, 2);
+	lua_setmetatable(L, 1);
+	return 1;
+}
+
 static int l_machine_again(lua_State *L)
 {
 	return luaL_error(L, "machine() belongs in the machine script, not in a hooks script");
@@ -160,6 +184,7 @@ lua_State *sandbox_new(struct sandbox *sb)
 	lua_setfield(L, -2, "dump");
 	lua_pop(L, 1);
 	lua_register(L, "load", l_load);
+	lua_register(L, "setmetatable", l_setmetatable);
 	lua_register(L, "print", l_print);
 	lua_register(L, "machine", l_machine);
 	lua_sethook(L, sb_count, LUA_MASKCOUNT, HOOK_EVERY);

@@ -57,10 +57,35 @@ void script_close(struct script *s)
 {
 	if (!s)
 		return;
-	if (s->L)
+	/* Closing runs the script's __gc finalizers: under a fresh budget,
+	 * so a finalizer that never ends is stopped like any other code. */
+	if (s->L) {
+		sandbox_reset_budget(s->L, &s->sb);
 		lua_close(s->L);
+	}
 	free(s->name);
 	free(s);
+}
+
+int script_open_hooks(const char *path, struct script **out, struct err *e)
+{
+	struct script *s = calloc(1, sizeof(*s));
+	int rc;
+
+	*out = NULL;
+	if (s)
+		s->L = sandbox_new(&s->sb);
+	if (!s || !s->L || !(s->name = strdup(path))) {
+		script_close(s);
+		return err_set(e, -ENOMEM, "out of memory");
+	}
+	rc = script_load_hooks(s, path, e);
+	if (rc) {
+		script_close(s);
+		return rc;
+	}
+	*out = s;
+	return 0;
 }
 
 int script_open(const char *name, const char *src, size_t len, struct machine_config *cfg,

@@ -38,6 +38,9 @@ int script_open_file(const char *path, struct machine_config *cfg, struct script
 /* Runs a hooks-only script in the same state: its hooks replace the
  * machine script's (smolvm run/exec --hooks). */
 int script_load_hooks(struct script *s, const char *path, struct err *e) WARN_UNUSED;
+/* A hooks-only script in a state of its own (the hooks of a bundle that
+ * is not trusted never share one with the user's). */
+int script_open_hooks(const char *path, struct script **out, struct err *e) WARN_UNUSED;
 int script_has_hook(struct script *s, const char *hook);
 int script_has_hooks(struct script *s);
 lua_State *script_lua(struct script *s);

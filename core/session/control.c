@@ -1,3 +1,4 @@
+#include "session/trust.h"
 #include "session/control.h"
 
 #include <stdio.h>
@@ -27,6 +28,8 @@ static void take_requested_snapshots(struct session *ss)
 	 * for a moment could reboot and make a good pack look failed. */
 	if (snapshot_save(vm, ss->save_to, pack, &e))
 		vm_request_stop(vm, VM_STOP_ERROR, e.msg);
+	else
+		trust_saved(ss->save_to, ss->trusted);
 }
 
 static void on_wake(void *opaque)

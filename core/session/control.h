@@ -33,6 +33,7 @@ struct session {
 	atomic_int ready_armed; /* the start commands: 1 running, 2 done */
 	atomic_int ready_seen;  /* the ready text came while they ran */
 	atomic_int snapshot_req; /* SIGUSR1 */
+	int trusted;            /* its script is this user's: saves are recorded */
 };
 
 /* bringup's start commands begin (stage 1: the ready text counts from

@@ -1,3 +1,4 @@
+#include "session/trust.h"
 #include "session/hooks.h"
 
 #include <errno.h>
@@ -210,8 +211,11 @@ static int op_snapshot(void *o, const char *path, struct err *e)
 {
 	struct hooks *h = o;
 	struct save_args a = { path, 0, h->paused };
+	int rc = vm_call(h->vm, do_save, &a, e);
 
-	return vm_call(h->vm, do_save, &a, e);
+	if (!rc)
+		trust_saved(path, h->o.trusted);
+	return rc;
 }
 
 static int do_pause(struct vm *vm, void *arg, struct err *e)
@@ -348,8 +352,12 @@ static void save_now(struct hooks *h, const char *path, int then_stop)
 
 	if (!vm_running(h) || call_hook(h, "before_snapshot", NULL))
 		return;
-	if (vm_call(h->vm, do_save, &a, &e) && vm_running(h))
-		fail(h, e.msg);
+	if (vm_call(h->vm, do_save, &a, &e)) {
+		if (vm_running(h))
+			fail(h, e.msg);
+		return;
+	}
+	trust_saved(path, h->o.trusted);
 }
 
 static const char *stop_name(enum vm_stop why)

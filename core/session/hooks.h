@@ -28,6 +28,7 @@ struct hooks_opts {
 	void (*armed)(void *opaque, int stage); /* bringup's start: 1 begins, 2 done */
 	void *armed_opaque;
 	int verbose;
+	int trusted;         /* saves are recorded as this user's (trust.h) */
 };
 
 /* s may be NULL (no script state: only the sync and the job). */

@@ -16,6 +16,7 @@
 #include "session/control.h"
 #include "session/host_config.h"
 #include "session/session.h"
+#include "session/trust.h"
 #include "snapshot/snapshot.h"
 
 /* What a restore holds on to until the machine is destroyed. */
@@ -66,6 +67,34 @@ static int bind_image(const char *path, struct restored *r, struct session *ss, 
 	return 0;
 }
 
+/* Whether the bundle's hooks run: only when this user trusts it (trust.h)
+ * or says --trust (0: --hooks still to load into its state). Otherwise its
+ * script state is closed (its finalizers bounded) and --hooks, if any, get
+ * a state of their own (1); -1 when they fail (said). */
+static int trust_bundle(const char *path, struct session *ss)
+{
+	struct err e;
+	int rc = trust_check(path, &e);
+
+	if (rc < 0) {
+		fprintf(stderr, "smolvm: %s; taking %s as not yours\n", e.msg, path);
+		rc = 0;
+	}
+	ss->trusted = rc;
+	if (rc || ss->o->trust)
+		return 0;
+	if (script_has_hooks(ss->script))
+		fprintf(stderr, "smolvm: %s was not packed by you on this host: its hooks do not run "
+			"(--trust runs them)\n", path);
+	script_close(ss->script);
+	ss->script = NULL;
+	if (ss->o->hooks_path && script_open_hooks(ss->o->hooks_path, &ss->script, &e)) {
+		fprintf(stderr, "smolvm: %s\n", e.msg);
+		return -1;
+	}
+	return 1;
+}
+
 /* Builds the machine saved in `path` into vm. Prints why on failure. */
 static int restore(const char *path, struct restored *r, struct session *ss, int force_vsock,
 		   struct vm_opts *vo, struct vm *vm)
@@ -74,6 +103,7 @@ static int restore(const char *path, struct restored *r, struct session *ss, int
 	double t0 = clock_ms();
 	struct cache_result mem = { .fd = -1 };
 	struct err e;
+	int rc;
 
 	memset(r, 0, sizeof(*r));
 	if (host_config_load(&r->hc, &e)) {
@@ -92,7 +122,8 @@ static int restore(const char *path, struct restored *r, struct session *ss, int
 		fprintf(stderr, "smolvm: %s: its script: %s\n", path, e.msg);
 		return -1;
 	}
-	if (session_load_hooks(ss))
+	rc = trust_bundle(path, ss);
+	if (rc < 0 || (rc == 0 && session_load_hooks(ss)))
 		return -1;
 	if (r->cfg.rootfs && bind_image(path, r, ss, &e))
 		return -1;

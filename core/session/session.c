@@ -28,7 +28,8 @@ int session_drive(struct session *ss, struct vm *vm, int restored)
 				 .vsock = ss->rt.vsock, .vars = ss->o->vars,
 				 .name = vm->cfg->name, .save_to = ss->save_to, .job = ss->job,
 				 .bringup = ss->has_bringup ? &ss->bringup : NULL,
-				 .armed = session_ready_armed, .armed_opaque = ss, .verbose = verbose };
+				 .armed = session_ready_armed, .armed_opaque = ss, .verbose = verbose,
+				 .trusted = ss->trusted };
 	struct hooks *h = NULL;
 	struct err e;
 	int status;

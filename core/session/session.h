@@ -23,6 +23,8 @@ struct session_opts {
 	char **vars;            /* --var K=V, NULL-terminated, may be NULL */
 	int verbose;
 	int rebuild;            /* --rebuild: a root filesystem is built afresh */
+	int trust;              /* --trust: a bundle's hooks run although it is
+				 * not recorded as this user's */
 };
 
 int session_boot(const char *script, const struct machine_overrides *ov, const char *save_to,

@@ -45,7 +45,7 @@ int cache_image_path(const struct bundle_section *s, uint64_t mem_size, char *pa
 	if (rc) {
 		/* A directory we cannot trust is not used; say so once. */
 		if (rc != -ENOENT && !__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED))
-			fprintf(stderr, "smolvm: %s; restoring without the cache\n", e.msg);
+			fprintf(stderr, "smolvm: cache %s; restoring without the cache\n", e.msg);
 		return rc;
 	}
 	snprintf(path, len, "%s/mem-%016llx-%llu.raw", dir, (unsigned long long)s->hash,

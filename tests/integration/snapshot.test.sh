@@ -162,7 +162,7 @@ t_snapshot_kill_mid_write() {
 	SMOLVM_CACHE_DIR=$WORK/cache "$SMOLVM" pack "$WORK/big.lua" -o "$b" > "$WORK/kill.log" 2>&1 < /dev/null &
 	local pid=$! seen=0
 	for _ in $(seq 1 400); do
-		ls "$b".tmp.* > /dev/null 2>&1 && { seen=1; break; }
+		ls "$b".tmp-* > /dev/null 2>&1 && { seen=1; break; }
 		sleep 0.02
 	done
 	kill -9 $pid 2> /dev/null
@@ -171,7 +171,7 @@ t_snapshot_kill_mid_write() {
 	sum2=$(sha256sum < "$b")
 	[ "$sum1" = "$sum2" ] || { echo "the bundle changed"; return 1; }
 	"$SMOLVM" inspect "$b" > /dev/null || { echo "the old bundle no longer verifies"; return 1; }
-	rm -f "$b".tmp.*
+	rm -f "$b".tmp-*
 }
 
 t_snapshot_pack_needs_ready() {

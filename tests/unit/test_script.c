@@ -850,6 +850,29 @@ START_TEST(test_tostring_non_string)
 }
 END_TEST
 
+/* A finalizer runs with Lua's debug hooks off: no budget could stop one at
+ * lua_close. None can be made: __gc in a metatable as it is set is refused,
+ * and one added later does not mark the object. */
+START_TEST(test_no_finalizers)
+{
+	struct script *s = NULL;
+	const char *gc = "machine { kernel = 'k' }\n"
+			 "setmetatable({}, { __gc = function() while true do end end })\n";
+	const char *late = "machine { kernel = 'k' }\n"
+			   "local mt = {}\n"
+			   "keep = setmetatable({}, mt)\n"
+			   "mt.__gc = function() while true do end end\n"
+			   "local p = setmetatable({}, { __metatable = 'mine' })\n"
+			   "assert(not pcall(setmetatable, p, {}))\n";
+
+	ck_assert_int_eq(script_open(SCRIPT, gc, strlen(gc), &cfg, &s, &e), -EINVAL);
+	ck_assert_str_contains(e.msg, "__gc finalizers are not allowed");
+	machine_config_free(&cfg);
+	ck_assert_msg(script_open(SCRIPT, late, strlen(late), &cfg, &s, &e) == 0, "%s", e.msg);
+	script_close(s); /* returns: nothing to finalize */
+}
+END_TEST
+
 Suite *script_suite(void)
 {
 	Suite *s = suite_create("script");
@@ -923,6 +946,7 @@ Suite *script_suite(void)
 	tcase_add_test(tc, test_tostring_error_in_validation);
 	tcase_add_test(tc, test_tostring_loop_in_validation);
 	tcase_add_test(tc, test_tostring_non_string);
+	tcase_add_test(tc, test_no_finalizers);
 	suite_add_tcase(s, tc);
 	return s;
 }
