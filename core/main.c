@@ -58,9 +58,15 @@ static void usage(FILE *f)
 	"      --var KEY=VALUE    seen by hooks as vm.vars.KEY (repeatable)\n"
 
 #define TRUST_OPTIONS                                                                \
-	"      --trust            run the bundle's hooks although you did not pack it\n" \
-	"                         here (see docs/security.md: only for bundles you\n"  \
-	"                         would run as a program)\n"
+	"Host resources of a bundle you did not pack here (docs/security.md):\n"      \
+	"      --disk NAME=PATH[:ro]  the host file behind its disk NAME (repeatable)\n" \
+	"      --publish HOSTPORT:GUESTPORT  open 127.0.0.1:HOSTPORT to the guest's\n"  \
+	"                         GUESTPORT (repeatable; replaces the bundle's)\n"     \
+	"      --net none|nat|nat+host  its network: nothing outside, the outside\n"  \
+	"                         (the default), or also the host's loopback\n"        \
+	"      --trust            run its hooks and use the host resources its script\n" \
+	"                         names, as for a bundle you packed (only for bundles\n" \
+	"                         you would run as a program)\n"
 
 #define CONSOLE_HELP                                                                 \
 	"On a terminal the console is raw: every key goes to the guest.\n"            \
@@ -168,10 +174,18 @@ static void usage_inspect(FILE *f)
 	{ "var", required_argument, NULL, 'V' }, { "help", no_argument, NULL, 'h' },     \
 	{ NULL, 0, NULL, 0 }
 
+/* run and exec: what a restored machine may use of the host. */
+#define GRANT_LONG_OPTIONS                                                                \
+	{ "trust", no_argument, NULL, 'T' }, { "disk", required_argument, NULL, 'D' },  \
+	{ "publish", required_argument, NULL, 'P' }, { "net", required_argument, NULL, 'N' }
+
 struct strv {
 	char **v;
 	size_t n;
 };
+
+/* --disk and --publish values (the process's lifetime). */
+static struct strv disks, publish;
 
 static int strv_add(struct strv *s, char *x)
 {
@@ -202,6 +216,34 @@ static int session_option(int c, struct session_opts *o, struct strv *vars)
 	case 'v': o->verbose++; return 1;
 	case 'H': o->hooks_path = optarg; return 1;
 	case 'T': o->trust = 1; return 1;
+	case 'D':
+	case 'P': {
+		struct err e;
+		struct strv *l = c == 'D' ? &disks : &publish;
+		if ((c == 'D' ? grant_check_disk(optarg, &e) : grant_check_publish(optarg, &e))) {
+			fprintf(stderr, "smolvm: %s\n", e.msg);
+			return -1;
+		}
+		if (strv_add(l, optarg))
+			return -1;
+		if (c == 'D') {
+			o->grants.disks = (const char **)l->v;
+			o->grants.ndisks = l->n;
+		} else {
+			o->grants.publish = (const char **)l->v;
+			o->grants.npublish = l->n;
+		}
+		return 1;
+	}
+	case 'N': {
+		struct err e;
+		if (grant_check_net(optarg, &e)) {
+			fprintf(stderr, "smolvm: %s\n", e.msg);
+			return -1;
+		}
+		o->grants.net = optarg;
+		return 1;
+	}
 	case 'V':
 		if (check_var("--var", optarg) || strv_add(vars, optarg))
 			return -1;
@@ -321,7 +363,7 @@ static int cmd_run(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "pristine", no_argument, NULL, 'p' },
-		{ "trust", no_argument, NULL, 'T' },
+		GRANT_LONG_OPTIONS,
 		{ "output", required_argument, NULL, 'o' },
 		SESSION_LONG_OPTIONS,
 	};
@@ -386,7 +428,7 @@ static int cmd_exec(int argc, char **argv)
 		{ "cwd", required_argument, NULL, 'C' },
 		{ "timeout", required_argument, NULL, 't' },
 		{ "copy-out-max", required_argument, NULL, 'M' },
-		{ "trust", no_argument, NULL, 'T' },
+		GRANT_LONG_OPTIONS,
 		{ "keep", no_argument, NULL, 'k' },
 		{ "output", required_argument, NULL, 'o' },
 		SESSION_LONG_OPTIONS,

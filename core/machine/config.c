@@ -71,6 +71,24 @@ const char *dev_config_get(const struct dev_config *d, const char *key)
 	return NULL;
 }
 
+void dev_config_unset(struct dev_config *d, const char *key)
+{
+	for (size_t i = 0; d->paths && i < d->n; i++)
+		free(d->paths[i]);
+	free(d->paths);
+	d->paths = NULL;
+	for (size_t i = 0; i < d->n; i++) {
+		if (strcmp(d->keys[i], key))
+			continue;
+		free(d->keys[i]);
+		free(d->vals[i]);
+		d->n--;
+		d->keys[i] = d->keys[d->n];
+		d->vals[i] = d->vals[d->n];
+		return;
+	}
+}
+
 int dev_config_set(struct dev_config *d, const char *key, const char *val)
 {
 	char *v = strdup(val), *k;

@@ -79,6 +79,8 @@ void rootfs_spec_free(struct rootfs_spec *r);
 const char *dev_config_get(const struct dev_config *d, const char *key);
 /* Adds or replaces an option (a host resource re-bound at run time). */
 int dev_config_set(struct dev_config *d, const char *key, const char *val);
+/* Removes an option (nothing when it is not there). */
+void dev_config_unset(struct dev_config *d, const char *key);
 /* The value of `key` as a path, relative ones taken from `base_dir`. */
 const char *dev_config_path(struct dev_config *d, const char *key, const char *script);
 

@@ -42,6 +42,11 @@ static int make_dir(struct runtime *rt, struct err *e)
 	return 0;
 }
 
+int runtime_dir(struct runtime *rt, struct err *e)
+{
+	return rt->dir[0] ? 0 : make_dir(rt, e);
+}
+
 int bind_vsock(struct machine_config *cfg, int force, struct runtime *rt, struct err *e)
 {
 	for (size_t i = 0; i < cfg->ndevices; i++) {

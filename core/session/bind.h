@@ -1,6 +1,7 @@
 /* Binding host resources to a machine's devices before it is built: a
  * private runtime directory for its sockets, the virtio-vsock socket each
- * device listens on, the root filesystem image under its overlay. (The grants of untrusted bundles land here.) */
+ * device listens on, the root filesystem image under its overlay; the
+ * grants of restored machines (grants.h) put their overlays there too. */
 #ifndef SMOLVM_BIND_H
 #define SMOLVM_BIND_H
 
@@ -23,6 +24,8 @@ int bind_vsock(struct machine_config *cfg, int force, struct runtime *rt,
  * directory. */
 int bind_rootfs(struct machine_config *cfg, const char *image, const char *id,
 		struct runtime *rt, struct err *e) WARN_UNUSED;
+/* The private directory, made on first use. */
+int runtime_dir(struct runtime *rt, struct err *e) WARN_UNUSED;
 void runtime_cleanup(struct runtime *rt);
 
 #endif

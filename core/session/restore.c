@@ -15,6 +15,7 @@
 #include "rootfs/rootfs.h"
 #include "session/control.h"
 #include "session/host_config.h"
+#include "session/grants.h"
 #include "session/session.h"
 #include "session/trust.h"
 #include "snapshot/snapshot.h"
@@ -125,9 +126,15 @@ static int restore(const char *path, struct restored *r, struct session *ss, int
 	rc = trust_bundle(path, ss);
 	if (rc < 0 || (rc == 0 && session_load_hooks(ss)))
 		return -1;
+	if (grants_apply(&r->cfg, &ss->o->grants, ss->trusted || ss->o->trust, path, &ss->rt,
+			 &e)) {
+		fprintf(stderr, "smolvm: %s\n", e.msg);
+		return -1;
+	}
 	if (r->cfg.rootfs && bind_image(path, r, ss, &e))
 		return -1;
-	if (bind_vsock(&r->cfg, force_vsock, &ss->rt, &e)) {
+	/* an untrusted bundle's socket path is not its to choose */
+	if (bind_vsock(&r->cfg, force_vsock || !(ss->trusted || ss->o->trust), &ss->rt, &e)) {
 		fprintf(stderr, "smolvm: %s\n", e.msg);
 		return -1;
 	}

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "session/exec.h"
+#include "session/grants.h"
 
 /* Command-line options that override a machine script (0 / NULL: keep). */
 struct machine_overrides {
@@ -23,8 +24,10 @@ struct session_opts {
 	char **vars;            /* --var K=V, NULL-terminated, may be NULL */
 	int verbose;
 	int rebuild;            /* --rebuild: a root filesystem is built afresh */
-	int trust;              /* --trust: a bundle's hooks run although it is
-				 * not recorded as this user's */
+	int trust;              /* --trust: a bundle's hooks and host resources
+				 * are used although it is not recorded as this
+				 * user's */
+	struct grants grants;   /* --disk, --publish, --net */
 };
 
 int session_boot(const char *script, const struct machine_overrides *ov, const char *save_to,

@@ -372,6 +372,16 @@ static int blk_restore(void *dev, struct smolvm_state_in *in, uint32_t version)
 	struct blk_state s, want;
 	int rc;
 
+	/* As blk_save: with no overlay a writable disk would be the host file
+	 * itself, whatever the snapshot says it held. Version 1 saved no disk
+	 * identity at all: only a read-only disk may restore from it. */
+	if (!b->disk.cow && !b->disk.readonly)
+		return smolvm_state_in_fail(in, -ENOTSUP, "a writable disk without an overlay "
+					    "cannot be restored (use readonly = true or an "
+					    "overlay)");
+	if (version < 2 && !b->disk.readonly)
+		return smolvm_state_in_fail(in, -EINVAL, "snapshot of a writable disk from an old "
+					    "version without the disk's content: refused");
 	memset(&s, 0, sizeof(s));
 	rc = smolvm_state_get_fields(in, blk_fields, SMOLVM_ARRAY_LEN(blk_fields), &s, version);
 	if (rc)

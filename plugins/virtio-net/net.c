@@ -5,7 +5,12 @@
  *
  *   { type = "virtio-net", mac = "52:54:00:12:34:56", net = "10.0.2.0/24",
  *     forward = { "tcp:127.0.0.1:8080-:80", "udp:127.0.0.1:5353-:53" },
- *     mtu = 1500 }
+ *     mtu = 1500, egress = true, host_loopback = true }
+ *
+ * egress = false: slirp's restricted mode, the guest reaches nothing
+ * outside (forwards into it still work); host_loopback = false: 10.0.2.2
+ * no longer leads to the host's 127.0.0.1 (smolvm sets both for bundles
+ * the user does not trust, unless granted: docs/security.md).
  *
  * mtu (68 to 65520) is the guest's and slirp's (no offloads, no merged
  * buffers): 65520 cuts the packets of a bulk transfer ~40x. Where the guest
@@ -76,6 +81,7 @@ struct net {
 	struct virtio_net_config cfg; /* little-endian, as the guest reads it */
 	struct net_addrs addrs;
 	uint32_t mtu;
+	int egress, host_loopback; /* options, see the top */
 	struct net_forward fwd[NET_MAX_FORWARDS];
 	size_t nfwd;
 
@@ -516,6 +522,22 @@ static const struct smolvm_virtio_ops net_virtio = {
 
 /* ---- create / destroy -------------------------------------------------------- */
 
+/* A true/false option, true when absent. */
+static int parse_flag(struct net *n, const char *key, int *out)
+{
+	const char *s = n->api->config_get(n->ctx, key);
+
+	*out = 1;
+	if (!s || !strcmp(s, "true") || !strcmp(s, "1"))
+		return 0;
+	if (!strcmp(s, "false") || !strcmp(s, "0")) {
+		*out = 0;
+		return 0;
+	}
+	n->api->set_error(n->ctx, "%s: expected true or false, got \"%s\"", key, s);
+	return -EINVAL;
+}
+
 static int configure(struct net *n, uint8_t mac[ETH_ALEN], int *has_mac)
 {
 	const struct smolvm_host_api *api = n->api;
@@ -529,6 +551,9 @@ static int configure(struct net *n, uint8_t mac[ETH_ALEN], int *has_mac)
 			return rc;
 		*has_mac = 1;
 	}
+	if ((rc = parse_flag(n, "egress", &n->egress)) ||
+	    (rc = parse_flag(n, "host_loopback", &n->host_loopback)))
+		return rc;
 	n->mtu = 1500;
 	if ((s = api->config_get(n->ctx, "mtu"))) {
 		char *end;
@@ -585,7 +610,7 @@ static int start_slirp(struct net *n)
 	const struct net_addrs *a = &n->addrs;
 	SlirpConfig cfg = {
 		.version = 4,
-		.restricted = 0,
+		.restricted = !n->egress,
 		.in_enabled = true,
 		.vnetwork = a->net,
 		.vnetmask = a->mask,
@@ -595,7 +620,7 @@ static int start_slirp(struct net *n)
 		.vnameserver = a->dns,
 		.if_mtu = n->mtu,
 		.if_mru = n->mtu,
-		.disable_host_loopback = false,
+		.disable_host_loopback = !n->host_loopback,
 	};
 	char host[INET_ADDRSTRLEN];
 

@@ -15,8 +15,9 @@ FUZZ_BINS := $(FUZZ_TARGETS:%=$(BUILD)/tests/fuzz/fuzz_%)
 FUZZ_SRCS_state := core/machine/state.c core/lib/err.c
 FUZZ_SRCS_kernel := core/arch/x86/boot.c core/arch/x86/mptable.c core/lib/err.c
 FUZZ_SRCS_script := core/script/script.c core/script/sandbox.c core/script/declare.c \
-	core/machine/config.c core/lib/err.c
-FUZZ_SRCS_bundle := core/snapshot/bundle.c core/snapshot/manifest.c core/snapshot/snapmem.c core/lib/err.c
+	core/machine/config.c core/lib/size.c core/lib/err.c
+FUZZ_SRCS_bundle := core/snapshot/bundle.c core/snapshot/manifest.c core/snapshot/snapmem.c \
+	core/lib/dirs.c core/lib/err.c
 FUZZ_SRCS_manifest := core/snapshot/manifest.c core/lib/err.c
 FUZZ_SRCS_virtq := sdk/src/virtio_mmio.c
 FUZZ_SRCS_agent := sdk/src/agent_proto.c
