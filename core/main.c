@@ -164,8 +164,10 @@ static void usage_inspect(FILE *f)
 	fprintf(f,
 		"usage: smolvm inspect BUNDLE\n"
 		"\n"
-		"Prints the bundle's manifest and sections and verifies every checksum and\n"
-		"that its memory decompresses. Exit status 1 if anything is wrong.\n");
+		"Prints the bundle's manifest; whether you trust it, its hooks and what it\n"
+		"asks of the host (disks, ports, sockets: docs/security.md); its sections;\n"
+		"and verifies every checksum and that its memory decompresses. Exit status 1\n"
+		"if anything is wrong.\n");
 }
 
 /* The end of every machine command's long options. */

@@ -5,11 +5,71 @@
 #include <string.h>
 
 #include "machine/loader.h"
+#include "script/script.h"
 #include "session/control.h"
 #include "session/host_config.h"
 #include "session/session.h"
+#include "session/trust.h"
 #include "snapshot/snapmem.h"
 #include "snapshot/snapshot.h"
+
+/* What the bundle asks of the host, and whether this user trusts it. */
+static void print_asks(const char *path, const struct restore_plan *plan)
+{
+	static const char *const hooks[] = { SCRIPT_HOOKS };
+	struct machine_config cfg;
+	struct script *sc = NULL;
+	struct err e;
+	int t = trust_check(path, &e), any = 0;
+
+	printf("trust: %s\n", t == 1 ? "yours (packed, or saved from a bundle you trust, on "
+				      "this host): its hooks run, its devices get what its "
+				      "script names"
+			      : t == 0 ? "not yours: its hooks do not run without --trust, and "
+					 "its host resources need grants (docs/security.md)"
+				       : e.msg);
+	if (script_open(plan->m.script, plan->lua, plan->lua_len, &cfg, &sc, &e)) {
+		printf("its script: %s\n\n", e.msg);
+		return;
+	}
+	printf("hooks:");
+	for (size_t i = 0; i < sizeof(hooks) / sizeof(hooks[0]); i++)
+		if (script_has_hook(sc, hooks[i]))
+			printf("%s %s", any++ ? "," : "", hooks[i]);
+	printf("%s\nasks of the host:\n", any ? "" : " none");
+	any = 0;
+	for (size_t i = 0; i < cfg.ndevices; i++) {
+		struct dev_config *d = &cfg.devices[i];
+		const char *v;
+		if (!strcmp(d->type, "virtio-blk") && !(i == 0 && cfg.rootfs)) {
+			const char *name = dev_config_get(d, "serial");
+			const char *ro = dev_config_get(d, "readonly");
+			if (!name)
+				name = d->name;
+			printf("  %-14s disk \"%s\": the host file %s%s (--disk %s=PATH)\n", d->name,
+			       name, dev_config_path(d, "path", cfg.script),
+			       ro && strcmp(ro, "false") ? ", read-only" : "", name);
+			any++;
+		} else if (!strcmp(d->type, "virtio-net")) {
+			printf("  %-14s the network and the host's loopback (--net)\n", d->name);
+			for (size_t k = 0; k < d->n; k++)
+				if (!strncmp(d->keys[k], "forward", 7))
+					printf("  %-14s the host port of forward %s (--publish)\n", d->name,
+					       d->vals[k]);
+			any++;
+		} else if (!strcmp(d->type, "virtio-vsock") && (v = dev_config_get(d, "socket"))) {
+			printf("  %-14s the socket path %s\n", d->name,
+			       dev_config_path(d, "socket", cfg.script));
+			any++;
+		}
+	}
+	if (cfg.rootfs)
+		printf("  %-14s its root filesystem, from your cache: %s\n", "virtio-blk0",
+		       plan->m.rootfs);
+	printf("%s\n", any || cfg.rootfs ? "" : "  nothing\n");
+	script_close(sc);
+	machine_config_free(&cfg);
+}
 
 int session_inspect(const char *path)
 {
@@ -26,6 +86,7 @@ int session_inspect(const char *path)
 	       (unsigned long long)plan.b.size);
 	man = bundle_find(&plan.b, "manifest");
 	printf("%.*s\n", (int)man->size, (const char *)plan.b.map + man->offset);
+	print_asks(path, &plan);
 	printf("%-20s %-9s %-5s %12s %12s %s\n", "SECTION", "TYPE", "COMP", "STORED", "SIZE",
 	       "CHECKSUM");
 	for (size_t i = 0; i < plan.b.n; i++) {

@@ -91,6 +91,12 @@ t_sec_grants() {
 	SMOLVM_DATA_DIR=$WORK/victim-data SMOLVM_CACHE_DIR=$WORK/cache run "$WORK/g5.log" 30 \
 		run --pristine --disk "data=$WORK/mine.img:ro" --disk "swap=$WORK/mine.img" "$b"
 	grep -q -- "--disk swap: its machine has no disk of that name" "$WORK/g5.log" || { show "$WORK/g5.log"; return 1; }
+	# inspect says what it asks for before anything runs
+	SMOLVM_DATA_DIR=$WORK/victim-data "$SMOLVM" inspect "$b" > "$WORK/gi.log" 2>&1
+	grep -q "^trust: not yours" "$WORK/gi.log" &&
+		grep -q "disk \"data\": the host file $WORK/secret.img, read-only (--disk data=PATH)" "$WORK/gi.log" &&
+		grep -q "the host port of forward tcp:127.0.0.1:$port-:80 (--publish)" "$WORK/gi.log" &&
+		grep -q "the socket path $WORK/greedy.sock" "$WORK/gi.log" || { show "$WORK/gi.log" 40; return 1; }
 	# --trust: the bundle's own resources, as its script says
 	grun "$WORK/g6.log" "is_listening $port && [ -S $WORK/greedy.sock ]" --trust "$b" ||
 		{ echo "--trust"; show "$WORK/g6.log"; return 1; }
