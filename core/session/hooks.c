@@ -211,7 +211,15 @@ static int op_snapshot(void *o, const char *path, struct err *e)
 {
 	struct hooks *h = o;
 	struct save_args a = { path, 0, h->paused };
-	int rc = vm_call(h->vm, do_save, &a, e);
+	int rc;
+
+	/* A restored machine writes bundles only where the user said it may
+	 * save (run without --pristine, -o, exec --keep). */
+	if (h->o.restored && !h->o.save_to)
+		return err_set(e, -EPERM, "vm:snapshot: this command saves nothing (run "
+			       "--pristine without -o, or exec without --keep), so hooks may not "
+			       "either");
+	rc = vm_call(h->vm, do_save, &a, e);
 
 	if (!rc)
 		trust_saved(path, h->o.trusted);

@@ -82,3 +82,30 @@ t_sec_trust_copies() {
 	SMOLVM_DATA_DIR=$d SMOLVM_CACHE_DIR=$WORK/cache run "$WORK/s2.log" 60 run --pristine "$WORK/h2.smolmachine"
 	grep -q "was not packed by you" "$WORK/s2.log" || { show "$WORK/s.log"; show "$WORK/s2.log"; return 1; }
 }
+
+# vm:snapshot from a restored machine writes only where the command may
+# save: not under run --pristine (without -o) nor exec without --keep.
+t_sec_snapshot_where_allowed() {
+	need_kvm || return
+	local ticker b=$WORK/snapper.smolmachine d=$WORK/victim3-data sm
+	ticker=$(realpath "$GUEST/ticker.elf")
+	sm=$(realpath "$SMOLVM")
+	cat > "$WORK/snapper.lua" <<LUA
+machine {
+  name = "snapper", memory = "16M", kernel = "$ticker", cmdline = "ticks=20",
+  ready = "tick 2", devices = { { type = "uart" } },
+}
+function after_restore(vm) print("SNAP", vm:snapshot("snapped.smolmachine")) end
+LUA
+	SMOLVM_DATA_DIR=$d SMOLVM_CACHE_DIR=$WORK/cache run "$WORK/sp.log" 60 \
+		pack "$WORK/snapper.lua" -o "$b" || { show "$WORK/sp.log"; return 1; }
+	mkdir -p "$WORK/snapdir" && rm -f "$WORK/snapdir/snapped.smolmachine"
+	(cd "$WORK/snapdir" && SMOLVM_DATA_DIR=$d SMOLVM_CACHE_DIR=$WORK/cache \
+		timeout -k 5 60 "$sm" run --pristine "$b" < /dev/null > "$WORK/s1.log" 2>&1)
+	grep -q "SNAP.*nil.*vm:snapshot: this command saves nothing" "$WORK/s1.log" &&
+		[ ! -e "$WORK/snapdir/snapped.smolmachine" ] || { show "$WORK/s1.log"; return 1; }
+	(cd "$WORK/snapdir" && SMOLVM_DATA_DIR=$d SMOLVM_CACHE_DIR=$WORK/cache \
+		timeout -k 5 60 "$sm" run --pristine -o "$WORK/out.smolmachine" "$b" < /dev/null > "$WORK/s2.log" 2>&1)
+	grep -q "SNAP.*true" "$WORK/s2.log" && [ -f "$WORK/snapdir/snapped.smolmachine" ] ||
+		{ show "$WORK/s2.log"; return 1; }
+}
