@@ -36,7 +36,7 @@ LUA_CFLAGS := $(shell $(PKG_CONFIG) --cflags lua5.4)
 LUA_LIBS := $(shell $(PKG_CONFIG) --libs lua5.4)
 INIH_LIBS := $(shell $(PKG_CONFIG) --libs inih)
 SNAP_LIBS := $(shell $(PKG_CONFIG) --libs libzstd libxxhash)
-SODIUM_LIBS := $(shell $(PKG_CONFIG) --libs libsodium)
+SECURITY_LIBS := $(shell $(PKG_CONFIG) --libs libsodium libseccomp)
 CHECK_CFLAGS := $(shell $(PKG_CONFIG) --cflags check)
 CHECK_LIBS := $(shell $(PKG_CONFIG) --libs check)
 
@@ -46,7 +46,7 @@ CORE_SRCS := $(shell find core -name '*.c' | sort)
 CORE_LIB_SRCS := $(filter-out core/main.c,$(CORE_SRCS))
 CORE_CFLAGS := $(BASE_CFLAGS) $(SDK_CFLAGS) -iquote core $(LUA_CFLAGS) \
 	-DSMOLVM_LIBDIR='"$(LIBDIR)"' -DSMOLVM_VERSION='"$(SMOLVM_VERSION)"' -pthread
-CORE_LIBS := $(LUA_LIBS) $(INIH_LIBS) $(SNAP_LIBS) $(SODIUM_LIBS) -ldl -pthread
+CORE_LIBS := $(LUA_LIBS) $(INIH_LIBS) $(SNAP_LIBS) $(SECURITY_LIBS) -ldl -pthread
 
 SMOLVM := $(BUILD)/smolvm
 

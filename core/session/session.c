@@ -1,5 +1,6 @@
 /* What every recipe shares: running a machine with its hooks to the end,
  * the user's --hooks, and the session's cleanup. */
+#include "session/syscalls.h"
 #include "session/control.h"
 
 #include <stdio.h>
@@ -35,6 +36,11 @@ int session_drive(struct session *ss, struct vm *vm, int restored)
 	int status;
 
 	ss->vm = vm;
+	/* Set up: from here on only what a running VMM needs (syscalls.h). */
+	if (syscalls_restrict(&e)) {
+		fprintf(stderr, "smolvm: %s\n", e.msg);
+		return 1;
+	}
 	if ((script_has_hooks(ss->script) || (restored && ss->rt.vsock) || ss->job ||
 	     ss->has_bringup) &&
 	    hooks_start(vm, script_has_hooks(ss->script) ? ss->script : NULL, &ho, &h, &e)) {

@@ -1,5 +1,6 @@
 # Deliberately broken plugins, one per loader refusal (plus the few that
-# must load), each one tiny .c built like a real plugin: against
+# must load, and escape.c, a device gone bad for the syscall filter), each
+# one tiny .c built like a real plugin: against
 # sdk/include only, -fvisibility=hidden, -z defs.
 
 TEST_PLUGIN_DIR := $(BUILD)/tests/plugins
