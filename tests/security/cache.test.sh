@@ -1,21 +1,34 @@
 # The cache is private and bounded: what another user could plant there is
-# not mapped as guest memory, and it stays within SMOLVM_CACHE_MAX. Uses
-# exec.test.sh's packed default guest. Sourced by tests/integration/run.sh.
+# not mapped as guest memory, and it stays within SMOLVM_CACHE_MAX. The
+# ticker test guest: a restore that maps someone else's bytes as its
+# memory would not tick on to its end. Sourced by tests/integration/run.sh.
 
-# sxc CACHE ARGS...: smolvm exec with the cache CACHE, eager restore (the
-# cache entry is made before the machine runs)
-sxc() {
-	local c=$1
-	shift
-	SMOLVM_CACHE_DIR=$c SMOLVM_RESTORE=eager timeout -k 5 300 "$SMOLVM" exec "$@" < /dev/null
+cache_bundle() {
+	local b=$WORK/cticker.smolmachine
+	if [ ! -f "$b" ]; then
+		sed -e 's/cmdline = "",/cmdline = "ticks=8",/' -e "s|\.\./build|$PWD/build|" \
+			scripts/ticker.lua > "$WORK/cticker.lua"
+		SMOLVM_CACHE_DIR=$WORK/cache run "$WORK/cticker.log" 30 pack "$WORK/cticker.lua" -o "$b" ||
+			{ show "$WORK/cticker.log"; return 1; }
+	fi
+	echo "$b"
 }
+
+# sxc CACHE BUNDLE: a pristine run with the cache CACHE, eager restore (the
+# cache entry is made before the machine runs); the ticks it printed
+sxc() {
+	SMOLVM_CACHE_DIR=$1 SMOLVM_RESTORE=eager timeout -k 5 60 "$SMOLVM" run --pristine "$2" < /dev/null
+}
+
+# ticks_on LOG: the restored ticker went on to its last tick
+ticks_on() { grep -q "^tick 7" "$1"; }
 
 t_sec_cache_planted() {
 	need_kvm || return
 	local b c=$WORK/pcache f out
-	b=$(exec_bundle) || return 1
+	b=$(cache_bundle) || return 1
 	rm -rf "$c"
-	out=$(sxc "$c" "$b" -- echo fine 2>&1) && [ "$out" = fine ] || { echo "$out"; return 1; }
+	sxc "$c" "$b" > "$WORK/pc.log" 2>&1 && ticks_on "$WORK/pc.log" || { show "$WORK/pc.log"; return 1; }
 	[ "$(stat -c %a "$c")" = 700 ] || { echo "cache mode $(stat -c %a "$c")"; return 1; }
 	f=$(ls "$c"/mem-*.raw) && [ "$(stat -c %a "$f")" = 600 ] || { ls -la "$c"; return 1; }
 	# another user's file, then one anybody may write, at the entry's name:
@@ -28,28 +41,28 @@ t_sec_cache_planted() {
 		else
 			chmod 666 "$f"
 		fi
-		out=$(sxc "$c" "$b" -- echo fine 2>&1) && [ "$out" = fine ] ||
-			{ echo "$how: $out"; return 1; }
+		sxc "$c" "$b" > "$WORK/pc.log" 2>&1 && ticks_on "$WORK/pc.log" ||
+			{ echo "$how:"; show "$WORK/pc.log"; return 1; }
 		[ "$(stat -c %u:%a "$f")" = "$(id -u):600" ] || { echo "$how: $(stat -c %U:%a "$f")"; return 1; }
 	done
 	# a cache directory others may write is not used at all
 	chmod 777 "$c"
-	out=$(sxc "$c" "$b" -- echo fine 2>&1)
-	echo "$out" | grep -q "may be written by others (mode 0777).*restoring without the cache" &&
-		echo "$out" | grep -qx fine || { echo "$out"; return 1; }
+	sxc "$c" "$b" > "$WORK/pc.log" 2>&1
+	grep -q "may be written by others (mode 0777).*restoring without the cache" "$WORK/pc.log" &&
+		ticks_on "$WORK/pc.log" || { show "$WORK/pc.log"; return 1; }
 }
 
 t_sec_cache_quota() {
 	need_kvm || return
 	local b c=$WORK/qcache out
-	b=$(exec_bundle) || return 1
+	b=$(cache_bundle) || return 1
 	rm -rf "$c" && mkdir -m 700 "$c"
 	# an old entry (a memory image of some other bundle)
 	head -c 3000000 /dev/urandom > "$c/mem-0000000000000000-3000000.raw"
 	touch -a -d '2 days ago' "$c/mem-0000000000000000-3000000.raw"
-	out=$(SMOLVM_CACHE_MAX=1M sxc "$c" "$b" -- echo fine 2>&1)
-	echo "$out" | grep -q "1 least recently used entry removed" && echo "$out" | grep -qx fine ||
-		{ echo "$out"; return 1; }
+	SMOLVM_CACHE_MAX=1M sxc "$c" "$b" > "$WORK/qc.log" 2>&1
+	grep -q "1 least recently used entry removed" "$WORK/qc.log" && ticks_on "$WORK/qc.log" ||
+		{ show "$WORK/qc.log"; return 1; }
 	[ ! -e "$c/mem-0000000000000000-3000000.raw" ] && ls "$c"/mem-*.raw > /dev/null ||
 		{ ls -la "$c"; return 1; }
 	out=$(SMOLVM_CACHE_DIR=$c "$SMOLVM" cache list) &&
