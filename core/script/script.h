@@ -35,11 +35,11 @@ int script_open(const char *name, const char *src, size_t len, struct machine_co
 		struct script **out, struct err *e) WARN_UNUSED;
 int script_open_file(const char *path, struct machine_config *cfg, struct script **out,
 		     struct err *e) WARN_UNUSED;
-/* Runs a hooks-only script in the same state: its hooks replace the
- * machine script's (smolvm run/exec --hooks). */
+/* Runs a hooks-only script in the state s (script_open_hooks makes it a
+ * state of its own: smolvm --hooks). */
 int script_load_hooks(struct script *s, const char *path, struct err *e) WARN_UNUSED;
-/* A hooks-only script in a state of its own (the hooks of a bundle that
- * is not trusted never share one with the user's). */
+/* A hooks-only script in a state of its own: a machine script's code
+ * (a metatable on _G, say) never sees or touches the user's hooks. */
 int script_open_hooks(const char *path, struct script **out, struct err *e) WARN_UNUSED;
 int script_has_hook(struct script *s, const char *hook);
 int script_has_hooks(struct script *s);

@@ -89,7 +89,8 @@ void session_ready_armed(void *opaque, int stage)
 struct vm_events session_events(struct session *ss)
 {
 	/* Console lines matter only to hooks and to the ready text. */
-	int lines = ss->ready || script_has_hooks(ss->script) || ss->has_bringup;
+	int lines = ss->ready || script_has_hooks(ss->script) || script_has_hooks(ss->user_script) ||
+		    ss->has_bringup;
 
 	return (struct vm_events){ .opaque = ss,
 				   .console_line = lines ? on_line : NULL,

@@ -20,7 +20,8 @@
 
 struct session {
 	const struct session_opts *o;
-	struct script *script;
+	struct script *script;  /* the machine script's state (its hooks) */
+	struct script *user_script; /* --hooks FILE, a state of its own */
 	struct runtime rt;
 	struct exec_job *job;   /* smolvm exec */
 	const char *ready;      /* pack: the text that means ready */
@@ -43,7 +44,7 @@ void session_ready_armed(void *opaque, int stage);
 struct vm_events session_events(struct session *ss);
 /* A plugin the scan refused, said only with -v (opaque: the int verbose). */
 void session_refusal(void *opaque, const char *path, const char *why);
-/* Runs --hooks FILE into the script's state (prints why it failed). */
+/* Runs --hooks FILE in a state of its own (prints why it failed). */
 int session_load_hooks(struct session *ss);
 /* Runs the machine with its hooks until it stops; returns the exit status
  * (messages printed). */

@@ -25,9 +25,13 @@ static const char no_vsock[] = "this machine has no virtio-vsock device, which t
 
 enum job_state { JOB_NONE, JOB_RUNNING, JOB_DONE };
 
+/* The machine script's state and the user's (--hooks), each with its own
+ * vm object: a hook the user defines replaces the script's. */
+enum { MACHINE, USER, NSTATES };
+
 struct hooks {
 	struct vm *vm;
-	struct script *s;
+	struct script *s[NSTATES];
 	struct hooks_opts o;
 	pthread_t thread, job_thread;
 	int thread_started, job_started;
@@ -44,24 +48,34 @@ struct hooks {
 	/* script thread only */
 	int failed;
 	int paused;          /* by vm:pause() */
-	struct vm_object *vmo;
+	struct vm_object *vmo[NSTATES];
 	struct err err;      /* the first hook failure */
 	struct agent_conn conn; /* the sync's connection, handed to the job */
 	int have_conn;
 	struct watchdog watchdog;
-	/* which hooks the script defines, read once at start: other threads
-	 * ask, and the Lua state belongs to the script thread */
-	unsigned defined;
+	/* which hooks each state defines, read once at start: other threads
+	 * ask, and the Lua states belong to the script thread */
+	unsigned defined[NSTATES];
 };
 
 static const char *const hook_names[] = { SCRIPT_HOOKS };
 
+/* The state whose hook `name` runs (the user's first), or -1: none. */
+static int hook_owner(struct hooks *h, const char *name)
+{
+	for (unsigned i = 0; i < sizeof(hook_names) / sizeof(hook_names[0]); i++) {
+		if (strcmp(hook_names[i], name))
+			continue;
+		if ((h->defined[USER] >> i) & 1)
+			return USER;
+		return (h->defined[MACHINE] >> i) & 1 ? MACHINE : -1;
+	}
+	return -1;
+}
+
 static int has_hook(struct hooks *h, const char *name)
 {
-	for (unsigned i = 0; i < sizeof(hook_names) / sizeof(hook_names[0]); i++)
-		if (!strcmp(hook_names[i], name))
-			return (h->defined >> i) & 1;
-	return 0;
+	return hook_owner(h, name) >= 0;
 }
 
 int hooks_has(struct hooks *h, const char *hook)
@@ -298,16 +312,17 @@ static const struct vm_object_ops vm_ops = {
  * machine with the message. Returns 0 when it ran fine or is not there. */
 static int call_hook(struct hooks *h, const char *name, const char *arg)
 {
+	int who = hook_owner(h, name), rc;
 	struct err e;
-	int rc;
 
-	if (!has_hook(h, name))
+
+	if (who < 0)
 		return 0;
 	pthread_mutex_lock(&h->lock);
 	lines_begin_call(&h->lines);
 	pthread_mutex_unlock(&h->lock);
 	watchdog_enter(&h->watchdog, name);
-	rc = script_call_hook(h->s, name, arg, &e);
+	rc = script_call_hook(h->s[who], name, arg, &e);
 	watchdog_leave(&h->watchdog);
 	if (rc)
 		fail(h, e.msg);
@@ -457,7 +472,8 @@ static void *thread_main(void *arg)
 	pthread_setname_np(pthread_self(), "script");
 	/* Started here, so it watches this thread's first hook too. Without
 	 * it a library call that never ends would hang the machine's end. */
-	if (h->s && watchdog_start(&h->watchdog, pthread_self(), HOOK_CPU_LIMIT_S, on_hung, h))
+	if ((h->s[MACHINE] || h->s[USER]) &&
+	    watchdog_start(&h->watchdog, pthread_self(), HOOK_CPU_LIMIT_S, on_hung, h))
 		fprintf(stderr, "smolvm: no CPU watchdog for the hooks\r\n");
 	if (h->o.restored && h->o.vsock)
 		sync_agent(h);
@@ -509,8 +525,8 @@ static void *thread_main(void *arg)
 	return NULL;
 }
 
-int hooks_start(struct vm *vm, struct script *s, const struct hooks_opts *o,
-		struct hooks **out, struct err *e)
+int hooks_start(struct vm *vm, struct script *s, struct script *user,
+		const struct hooks_opts *o, struct hooks **out, struct err *e)
 {
 	struct hooks *h = calloc(1, sizeof(*h));
 	pthread_condattr_t ca;
@@ -519,7 +535,8 @@ int hooks_start(struct vm *vm, struct script *s, const struct hooks_opts *o,
 	if (!h)
 		return err_set(e, -ENOMEM, "out of memory");
 	h->vm = vm;
-	h->s = s;
+	h->s[MACHINE] = s;
+	h->s[USER] = user;
 	h->o = *o;
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -531,19 +548,21 @@ int hooks_start(struct vm *vm, struct script *s, const struct hooks_opts *o,
 		hooks_free(h);
 		return err_set(e, -errno, "eventfd: %s", strerror(errno));
 	}
-	if (s) {
+	for (int k = 0; k < NSTATES; k++) {
 		struct vm_object_info info = {
 			o->name, o->restored, o->vars,
 			o->vsock ? NULL : no_vsock,
 			SMOLVM_AGENT_MAX_ARGS };
-		h->vmo = vm_object_new(s, &vm_ops, h, &info, e);
-		if (!h->vmo) {
+		if (!h->s[k])
+			continue;
+		h->vmo[k] = vm_object_new(h->s[k], &vm_ops, h, &info, e);
+		if (!h->vmo[k]) {
 			hooks_free(h);
 			return err_wrap(e, -ENOMEM, "the hooks' vm object");
 		}
 		for (unsigned i = 0; i < sizeof(hook_names) / sizeof(hook_names[0]); i++)
-			if (script_has_hook(s, hook_names[i]))
-				h->defined |= 1u << i;
+			if (script_has_hook(h->s[k], hook_names[i]))
+				h->defined[k] |= 1u << i;
 	}
 	if (pthread_create(&h->thread, NULL, thread_main, h)) {
 		hooks_free(h);
@@ -585,7 +604,8 @@ int hooks_finish(struct hooks *h, struct err *e)
 		pthread_join(h->job_thread, NULL);
 	h->job_started = h->thread_started = 0;
 	if (!hung)
-		vm_object_detach(h->vmo);
+		for (int k = 0; k < NSTATES; k++)
+			vm_object_detach(h->vmo[k]);
 	return h->failed ? err_set(e, hung ? -ETIMEDOUT : -EINVAL, "%s", h->err.msg) : 0;
 }
 
@@ -605,7 +625,8 @@ void hooks_free(struct hooks *h)
 	 * stay until the process exits. */
 	if (!h || hooks_hung(h))
 		return;
-	vm_object_detach(h->vmo);
+	for (int k = 0; k < NSTATES; k++)
+		vm_object_detach(h->vmo[k]);
 	if (h->have_conn)
 		agent_close(&h->conn);
 	if (h->cancel_fd >= 0)

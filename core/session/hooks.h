@@ -31,9 +31,11 @@ struct hooks_opts {
 	int trusted;         /* saves are recorded as this user's (trust.h) */
 };
 
-/* s may be NULL (no script state: only the sync and the job). */
-int hooks_start(struct vm *vm, struct script *s, const struct hooks_opts *o,
-		struct hooks **out, struct err *e) WARN_UNUSED;
+/* s: the machine script's state, user: the --hooks file's (its hooks
+ * replace the script's of the same name); either may be NULL (no hooks:
+ * only the sync and the job). */
+int hooks_start(struct vm *vm, struct script *s, struct script *user,
+		const struct hooks_opts *o, struct hooks **out, struct err *e) WARN_UNUSED;
 /* After vm_run(): cancels what waits on the machine, joins, runs on_exit.
  * Fails (with the message) when a hook failed, even after the machine had
  * stopped. */

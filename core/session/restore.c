@@ -69,10 +69,9 @@ static int bind_image(const char *path, struct restored *r, struct session *ss, 
 }
 
 /* Whether the bundle's hooks run: only when this user trusts it (trust.h)
- * or says --trust (0: --hooks still to load into its state). Otherwise its
- * script state is closed (its finalizers bounded) and --hooks, if any, get
- * a state of their own (1); -1 when they fail (said). */
-static int trust_bundle(const char *path, struct session *ss)
+ * or says --trust. Otherwise its script state is closed (it can make no
+ * finalizers); --hooks run in a state of their own either way. */
+static void trust_bundle(const char *path, struct session *ss)
 {
 	struct err e;
 	int rc = trust_check(path, &e);
@@ -83,17 +82,12 @@ static int trust_bundle(const char *path, struct session *ss)
 	}
 	ss->trusted = rc;
 	if (rc || ss->o->trust)
-		return 0;
+		return;
 	if (script_has_hooks(ss->script))
 		fprintf(stderr, "smolvm: %s was not packed by you on this host: its hooks do not run "
 			"(--trust runs them)\n", path);
 	script_close(ss->script);
 	ss->script = NULL;
-	if (ss->o->hooks_path && script_open_hooks(ss->o->hooks_path, &ss->script, &e)) {
-		fprintf(stderr, "smolvm: %s\n", e.msg);
-		return -1;
-	}
-	return 1;
 }
 
 /* Builds the machine saved in `path` into vm. Prints why on failure. */
@@ -104,7 +98,6 @@ static int restore(const char *path, struct restored *r, struct session *ss, int
 	double t0 = clock_ms();
 	struct cache_result mem = { .fd = -1 };
 	struct err e;
-	int rc;
 
 	memset(r, 0, sizeof(*r));
 	if (host_config_load(&r->hc, &e)) {
@@ -123,8 +116,8 @@ static int restore(const char *path, struct restored *r, struct session *ss, int
 		fprintf(stderr, "smolvm: %s: its script: %s\n", path, e.msg);
 		return -1;
 	}
-	rc = trust_bundle(path, ss);
-	if (rc < 0 || (rc == 0 && session_load_hooks(ss)))
+	trust_bundle(path, ss);
+	if (session_load_hooks(ss))
 		return -1;
 	if (grants_apply(&r->cfg, &ss->o->grants, ss->trusted || ss->o->trust, path, &ss->rt,
 			 &e)) {

@@ -15,7 +15,7 @@ int session_load_hooks(struct session *ss)
 {
 	struct err e;
 
-	if (ss->o->hooks_path && script_load_hooks(ss->script, ss->o->hooks_path, &e)) {
+	if (ss->o->hooks_path && script_open_hooks(ss->o->hooks_path, &ss->user_script, &e)) {
 		fprintf(stderr, "smolvm: %s\n", e.msg);
 		return -1;
 	}
@@ -41,9 +41,11 @@ int session_drive(struct session *ss, struct vm *vm, int restored)
 		fprintf(stderr, "smolvm: %s\n", e.msg);
 		return 1;
 	}
-	if ((script_has_hooks(ss->script) || (restored && ss->rt.vsock) || ss->job ||
-	     ss->has_bringup) &&
-	    hooks_start(vm, script_has_hooks(ss->script) ? ss->script : NULL, &ho, &h, &e)) {
+	int mine = script_has_hooks(ss->script), user = script_has_hooks(ss->user_script);
+
+	if ((mine || user || (restored && ss->rt.vsock) || ss->job || ss->has_bringup) &&
+	    hooks_start(vm, mine ? ss->script : NULL, user ? ss->user_script : NULL, &ho, &h,
+			&e)) {
 		fprintf(stderr, "smolvm: %s\n", e.msg);
 		return 1;
 	}
@@ -64,7 +66,7 @@ int session_drive(struct session *ss, struct vm *vm, int restored)
 	}
 	ss->hooks = NULL;
 	if (h && hooks_hung(h))
-		ss->script = NULL; /* still in use by the abandoned thread */
+		ss->script = ss->user_script = NULL; /* still in use by the abandoned thread */
 	hooks_free(h);
 	return status;
 }
@@ -72,6 +74,7 @@ int session_drive(struct session *ss, struct vm *vm, int restored)
 void session_free(struct session *ss)
 {
 	script_close(ss->script);
-	ss->script = NULL;
+	script_close(ss->user_script);
+	ss->script = ss->user_script = NULL;
 	runtime_cleanup(&ss->rt);
 }

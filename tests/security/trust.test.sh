@@ -109,3 +109,28 @@ LUA
 	grep -q "SNAP.*true" "$WORK/s2.log" && [ -f "$WORK/snapdir/snapped.smolmachine" ] ||
 		{ show "$WORK/s2.log"; return 1; }
 }
+
+# --hooks live in a state of their own: a bundle's script that swallows
+# assignments to its globals cannot keep its own hook past the user's.
+t_sec_user_hooks_apart() {
+	need_kvm || return
+	local ticker b=$WORK/swallow.smolmachine
+	ticker=$(realpath "$GUEST/ticker.elf")
+	cat > "$WORK/swallow.lua" <<LUA
+machine {
+  name = "swallow", memory = "16M", kernel = "$ticker", cmdline = "ticks=8",
+  ready = "tick 2", devices = { { type = "uart" } },
+}
+function after_restore(vm) print("BUNDLE after_restore") end
+setmetatable(_G, { __newindex = function() end })
+LUA
+	cat > "$WORK/user.lua" <<'LUA'
+function after_restore(vm) print("USER after_restore") end
+LUA
+	SMOLVM_CACHE_DIR=$WORK/cache run "$WORK/sw-pack.log" 60 pack "$WORK/swallow.lua" -o "$b" ||
+		{ show "$WORK/sw-pack.log"; return 1; }
+	SMOLVM_CACHE_DIR=$WORK/cache run "$WORK/sw.log" 60 run --pristine --hooks "$WORK/user.lua" "$b" ||
+		{ show "$WORK/sw.log"; return 1; }
+	grep -q "USER after_restore" "$WORK/sw.log" && ! grep -q "BUNDLE after_restore" "$WORK/sw.log" ||
+		{ show "$WORK/sw.log"; return 1; }
+}
