@@ -8,20 +8,26 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-int cache_dir(char *buf, size_t len)
+/* $ENV, else $XDG_VAR/smolvm, else ~/HOME_SUB; -ENOENT when none is set. */
+static int xdg_dir(char *buf, size_t len, const char *env_name, const char *xdg_name,
+		   const char *home_sub)
 {
-	const char *env = getenv("SMOLVM_CACHE_DIR"), *xdg = getenv("XDG_CACHE_HOME");
-	const char *home = getenv("HOME");
+	const char *env = getenv(env_name), *xdg = getenv(xdg_name), *home = getenv("HOME");
 
 	if (env && *env)
 		snprintf(buf, len, "%s", env);
 	else if (xdg && *xdg)
 		snprintf(buf, len, "%s/smolvm", xdg);
 	else if (home && *home)
-		snprintf(buf, len, "%s/.cache/smolvm", home);
+		snprintf(buf, len, "%s/%s", home, home_sub);
 	else
 		return -ENOENT;
 	return 0;
+}
+
+int cache_dir(char *buf, size_t len)
+{
+	return xdg_dir(buf, len, "SMOLVM_CACHE_DIR", "XDG_CACHE_HOME", ".cache/smolvm");
 }
 
 int mkdirs(const char *path, mode_t mode)
@@ -92,16 +98,7 @@ int cache_dir_private(char *buf, size_t len, const char *sub, struct err *e)
 
 int data_dir_private(char *buf, size_t len, const char *sub, struct err *e)
 {
-	const char *env = getenv("SMOLVM_DATA_DIR"), *xdg = getenv("XDG_DATA_HOME");
-	const char *home = getenv("HOME");
-
-	if (env && *env)
-		snprintf(buf, len, "%s", env);
-	else if (xdg && *xdg)
-		snprintf(buf, len, "%s/smolvm", xdg);
-	else if (home && *home)
-		snprintf(buf, len, "%s/.local/share/smolvm", home);
-	else
+	if (xdg_dir(buf, len, "SMOLVM_DATA_DIR", "XDG_DATA_HOME", ".local/share/smolvm"))
 		return err_set(e, -ENOENT, "no data directory: set SMOLVM_DATA_DIR (or HOME)");
 	return make_private(buf, len, sub, e);
 }

@@ -7,6 +7,7 @@
 #include "machine/loader.h"
 #include "machine/vm.h"
 #include "rootfs/rootfs.h"
+#include "session/syscalls.h"
 #include "session/control.h"
 #include "session/host_config.h"
 #include "session/session.h"
@@ -110,6 +111,7 @@ static int boot_or_pack(const char *script, const struct machine_overrides *ov,
 	struct err e;
 	int status = 1;
 
+	syscalls_prepare(); /* built meanwhile, installed once set up */
 	if (host_config_load(&hc, &e)) {
 		fprintf(stderr, "smolvm: %s\n", e.msg);
 		return 1;

@@ -17,6 +17,7 @@
 #include "session/host_config.h"
 #include "session/grants.h"
 #include "session/session.h"
+#include "session/syscalls.h"
 #include "session/trust.h"
 #include "snapshot/snapshot.h"
 
@@ -100,6 +101,7 @@ static int restore(const char *path, struct restored *r, struct session *ss, int
 	struct err e;
 
 	memset(r, 0, sizeof(*r));
+	syscalls_prepare(); /* built meanwhile, installed once set up */
 	if (host_config_load(&r->hc, &e)) {
 		fprintf(stderr, "smolvm: %s\n", e.msg);
 		return -1;

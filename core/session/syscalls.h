@@ -10,7 +10,11 @@
 
 #include "lib/err.h"
 
-/* Installs the filter on every thread of the process. */
+/* Starts building the filter on a thread of its own (call early: the
+ * machine's setup then hides its cost). */
+void syscalls_prepare(void);
+/* Installs it on every thread of the process (building it first if
+ * syscalls_prepare was not called). */
 int syscalls_restrict(struct err *e) WARN_UNUSED;
 
 #endif
