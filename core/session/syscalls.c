@@ -54,6 +54,10 @@ static const char *const allowed[] = {
 	"getsockopt", "setsockopt", "socketpair",
 };
 
+#define NEW_NAMESPACES                                                                   \
+	(CLONE_NEWNS | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWUTS |       \
+	 CLONE_NEWIPC | CLONE_NEWCGROUP)
+
 /* Names of syscall numbers, made before the filter (the handler must not
  * allocate). */
 #define NR_NAMES 512
@@ -97,12 +101,13 @@ static int make_filter(struct sock_fprog *prog)
 		if (nr != __NR_SCMP_ERROR)
 			rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, nr, 0);
 	}
-	/* threads, never processes: clone only with CLONE_THREAD; clone3's
-	 * flags sit in memory a filter cannot read, so it says ENOSYS and
-	 * the C library falls back to clone */
+	/* threads, and forks that keep this filter (exec's teardown child,
+	 * machine/vm.c): clone without new namespaces; clone3's flags sit in
+	 * memory a filter cannot read, so it says ENOSYS and the C library
+	 * falls back to clone. No exec: a child runs only this code. */
 	if (!rc)
 		rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
-				      SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD));
+				      SCMP_A0(SCMP_CMP_MASKED_EQ, NEW_NAMESPACES, 0));
 	if (!rc)
 		rc = seccomp_rule_add(f, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
 	/* sockets: local and IP only (no raw, netlink, packet ...) */

@@ -1,9 +1,9 @@
 /* The syscall filter: once a machine is set up, smolvm's threads (vCPUs,
  * devices, hooks, the memory fill) may make only the system calls a
  * running VMM needs (libseccomp, one filter for every thread). Gone with
- * it: starting programs, forking, ptrace, mounts and namespaces, kernel
- * modules and keyrings, BPF, perf, setuid and friends, raw and netlink
- * sockets. A forbidden call stops smolvm with a message naming it.
+ * it: starting programs (a fork keeps the filter), ptrace, mounts and
+ * namespaces, kernel modules and keyrings, BPF, perf, setuid and friends,
+ * raw and netlink sockets. A forbidden call stops smolvm with a message naming it.
  * SMOLVM_SECCOMP=off leaves it out (debugging). docs/security.md. */
 #ifndef SMOLVM_SYSCALLS_H
 #define SMOLVM_SYSCALLS_H
