@@ -156,12 +156,13 @@ static int grant_forwards(struct dev_config *d, const struct grants *g, int trus
 			  const char *bundle, struct err *e)
 {
 	char key[32], spec[64];
+	size_t keys = d->n; /* forward[i] goes no higher; unsetting shrinks d->n */
 	unsigned h, gp;
 	int had = 0;
 
 	if (trusted && !g->npublish)
 		return 0;
-	for (size_t i = 0; i <= d->n + 1; i++) {
+	for (size_t i = 0; i <= keys; i++) {
 		if (i)
 			snprintf(key, sizeof(key), "forward[%zu]", i);
 		else

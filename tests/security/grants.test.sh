@@ -20,6 +20,8 @@ grants_bundle() {
 		head -c 1048576 /dev/urandom > "$WORK/secret.img"
 		GR_PORT=$(free_port)
 		echo "$GR_PORT" > "$WORK/greedy.port"
+		free_port > "$WORK/greedy.port2"
+		free_port > "$WORK/greedy.port3"
 		cat > "$WORK/greedy.lua" <<LUA
 machine {
   name = "greedy", memory = "16M", kernel = "$ticker", cmdline = "ticks=80",
@@ -27,7 +29,8 @@ machine {
   devices = {
     { type = "uart" },
     { type = "virtio-blk", path = "$WORK/secret.img", readonly = true, serial = "data" },
-    { type = "virtio-net", forward = "tcp:127.0.0.1:$GR_PORT-:80" },
+    { type = "virtio-net", forward = { "tcp:127.0.0.1:$GR_PORT-:80",
+      "tcp:127.0.0.1:$(cat "$WORK/greedy.port2")-:81", "tcp:127.0.0.1:$(cat "$WORK/greedy.port3")-:82" } },
     { type = "virtio-vsock", socket = "$WORK/greedy.sock" },
   },
 }
@@ -71,7 +74,8 @@ t_sec_grants() {
 	# the user's own copy of the disk: it runs, but no port on the host, no
 	# socket where the bundle wanted one, no host loopback
 	cp "$WORK/secret.img" "$WORK/mine.img"
-	grun "$WORK/g1.log" "! is_listening $port && [ ! -e $WORK/greedy.sock ]" \
+	grun "$WORK/g1.log" "! is_listening $port && ! is_listening $(cat "$WORK/greedy.port2") &&
+		! is_listening $(cat "$WORK/greedy.port3") && [ ! -e $WORK/greedy.sock ]" \
 		--disk "data=$WORK/mine.img:ro" "$b" ||
 		{ echo "port $port or the socket was opened"; show "$WORK/g1.log"; return 1; }
 	grep -q "its port forwards are not opened" "$WORK/g1.log" && grep -q "^tick 79" "$WORK/g1.log" ||
@@ -96,6 +100,7 @@ t_sec_grants() {
 	grep -q "^trust: not yours" "$WORK/gi.log" &&
 		grep -q "disk \"data\": the host file $WORK/secret.img, read-only (--disk data=PATH)" "$WORK/gi.log" &&
 		grep -q "the host port of forward tcp:127.0.0.1:$port-:80 (--publish)" "$WORK/gi.log" &&
+		grep -q "the host port of forward tcp:127.0.0.1:$(cat "$WORK/greedy.port3")-:82 (--publish)" "$WORK/gi.log" &&
 		grep -q "the socket path $WORK/greedy.sock" "$WORK/gi.log" || { show "$WORK/gi.log" 40; return 1; }
 	# --trust: the bundle's own resources, as its script says
 	grun "$WORK/g6.log" "is_listening $port && [ -S $WORK/greedy.sock ]" --trust "$b" ||
