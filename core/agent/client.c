@@ -291,7 +291,7 @@ int agent_sync(struct agent_conn *a, int timeout_ms, struct err *e)
 
 /* ---- files -------------------------------------------------------------- */
 
-/* A copy-in: its deadline, and what it left out. */
+/* A copy-in under way: its connection, deadline and error. */
 struct copy_in {
 	struct agent_conn *a;
 	long long deadline;
