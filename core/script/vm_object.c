@@ -88,7 +88,7 @@ static int line_matches(lua_State *L, const char *line, int pattern_idx)
 	return found;
 }
 
-static int wait_lines(lua_State *L, struct vm_object *v, double timeout)
+static int wait_lines(lua_State *L, struct vm_object *v, double timeout, int whole)
 {
 	struct timespec dl;
 	char line[LINE_MAX_LEN];
@@ -106,6 +106,8 @@ static int wait_lines(lua_State *L, struct vm_object *v, double timeout)
 					lua_tostring(L, 2), timeout);
 			return 2;
 		}
+		if (partial && whole)
+			continue; /* still being written: its end may change it */
 		int m = line_matches(L, line, 2);
 		if (m < 0)
 			return -1;
@@ -117,10 +119,7 @@ static int wait_lines(lua_State *L, struct vm_object *v, double timeout)
 	}
 }
 
-/* vm:wait_console(pattern [, timeout_s = 10]): the first console line
- * (or the line being written, such as a prompt) printed since this hook
- * call began, or since the last match, that matches the Lua pattern. */
-static int l_wait_console(lua_State *L)
+static int wait_console(lua_State *L, int whole)
 {
 	struct vm_object *v = self(L);
 	double timeout = seconds_arg(L, 3, 10);
@@ -128,10 +127,19 @@ static int l_wait_console(lua_State *L)
 
 	luaL_checkstring(L, 2);
 	v->ops->wait_mode(v->o, 1);
-	n = wait_lines(L, v, timeout);
+	n = wait_lines(L, v, timeout, whole);
 	v->ops->wait_mode(v->o, 0);
 	return n < 0 ? lua_error(L) : n;
 }
+
+/* vm:wait_console(pattern [, timeout_s = 10]): the first console line
+ * (or the line being written, such as a prompt) printed since this hook
+ * call began, or since the last match, that matches the Lua pattern. */
+static int l_wait_console(lua_State *L) { return wait_console(L, 0); }
+
+/* vm:wait_line(pattern [, timeout_s = 10]): the same, complete lines only
+ * (a number being printed is not read half-way). */
+static int l_wait_line(lua_State *L) { return wait_console(L, 1); }
 
 struct buf {
 	char *p;
@@ -361,6 +369,7 @@ static int build_vm(lua_State *L)
 	const struct vm_object_info *info = a->info;
 	static const luaL_Reg methods[] = {
 		{ "console_write", l_console_write }, { "wait_console", l_wait_console },
+		{ "wait_line", l_wait_line },
 		{ "exec", l_exec },                   { "snapshot", l_snapshot },
 		{ "pause", l_pause },                 { "resume", l_resume },
 		{ "stop", l_stop },                   { "sleep", l_sleep },
