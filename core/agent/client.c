@@ -353,12 +353,12 @@ static int put_dir(struct copy_in *ci, const char *guest, mode_t mode)
 	return queue(ci->a, frame, (size_t)n, ci->e) ?: expect_ok(ci->a, what, ci->deadline, ci->e);
 }
 
-static int put_link(struct copy_in *ci, int dirfd, const char *name, const char *host,
+static int put_link(struct copy_in *ci, int at, const char *name, const char *host,
 		    const char *guest)
 {
 	uint8_t frame[SMOLVM_AGENT_HEADER + 2 * 4096];
 	char target[4096], what[4200];
-	ssize_t len = readlinkat(dirfd, name, target, sizeof(target) - 1);
+	ssize_t len = readlinkat(at, name, target, sizeof(target) - 1);
 	long n;
 
 	if (len < 0)
