@@ -15,6 +15,7 @@
 #include "machine/config.h"
 #include "session/host_config.h"
 #include "session/session.h"
+#include "session/signing.h"
 
 
 static void usage(FILE *f)
@@ -28,7 +29,10 @@ static void usage(FILE *f)
 		"  build SCRIPT.lua           build the script's root filesystem (or find it cached)\n"
 		"  run BUNDLE                 restore a bundle and resume it where it was saved\n"
 		"  exec BUNDLE -- CMD...      restore a bundle, run CMD in the guest, exit with its status\n"
-		"  inspect BUNDLE             print a bundle's manifest and sections, verify checksums\n"
+		"  inspect BUNDLE             print a bundle's manifest and sections, verify its hashes\n"
+		"  sign BUNDLE                sign a bundle with your key (Ed25519)\n"
+		"  verify BUNDLE              check a bundle's hashes and signatures\n"
+		"  key generate|list|export|trust|untrust   your signing keys, keys you trust\n"
 		"  plugins                    list the backend and device plugins found, and refusals\n"
 		"  cache list|prune           show the cache, or trim it (least recently used first)\n"
 		"  help [COMMAND]             this text, or a command's options\n"
@@ -101,7 +105,9 @@ static void usage_pack(FILE *f)
 		"and exits. A pack that is not ready in time fails with the last console lines.\n"
 		MACHINE_OPTIONS
 		"  -r, --ready TEXT       console text that means the guest is ready\n"
-		"  -o, --output BUNDLE    the .smolmachine file to write (required)\n");
+		"  -o, --output BUNDLE    the .smolmachine file to write (required)\n"
+		"      --sign KEY         sign BUNDLE with your key KEY once written\n"
+		"                         (smolvm sign)\n");
 }
 
 static void usage_run(FILE *f)
@@ -308,6 +314,7 @@ static int boot_or_pack(int argc, char **argv, int pack)
 		{ "ready", required_argument, NULL, 'r' },
 		{ "output", required_argument, NULL, 'o' },
 		{ "rebuild", no_argument, NULL, 'R' },
+		{ "sign", required_argument, NULL, 'S' },
 		SESSION_LONG_OPTIONS,
 	};
 	void (*help)(FILE *) = pack ? usage_pack : usage_boot;
@@ -335,6 +342,13 @@ static int boot_or_pack(int argc, char **argv, int pack)
 		case 'r': ov.ready = optarg; break;
 		case 'o': out = optarg; break;
 		case 'R': so.rebuild = 1; break;
+		case 'S':
+			if (!pack) {
+				help(stderr);
+				goto out;
+			}
+			so.sign_key = optarg;
+			break;
 		case 'h': help(stdout); status = 0; goto out;
 		default: help(stderr); goto out;
 		}
@@ -644,6 +658,124 @@ static int cmd_cache(int argc, char **argv)
 	return 2;
 }
 
+static void usage_sign(FILE *f)
+{
+	fprintf(f,
+		"usage: smolvm sign BUNDLE [--key NAME] [-o OUT]\n"
+		"\n"
+		"Checks every section and memory chunk of BUNDLE against its hash, then signs\n"
+		"the bundle's identity (the hash of its table of contents, which holds them\n"
+		"all) with your Ed25519 key NAME (default: default; smolvm key generate makes\n"
+		"one). A bundle signed by a key someone trusts (smolvm key trust) runs there\n"
+		"as one they packed: its hooks run, its devices get what its script names.\n"
+		"Other signatures stay; yours replaces an earlier one of the same key.\n"
+		"  -k, --key NAME         the key to sign with\n"
+		"  -o, --output OUT       write the signed bundle to OUT (default: replace\n"
+		"                         BUNDLE, atomically)\n");
+}
+
+static int cmd_sign(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "key", required_argument, NULL, 'k' }, { "output", required_argument, NULL, 'o' },
+		{ "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 },
+	};
+	const char *key = "default", *out = NULL;
+	int c;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "k:o:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'k': key = optarg; break;
+		case 'o': out = optarg; break;
+		case 'h': usage_sign(stdout); return 0;
+		default: usage_sign(stderr); return 2;
+		}
+	}
+	if (optind != argc - 1) {
+		usage_sign(stderr);
+		return 2;
+	}
+	return session_sign(argv[optind], key, out);
+}
+
+static void usage_verify(FILE *f)
+{
+	fprintf(f,
+		"usage: smolvm verify BUNDLE\n"
+		"\n"
+		"Checks every section and memory chunk of BUNDLE against its hash and each\n"
+		"signature against your trusted keys, and says who signed it.\n"
+		"Exit status: 0 intact and signed by a key you trust; 1 intact but not\n"
+		"(unsigned, or signed only by keys you do not trust); 2 corrupt, or a\n"
+		"signature does not match (the bundle was changed after it was signed).\n");
+}
+
+static int cmd_verify(int argc, char **argv)
+{
+	if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+		usage_verify(stdout);
+		return 0;
+	}
+	if (argc != 2) {
+		usage_verify(stderr);
+		return 2;
+	}
+	return session_verify(argv[1]);
+}
+
+static void usage_key(FILE *f)
+{
+	fprintf(f,
+		"usage: smolvm key generate [NAME]\n"
+		"       smolvm key list\n"
+		"       smolvm key export [NAME]\n"
+		"       smolvm key trust FILE [--as NAME]\n"
+		"       smolvm key untrust NAME\n"
+		"\n"
+		"Keys live in $SMOLVM_CONFIG_DIR, else $XDG_CONFIG_HOME/smolvm, else\n"
+		"~/.config/smolvm (private to you): keys/NAME.key (secret), keys/NAME.pub,\n"
+		"and trusted-keys/NAME.pub, the keys whose signatures you trust.\n"
+		"  generate [NAME]        make an Ed25519 key (default name: default); it is\n"
+		"                         trusted here too\n"
+		"  list                   your keys and the keys you trust\n"
+		"  export [NAME]          print the public key line to give to others\n"
+		"  trust FILE             trust the public key in FILE (- for stdin), named as\n"
+		"                         in the file or --as NAME\n"
+		"  untrust NAME           stop trusting key NAME\n");
+}
+
+static int cmd_key(int argc, char **argv)
+{
+	const char *sub = argc > 1 ? argv[1] : "";
+	struct err e = { "" };
+	int rc;
+
+	if (!strcmp(sub, "--help") || !strcmp(sub, "-h")) {
+		usage_key(stdout);
+		return 0;
+	}
+	if (!strcmp(sub, "generate") && argc <= 3)
+		rc = key_generate(argc == 3 ? argv[2] : "default", &e);
+	else if (!strcmp(sub, "list") && argc == 2)
+		rc = key_list(&e);
+	else if (!strcmp(sub, "export") && argc <= 3)
+		rc = key_export(argc == 3 ? argv[2] : "default", &e);
+	else if (!strcmp(sub, "trust") && argc == 3)
+		rc = key_trust(argv[2], NULL, &e);
+	else if (!strcmp(sub, "trust") && argc == 5 && !strcmp(argv[3], "--as"))
+		rc = key_trust(argv[2], argv[4], &e);
+	else if (!strcmp(sub, "untrust") && argc == 3)
+		rc = key_untrust(argv[2], &e);
+	else {
+		usage_key(stderr);
+		return 2;
+	}
+	if (rc)
+		fprintf(stderr, "smolvm key: %s\n", e.msg);
+	return rc ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct {
@@ -659,6 +791,9 @@ int main(int argc, char **argv)
 		{ "build", cmd_build, usage_build },
 		{ "plugins", cmd_plugins, NULL },
 		{ "cache", cmd_cache, usage_cache },
+		{ "sign", cmd_sign, usage_sign },
+		{ "verify", cmd_verify, usage_verify },
+		{ "key", cmd_key, usage_key },
 	};
 	const char *cmd = argc > 1 ? argv[1] : NULL;
 

@@ -103,6 +103,13 @@ int data_dir_private(char *buf, size_t len, const char *sub, struct err *e)
 	return make_private(buf, len, sub, e);
 }
 
+int config_dir_private(char *buf, size_t len, const char *sub, struct err *e)
+{
+	if (xdg_dir(buf, len, "SMOLVM_CONFIG_DIR", "XDG_CONFIG_HOME", ".config/smolvm"))
+		return err_set(e, -ENOENT, "no configuration directory: set SMOLVM_CONFIG_DIR (or HOME)");
+	return make_private(buf, len, sub, e);
+}
+
 int cache_file_open(const char *path, uint64_t size)
 {
 	struct stat st;

@@ -18,6 +18,9 @@ int cache_dir_private(char *buf, size_t len, const char *sub, struct err *e) WAR
 /* The same for smolvm's data ($SMOLVM_DATA_DIR, else $XDG_DATA_HOME/smolvm,
  * else ~/.local/share/smolvm): what this user trusts. */
 int data_dir_private(char *buf, size_t len, const char *sub, struct err *e) WARN_UNUSED;
+/* The same for smolvm's configuration ($SMOLVM_CONFIG_DIR, else
+ * $XDG_CONFIG_HOME/smolvm, else ~/.config/smolvm): keys, trusted keys. */
+int config_dir_private(char *buf, size_t len, const char *sub, struct err *e) WARN_UNUSED;
 /* Opens a cache entry for reading: a regular file of this user's that
  * others cannot write, `size` bytes long (never through a link); an fd,
  * or -ENOENT for anything else. */

@@ -11,6 +11,7 @@
 #include "session/control.h"
 #include "session/host_config.h"
 #include "session/session.h"
+#include "session/signing.h"
 
 static int replace(char **dst, const char *src)
 {
@@ -207,5 +208,20 @@ int session_boot(const char *script, const struct machine_overrides *ov, const c
 int session_pack(const char *script, const struct machine_overrides *ov, const char *out,
 		 const struct session_opts *o)
 {
-	return boot_or_pack(script, ov, out, o, 1);
+	uint8_t sk[64];
+	struct err e;
+	int status;
+
+	/* A key that is not there fails now, not after a long pack. */
+	if (o->sign_key) {
+		if (key_secret(o->sign_key, sk, &e)) {
+			fprintf(stderr, "smolvm pack: --sign: %s\n", e.msg);
+			return 1;
+		}
+		sodium_memzero(sk, sizeof(sk));
+	}
+	status = boot_or_pack(script, ov, out, o, 1);
+	if (!status && o->sign_key)
+		status = session_sign(out, o->sign_key, NULL);
+	return status;
 }

@@ -9,8 +9,9 @@
 #include "session/control.h"
 #include "session/host_config.h"
 #include "session/session.h"
+#include "session/signing.h"
 #include "session/trust.h"
-#include "snapshot/snapmem.h"
+#include "snapshot/sign.h"
 #include "snapshot/snapshot.h"
 
 /* What the bundle asks of the host, and whether this user trusts it. */
@@ -20,14 +21,23 @@ static void print_asks(const char *path, const struct restore_plan *plan)
 	struct machine_config cfg;
 	struct script *sc = NULL;
 	struct err e;
+	struct sig_verdict sv;
 	int t = trust_check(path, &e), any = 0;
 
-	printf("trust: %s\n", t == 1 ? "yours (packed, or saved from a bundle you trust, on "
-				      "this host): its hooks run, its devices get what its "
-				      "script names"
-			      : t == 0 ? "not yours: its hooks do not run without --trust, and "
-					 "its host resources need grants (docs/security.md)"
-				       : e.msg);
+	if (signatures_judge(&plan->b, &sv, 0, &e) == 0 && sv.bad)
+		printf("trust: none: a signature does not match (changed after it was signed); "
+		       "it is not run\n");
+	else if (sv.trusted)
+		printf("trust: signed by %s, a key you trust: its hooks run, its devices get what "
+		       "its script names\n", sv.who);
+	else
+		printf("trust: %s\n", t == 1 ? "yours (packed, or saved from a bundle you trust, on "
+					      "this host): its hooks run, its devices get what "
+					      "its script names"
+				      : t == 0 ? "not yours: its hooks do not run without --trust, "
+						 "and its host resources need grants "
+						 "(docs/security.md)"
+					       : e.msg);
 	if (script_open(plan->m.script, plan->lua, plan->lua_len, &cfg, &sc, &e)) {
 		printf("its script: %s\n\n", e.msg);
 		return;
@@ -82,31 +92,42 @@ int session_inspect(const char *path)
 		fprintf(stderr, "smolvm: %s\n", e.msg);
 		return 1;
 	}
-	printf("%s: smolvm bundle, format %d, %llu bytes\n\n", path, BUNDLE_VERSION,
+	printf("%s: smolvm bundle, format %u, %llu bytes\n", path, plan.b.version,
 	       (unsigned long long)plan.b.size);
+	if (plan.b.version >= 2) {
+		char id[2 * BUNDLE_HASH_SIZE + 1];
+		sodium_bin2hex(id, sizeof(id), plan.b.id, sizeof(plan.b.id));
+		printf("bundle id %s\n", id);
+	}
+	printf("\n");
 	man = bundle_find(&plan.b, "manifest");
 	printf("%.*s\n", (int)man->size, (const char *)plan.b.map + man->offset);
 	print_asks(path, &plan);
 	printf("%-20s %-9s %-5s %12s %12s %s\n", "SECTION", "TYPE", "COMP", "STORED", "SIZE",
-	       "CHECKSUM");
+	       plan.b.version >= 2 ? "HASH (BLAKE2b-256, of its first COVERED bytes)" : "CHECKSUM");
 	for (size_t i = 0; i < plan.b.n; i++) {
 		const struct bundle_section *s = &plan.b.secs[i];
-		printf("%-20s %-9s %-5s %12llu %12llu %016llx\n", s->name, bundle_type_name(s->type),
-		       s->compression ? "zstd" : "-", (unsigned long long)s->size,
-		       (unsigned long long)s->raw_size, (unsigned long long)s->hash);
-	}
-	rc = bundle_verify_all(&plan.b, &e);
-	if (!rc) {
-		/* The memory chunks must decompress, too. */
-		void *tmp = calloc(1, plan.m.memory ? plan.m.memory : 1);
-		if (!tmp)
-			rc = err_set(&e, -ENOMEM, "out of memory");
+		char h[2 * BUNDLE_HASH_SIZE + 1];
+		if (plan.b.version >= 2)
+			sodium_bin2hex(h, sizeof(h), s->digest, sizeof(s->digest));
 		else
-			rc = snapmem_read(plan.b.map + plan.memory->offset, plan.memory->size, tmp,
-					  plan.m.memory, 0, &e);
-		free(tmp);
+			snprintf(h, sizeof(h), "%016llx", (unsigned long long)s->hash);
+		printf("%-20s %-9s %-5s %12llu %12llu %s", s->name, bundle_type_name(s->type),
+		       s->compression ? "zstd" : "-", (unsigned long long)s->size,
+		       (unsigned long long)s->raw_size, h);
+		if (s->covered != s->size)
+			printf(" (%llu; its chunks by their own)", (unsigned long long)s->covered);
+		printf("\n");
 	}
-	printf("\n%s\n", rc ? e.msg : "ok: every checksum matches and the memory decompresses");
+	printf("\n");
+	struct sig_verdict v;
+	if (!plan.b.nsigs)
+		printf("not signed\n");
+	else if (signatures_judge(&plan.b, &v, 1, &e))
+		printf("signatures: %s\n", e.msg);
+	/* (the memory chunks decompress, too) */
+	rc = snapshot_verify(&plan.b, &e);
+	printf("%s\n", rc ? e.msg : "ok: every hash and checksum matches and the memory decompresses");
 	snapshot_close(&plan);
 	return rc ? 1 : 0;
 }

@@ -18,6 +18,7 @@
 #include "session/grants.h"
 #include "session/session.h"
 #include "session/syscalls.h"
+#include "session/signing.h"
 #include "session/trust.h"
 #include "snapshot/snapshot.h"
 
@@ -69,26 +70,45 @@ static int bind_image(const char *path, struct restored *r, struct session *ss, 
 	return 0;
 }
 
-/* Whether the bundle's hooks run: only when this user trusts it (trust.h)
- * or says --trust. Otherwise its script state is closed (it can make no
+/* Whether the bundle's hooks run: only when this user trusts it (packed
+ * here, trust.h, or signed by a trusted key, signing.h) or says --trust;
+ * a bundle whose signature does not match is not run at all. Otherwise its script state is closed (it can make no
  * finalizers); --hooks run in a state of their own either way. */
-static void trust_bundle(const char *path, struct session *ss)
+static int trust_bundle(const char *path, const struct bundle *b, struct session *ss)
 {
+	struct sig_verdict v;
 	struct err e;
-	int rc = trust_check(path, &e);
+	int rc = signatures_judge(b, &v, 0, &e);
 
+	if (rc < 0) {
+		fprintf(stderr, "smolvm: %s: its signatures: %s\n", path, e.msg);
+		return -1;
+	}
+	if (v.bad) {
+		fprintf(stderr, "smolvm: %s: a signature does not match the bundle: it was changed "
+			"after it was signed, so it is not run (smolvm verify %s)\n", path, path);
+		return -1;
+	}
+	if (v.trusted && ss->o->verbose)
+		fprintf(stderr, "smolvm: %s: signed by %s, a key you trust\n", path, v.who);
+	else if (v.unknown && ss->o->verbose)
+		fprintf(stderr, "smolvm: %s: signed, but by no key you trust (smolvm verify says "
+			"which)\n", path);
+	rc = v.trusted ? 1 : trust_check(path, &e);
 	if (rc < 0) {
 		fprintf(stderr, "smolvm: %s; taking %s as not yours\n", e.msg, path);
 		rc = 0;
 	}
 	ss->trusted = rc;
 	if (rc || ss->o->trust)
-		return;
+		return 0;
 	if (script_has_hooks(ss->script))
-		fprintf(stderr, "smolvm: %s was not packed by you on this host: its hooks do not run "
-			"(--trust runs them)\n", path);
+		fprintf(stderr, "smolvm: %s was not packed by you on this host%s: its hooks do not "
+			"run (--trust runs them)\n", path,
+			v.unknown ? " nor signed by a key you trust" : "");
 	script_close(ss->script);
 	ss->script = NULL;
+	return 0;
 }
 
 /* Builds the machine saved in `path` into vm. Prints why on failure. */
@@ -118,7 +138,8 @@ static int restore(const char *path, struct restored *r, struct session *ss, int
 		fprintf(stderr, "smolvm: %s: its script: %s\n", path, e.msg);
 		return -1;
 	}
-	trust_bundle(path, ss);
+	if (trust_bundle(path, &r->plan.b, ss))
+		return -1;
 	if (session_load_hooks(ss))
 		return -1;
 	if (grants_apply(&r->cfg, &ss->o->grants, ss->trusted || ss->o->trust, path, &ss->rt,

@@ -28,6 +28,7 @@ struct session_opts {
 				 * are used although it is not recorded as this
 				 * user's */
 	struct grants grants;   /* --disk, --publish, --net */
+	const char *sign_key;   /* pack --sign: sign the bundle with this key */
 };
 
 int session_boot(const char *script, const struct machine_overrides *ov, const char *save_to,

@@ -56,7 +56,7 @@ int bundle_writer_open(struct bundle_writer *w, const char *path, struct err *e)
 	w->fd = -1;
 	w->path = strdup(path);
 	w->xxh = XXH3_createState();
-	if (!w->path || !w->xxh) {
+	if (!w->path || !w->xxh || sodium_init() < 0) {
 		bundle_writer_abort(w);
 		return err_set(e, -ENOMEM, "out of memory");
 	}
@@ -99,7 +99,9 @@ int bundle_section_begin(struct bundle_writer *w, const char *name, uint32_t typ
 	s->raw_size = raw_size;
 	s->offset = w->pos;
 	XXH3_64bits_reset(w->xxh);
+	crypto_generichash_init(&w->b2, NULL, 0, BUNDLE_HASH_SIZE);
 	w->open = 1;
+	w->sealed = 0;
 	return 0;
 }
 
@@ -113,6 +115,8 @@ int bundle_section_write(struct bundle_writer *w, const void *buf, size_t len, s
 	if (rc)
 		return err_set(e, rc, "%s: %s", w->tmp_path, strerror(-rc));
 	XXH3_64bits_update(w->xxh, buf, len);
+	if (!w->sealed)
+		crypto_generichash_update(&w->b2, buf, len);
 	w->pos += len;
 	return 0;
 }
@@ -127,9 +131,39 @@ int bundle_section_end(struct bundle_writer *w, struct err *e)
 	if (s->compression == COMP_NONE)
 		s->raw_size = s->size;
 	s->hash = XXH3_64bits_digest(w->xxh);
+	if (!w->sealed)
+		bundle_section_seal_head(w);
 	w->n++;
 	w->open = 0;
 	return 0;
+}
+
+void bundle_section_seal_head(struct bundle_writer *w)
+{
+	struct bundle_section *s = &w->secs[w->n];
+
+	if (!w->open || w->sealed)
+		return;
+	s->covered = w->pos - s->offset;
+	crypto_generichash_final(&w->b2, s->digest, BUNDLE_HASH_SIZE);
+	w->sealed = 1;
+}
+
+void bundle_signed_message(const uint8_t id[BUNDLE_HASH_SIZE], uint8_t msg[BUNDLE_SIGNED_SIZE])
+{
+	memcpy(msg, BUNDLE_SIGNED_TAG, 16);
+	memcpy(msg + 16, id, BUNDLE_HASH_SIZE);
+}
+
+size_t bundle_sigblock_encode(uint8_t *p, const struct bundle_signature *v, size_t n)
+{
+	memcpy(p, "SSIG", 4);
+	put_u32(p + 4, (uint32_t)n);
+	for (size_t i = 0; i < n; i++) {
+		memcpy(p + 8 + i * 96, v[i].key, 32);
+		memcpy(p + 8 + i * 96 + 32, v[i].sig, 64);
+	}
+	return 8 + n * 96;
 }
 
 int bundle_add(struct bundle_writer *w, const char *name, uint32_t type,
@@ -154,6 +188,8 @@ static void encode_entry(uint8_t *p, const struct bundle_section *s)
 	put_u64(p + 88, s->raw_size);
 	put_u64(p + 96, s->hash);
 	put_u32(p + 104, s->flags);
+	put_u64(p + 112, s->covered);
+	memcpy(p + 128, s->digest, BUNDLE_HASH_SIZE);
 }
 
 int bundle_writer_commit(struct bundle_writer *w, struct err *e)
@@ -251,12 +287,34 @@ static int cmp_offset(const void *a, const void *b)
 	return x->offset < y->offset ? -1 : x->offset > y->offset;
 }
 
+/* The signatures after the TOC: "SSIG" u32 count, count x {key, sig}. */
+static int parse_sigs(struct bundle *b, const uint8_t *p, uint64_t len, struct err *e)
+{
+	uint32_t n;
+
+	if (!len)
+		return 0;
+	n = len >= 8 ? get_u32(p + 4) : 0;
+	if (len < 8 || memcmp(p, "SSIG", 4) || !n || n > BUNDLE_SIG_MAX || len != 8 + 96ull * n)
+		return err_set(e, -EBADMSG, "%s: malformed signature block", b->path);
+	b->sigs = calloc(n, sizeof(*b->sigs));
+	if (!b->sigs)
+		return err_set(e, -ENOMEM, "out of memory");
+	for (uint32_t i = 0; i < n; i++) {
+		memcpy(b->sigs[i].key, p + 8 + i * 96, 32);
+		memcpy(b->sigs[i].sig, p + 8 + i * 96 + 32, 64);
+	}
+	b->nsigs = n;
+	return 0;
+}
+
 static int parse(struct bundle *b, struct err *e)
 {
 	const uint8_t *h = b->map;
-	uint64_t toc_off, file_size;
+	uint64_t toc_off, file_size, sig_size = 0;
 	uint32_t count, entry_size, version;
 	struct bundle_section *sorted;
+	int rc;
 
 	if (b->size < BUNDLE_HEADER_SIZE)
 		return err_set(e, -EBADMSG, "%s: %llu bytes, too short to be a bundle", b->path,
@@ -266,24 +324,37 @@ static int parse(struct bundle *b, struct err *e)
 	if (get_u64(h + 56) != XXH3_64bits(h, 56))
 		return err_set(e, -EBADMSG, "%s: header checksum mismatch (corrupt header)", b->path);
 	version = get_u32(h + 8);
-	if (version != BUNDLE_VERSION)
-		return err_set(e, -EPROTO, "%s: bundle format version %u, this smolvm reads %d",
+	if (version < 1 || version > BUNDLE_VERSION)
+		return err_set(e, -EPROTO, "%s: bundle format version %u, this smolvm reads 1 to %d",
 			       b->path, version, BUNDLE_VERSION);
+	b->version = version;
 	toc_off = get_u64(h + 16);
 	count = get_u32(h + 24);
 	entry_size = get_u32(h + 28);
 	file_size = get_u64(h + 32);
-	if (get_u32(h + 12) != BUNDLE_HEADER_SIZE || entry_size != BUNDLE_TOC_ENTRY_SIZE ||
-	    count > BUNDLE_MAX_SECTIONS)
+	if (version >= 2)
+		sig_size = get_u64(h + 48);
+	if (get_u32(h + 12) != BUNDLE_HEADER_SIZE ||
+	    entry_size != (version == 1 ? BUNDLE_TOC_ENTRY_SIZE_V1 : BUNDLE_TOC_ENTRY_SIZE) ||
+	    count > BUNDLE_MAX_SECTIONS || sig_size > 8 + 96 * BUNDLE_SIG_MAX)
 		return err_set(e, -EBADMSG, "%s: malformed header", b->path);
 	if (file_size != b->size)
 		return err_set(e, -EBADMSG, "%s: %llu bytes, the header says %llu (truncated?)",
 			       b->path, (unsigned long long)b->size, (unsigned long long)file_size);
-	if (toc_off < BUNDLE_HEADER_SIZE || toc_off > b->size ||
-	    b->size - toc_off != (uint64_t)count * entry_size)
+	if (toc_off < BUNDLE_HEADER_SIZE || sig_size > b->size || toc_off > b->size - sig_size ||
+	    b->size - sig_size - toc_off != (uint64_t)count * entry_size)
 		return err_set(e, -EBADMSG, "%s: table of contents out of range", b->path);
-	if (get_u64(h + 40) != XXH3_64bits(b->map + toc_off, (size_t)(b->size - toc_off)))
+	b->toc_offset = toc_off;
+	b->toc_size = (uint64_t)count * entry_size;
+	if (get_u64(h + 40) != XXH3_64bits(b->map + toc_off, (size_t)b->toc_size))
 		return err_set(e, -EBADMSG, "%s: table of contents checksum mismatch", b->path);
+	if (version >= 2) {
+		crypto_generichash(b->id, sizeof(b->id), b->map + toc_off, (size_t)b->toc_size,
+				   NULL, 0);
+		rc = parse_sigs(b, b->map + toc_off + b->toc_size, sig_size, e);
+		if (rc)
+			return rc;
+	}
 
 	b->secs = calloc(count ? count : 1, sizeof(*b->secs));
 	if (!b->secs)
@@ -302,6 +373,14 @@ static int parse(struct bundle *b, struct err *e)
 		s->raw_size = get_u64(p + 88);
 		s->hash = get_u64(p + 96);
 		s->flags = get_u32(p + 104);
+		s->covered = s->size;
+		if (version >= 2) {
+			s->covered = get_u64(p + 112);
+			memcpy(s->digest, p + 128, BUNDLE_HASH_SIZE);
+			if (get_u32(p + 108) || get_u64(p + 120) || s->covered > s->size)
+				return err_set(e, -EBADMSG, "%s: section %s: malformed entry", b->path,
+					       s->name);
+		}
 		if (s->compression > COMP_ZSTD)
 			return err_set(e, -EBADMSG, "%s: section %s: unknown compression %u", b->path,
 				       s->name, s->compression);
@@ -320,9 +399,9 @@ static int parse(struct bundle *b, struct err *e)
 	uint64_t at = BUNDLE_HEADER_SIZE;
 	for (uint32_t i = 0; i < count; i++) {
 		if (sorted[i].offset != at || sorted[i].size > toc_off - at) {
-			int rc = err_set(e, -EBADMSG, "%s: section %s at %llu+%llu overlaps or leaves a gap",
-					 b->path, sorted[i].name, (unsigned long long)sorted[i].offset,
-					 (unsigned long long)sorted[i].size);
+			rc = err_set(e, -EBADMSG, "%s: section %s at %llu+%llu overlaps or leaves a gap",
+				 b->path, sorted[i].name, (unsigned long long)sorted[i].offset,
+				 (unsigned long long)sorted[i].size);
 			free(sorted);
 			return rc;
 		}
@@ -343,6 +422,8 @@ int bundle_open_mem(struct bundle *b, const void *data, size_t len, struct err *
 	b->map = data;
 	b->size = len;
 	b->path = strdup("(memory)");
+	if (sodium_init() < 0)
+		return err_set(e, -EIO, "libsodium could not start");
 	rc = parse(b, e);
 	if (rc) {
 		b->map = NULL; /* not ours to unmap */
@@ -360,6 +441,8 @@ int bundle_open(struct bundle *b, const char *path, struct err *e)
 	memset(b, 0, sizeof(*b));
 	b->fd = open(path, O_RDONLY | O_CLOEXEC);
 	b->path = strdup(path);
+	if (sodium_init() < 0)
+		errno = EIO, close(b->fd), b->fd = -1;
 	if (b->fd < 0) {
 		rc = err_set(e, -errno, "%s: %s", path, strerror(errno));
 		bundle_close(b);
@@ -392,6 +475,7 @@ void bundle_close(struct bundle *b)
 	if (b->fd >= 0)
 		close(b->fd);
 	free(b->secs);
+	free(b->sigs);
 	free(b->path);
 	memset(b, 0, sizeof(*b));
 	b->fd = -1;
@@ -409,10 +493,18 @@ int bundle_section_data(const struct bundle *b, const struct bundle_section *s,
 			const uint8_t **data, struct err *e)
 {
 	const uint8_t *p = b->map + s->offset;
+	uint8_t d[BUNDLE_HASH_SIZE];
 
-	if (XXH3_64bits(p, (size_t)s->size) != s->hash)
-		return err_set(e, -EBADMSG, "%s: section %s checksum mismatch (corrupt)", b->path,
-			       s->name);
+	if (b->version == 1) {
+		if (XXH3_64bits(p, (size_t)s->size) != s->hash)
+			return err_set(e, -EBADMSG, "%s: section %s checksum mismatch (corrupt)",
+				       b->path, s->name);
+	} else {
+		crypto_generichash(d, sizeof(d), p, (size_t)s->covered, NULL, 0);
+		if (memcmp(d, s->digest, sizeof(d)))
+			return err_set(e, -EBADMSG, "%s: section %s does not match its hash "
+				       "(corrupt or modified)", b->path, s->name);
+	}
 	*data = p;
 	return 0;
 }
@@ -422,9 +514,13 @@ int bundle_verify_all(const struct bundle *b, struct err *e)
 	const uint8_t *p;
 
 	for (size_t i = 0; i < b->n; i++) {
-		int rc = bundle_section_data(b, &b->secs[i], &p, e);
+		const struct bundle_section *s = &b->secs[i];
+		int rc = bundle_section_data(b, s, &p, e);
 		if (rc)
 			return rc;
+		if (b->version >= 2 && XXH3_64bits(p, (size_t)s->size) != s->hash)
+			return err_set(e, -EBADMSG, "%s: section %s checksum mismatch (corrupt)",
+				       b->path, s->name);
 	}
 	return 0;
 }

@@ -30,7 +30,7 @@ static int fill(int fd, const struct bundle *b, const struct bundle_section *s,
 	dst = mmap(NULL, mem_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (dst == MAP_FAILED)
 		return err_set(e, -errno, "memory image: %s", strerror(errno));
-	rc = snapmem_read(sec, s->size, dst, mem_size, 0, e);
+	rc = snapmem_read(sec, s->size, s->covered, dst, mem_size, 0, e);
 	munmap(dst, mem_size);
 	return rc;
 }
@@ -48,8 +48,17 @@ int cache_image_path(const struct bundle_section *s, uint64_t mem_size, char *pa
 			fprintf(stderr, "smolvm: cache %s; restoring without the cache\n", e.msg);
 		return rc;
 	}
-	snprintf(path, len, "%s/mem-%016llx-%llu.raw", dir, (unsigned long long)s->hash,
-		 (unsigned long long)mem_size);
+	/* Format 2: named by the hash of its chunk table, which holds the
+	 * hash of every chunk: a name no other content can have. */
+	static const uint8_t none[BUNDLE_HASH_SIZE];
+	if (memcmp(s->digest, none, sizeof(none))) {
+		char hex[2 * BUNDLE_HASH_SIZE + 1];
+		sodium_bin2hex(hex, sizeof(hex), s->digest, sizeof(s->digest));
+		snprintf(path, len, "%s/mem-%s-%llu.raw", dir, hex, (unsigned long long)mem_size);
+	} else {
+		snprintf(path, len, "%s/mem-%016llx-%llu.raw", dir, (unsigned long long)s->hash,
+			 (unsigned long long)mem_size);
+	}
 	return 0;
 }
 

@@ -1,5 +1,5 @@
 /* The local cache of decompressed memory images, keyed by the memory
- * section's checksum: $SMOLVM_CACHE_DIR, else $XDG_CACHE_HOME/smolvm, else
+ * section's hash (format 1: its checksum): $SMOLVM_CACHE_DIR, else $XDG_CACHE_HOME/smolvm, else
  * ~/.cache/smolvm. A restore maps the image MAP_PRIVATE, so the second and
  * later restores of a bundle decompress nothing and share page cache. */
 #ifndef SMOLVM_CACHE_H

@@ -280,7 +280,14 @@ static int track_origin(const struct restore_plan *p, struct vm *vm, int lazy,
 		return err_set(e, -ENOMEM, "out of memory");
 	o->vm = vm;
 	o->track_fd = -1;
-	rc = snapmem_open(p->b.map + p->memory->offset, p->memory->size, &o->v, e);
+	/* Format 2: the chunk table against the section's hash, each chunk
+	 * against its own as it is read (format 1 bundles: the section's
+	 * checksum once the lazy fill has read it all). */
+	const uint8_t *data;
+	rc = p->b.version >= 2 ? bundle_section_data(&p->b, p->memory, &data, e) : 0;
+	if (!rc)
+		rc = snapmem_open(p->b.map + p->memory->offset, p->memory->size,
+				  p->b.version >= 2 ? p->memory->covered : p->memory->size, &o->v, e);
 	if (!rc && o->v.mem_size != vm->mem.size)
 		rc = err_set(e, -EBADMSG, "memory section holds %llu bytes, expected %llu",
 			     (unsigned long long)o->v.mem_size, (unsigned long long)vm->mem.size);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sodium.h>
 #include <zstd.h>
 
 #define LEVEL 1 /* fast: snapshot time matters more than a few % of size */
@@ -15,6 +16,11 @@ static void put_u32(uint8_t *p, uint32_t v) { v = htole32(v); memcpy(p, &v, 4); 
 static void put_u64(uint8_t *p, uint64_t v) { v = htole64(v); memcpy(p, &v, 8); }
 static uint32_t get_u32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return le32toh(v); }
 static uint64_t get_u64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return le64toh(v); }
+
+static const uint8_t *entry_of(const struct snapmem_view *v, uint32_t i)
+{
+	return v->sec + SNAPMEM_HDR + (size_t)i * v->entry;
+}
 
 static unsigned ncpus(void)
 {
@@ -40,6 +46,7 @@ struct cjob {
 	atomic_uint next;
 	void **out;      /* compressed frame per chunk, NULL if zero */
 	size_t *out_len;
+	uint8_t (*digest)[32]; /* of each frame */
 	uint8_t *borrowed; /* out[i] points into the base: not ours to free */
 	atomic_int failed;
 };
@@ -70,6 +77,10 @@ static void *compress_worker(void *arg)
 			j->out[i] = (void *)p;
 			j->out_len[i] = plen;
 			j->borrowed[i] = 1;
+			if (j->base->v->entry == SNAPMEM_ENTRY)
+				memcpy(j->digest[i], entry_of(j->base->v, i) + 16, 32);
+			else if (p)
+				crypto_generichash(j->digest[i], 32, p, plen, NULL, 0);
 			continue;
 		}
 		if (all_zero(src, len))
@@ -87,6 +98,7 @@ static void *compress_worker(void *arg)
 		}
 		j->out[i] = buf;
 		j->out_len[i] = n;
+		crypto_generichash(j->digest[i], 32, buf, n, NULL, 0);
 	}
 	ZSTD_freeCCtx(cc);
 	return NULL;
@@ -107,13 +119,14 @@ int snapmem_write(struct bundle_writer *w, const struct guest_mem *m,
 	j.out = calloc(j.nchunks, sizeof(*j.out));
 	j.out_len = calloc(j.nchunks, sizeof(*j.out_len));
 	j.borrowed = calloc(j.nchunks, 1);
+	j.digest = calloc(j.nchunks, sizeof(*j.digest));
 	table_len = SNAPMEM_HDR + (size_t)j.nchunks * SNAPMEM_ENTRY;
 	table = calloc(1, table_len);
 	/* A base of another shape cannot lend chunks. */
 	if (base && (base->v->mem_size != m->size || base->v->nchunks != j.nchunks))
 		base = NULL;
 	j.base = base;
-	if (!j.out || !j.out_len || !j.borrowed || !table) {
+	if (!j.out || !j.out_len || !j.borrowed || !j.digest || !table || sodium_init() < 0) {
 		rc = err_set(e, -ENOMEM, "out of memory");
 		goto out;
 	}
@@ -129,7 +142,7 @@ int snapmem_write(struct bundle_writer *w, const struct guest_mem *m,
 	}
 
 	memcpy(table, "SMEM", 4);
-	put_u32(table + 4, 1);
+	put_u32(table + 4, SNAPMEM_VERSION);
 	put_u64(table + 8, m->size);
 	put_u32(table + 16, SNAPMEM_CHUNK);
 	put_u32(table + 20, j.nchunks);
@@ -145,11 +158,14 @@ int snapmem_write(struct bundle_writer *w, const struct guest_mem *m,
 		}
 		put_u64(ent, off);
 		put_u32(ent + 8, (uint32_t)j.out_len[i]);
+		memcpy(ent + 16, j.digest[i], 32);
 		off += j.out_len[i];
 	}
 	rc = bundle_section_begin(w, "memory", SEC_MEMORY, COMP_ZSTD, m->size, e);
 	if (!rc)
 		rc = bundle_section_write(w, table, table_len, e);
+	if (!rc)
+		bundle_section_seal_head(w); /* the frames: by their hashes */
 	for (uint32_t i = 0; !rc && i < j.nchunks; i++)
 		if (j.out[i])
 			rc = bundle_section_write(w, j.out[i], j.out_len[i], e);
@@ -163,52 +179,84 @@ out:
 	free(j.out);
 	free(j.out_len);
 	free(j.borrowed);
+	free(j.digest);
 	free(table);
 	return rc;
 }
 
-/* Bounds of every chunk, checked before anything is decompressed. */
-static int check_table(const uint8_t *sec, uint64_t sec_size, uint64_t *mem_size,
-		       uint32_t *nchunks, struct err *e)
+/* Bounds of every chunk, checked before anything is decompressed; and
+ * that every byte is covered: by the caller's check or by chunk hashes. */
+static int check_table(const uint8_t *sec, uint64_t sec_size, uint64_t covered,
+		       struct snapmem_view *v, struct err *e)
 {
+	static const uint8_t nohash[32];
 	uint64_t size, table_len;
-	uint32_t n;
+	uint32_t n, version, es;
 
-	if (sec_size < SNAPMEM_HDR || memcmp(sec, "SMEM", 4) || get_u32(sec + 4) != 1 ||
+	if (sec_size < SNAPMEM_HDR || memcmp(sec, "SMEM", 4) ||
 	    get_u32(sec + 16) != SNAPMEM_CHUNK)
 		return err_set(e, -EBADMSG, "memory section: bad header");
+	version = get_u32(sec + 4);
+	if (version != 1 && version != SNAPMEM_VERSION)
+		return err_set(e, -EBADMSG, "memory section: bad header (version %u)", version);
+	es = version == 1 ? SNAPMEM_ENTRY_V1 : SNAPMEM_ENTRY;
 	size = get_u64(sec + 8);
 	n = get_u32(sec + 20);
 	if (size > MEM_MAX_SIZE || (size + SNAPMEM_CHUNK - 1) / SNAPMEM_CHUNK != n)
 		return err_set(e, -EBADMSG, "memory section: %llu bytes in %u chunks is inconsistent",
 			       (unsigned long long)size, n);
-	table_len = SNAPMEM_HDR + (uint64_t)n * SNAPMEM_ENTRY;
+	table_len = SNAPMEM_HDR + (uint64_t)n * es;
 	if (table_len > sec_size)
 		return err_set(e, -EBADMSG, "memory section: chunk table truncated");
+	if (covered < sec_size && (version == 1 || covered < table_len))
+		return err_set(e, -EBADMSG, "memory section: its chunks are not covered by its hash");
 	for (uint32_t i = 0; i < n; i++) {
-		const uint8_t *ent = sec + SNAPMEM_HDR + (size_t)i * SNAPMEM_ENTRY;
+		const uint8_t *ent = sec + SNAPMEM_HDR + (size_t)i * es;
 		uint64_t off = get_u64(ent);
 		uint32_t len = get_u32(ent + 8);
 		if (get_u32(ent + 12) || (!off && len) ||
+		    (!off && es == SNAPMEM_ENTRY && memcmp(ent + 16, nohash, 32)) ||
 		    (off && (off < table_len || off > sec_size || len > sec_size - off || !len)))
 			return err_set(e, -EBADMSG, "memory section: chunk %u out of range", i);
 	}
-	*mem_size = size;
-	*nchunks = n;
+	v->sec = sec;
+	v->sec_size = sec_size;
+	v->mem_size = size;
+	v->nchunks = n;
+	v->entry = es;
 	return 0;
 }
 
 int snapmem_size(const uint8_t *sec, uint64_t sec_size, uint64_t *mem_size, struct err *e)
 {
-	uint32_t n;
-	return check_table(sec, sec_size, mem_size, &n, e);
+	struct snapmem_view v;
+	int rc = check_table(sec, sec_size, sec_size, &v, e);
+
+	if (!rc)
+		*mem_size = v.mem_size;
+	return rc;
 }
 
-int snapmem_open(const uint8_t *sec, uint64_t sec_size, struct snapmem_view *v, struct err *e)
+int snapmem_open(const uint8_t *sec, uint64_t sec_size, uint64_t covered,
+		 struct snapmem_view *v, struct err *e)
 {
-	v->sec = sec;
-	v->sec_size = sec_size;
-	return check_table(sec, sec_size, &v->mem_size, &v->nchunks, e);
+	return check_table(sec, sec_size, covered, v, e);
+}
+
+/* A version 2 chunk's frame against its hash (version 1: the caller
+ * verified the whole section). */
+static int check_frame(const struct snapmem_view *v, uint32_t i, struct err *e)
+{
+	const uint8_t *ent = entry_of(v, i);
+	uint8_t d[32];
+
+	if (v->entry != SNAPMEM_ENTRY)
+		return 0;
+	crypto_generichash(d, sizeof(d), v->sec + get_u64(ent), get_u32(ent + 8), NULL, 0);
+	if (memcmp(d, ent + 16, sizeof(d)))
+		return err_set(e, -EBADMSG, "memory section: chunk %u does not match its hash "
+			       "(corrupt or modified)", i);
+	return 0;
 }
 
 size_t snapmem_chunk_len(const struct snapmem_view *v, uint32_t i)
@@ -221,7 +269,7 @@ size_t snapmem_chunk_len(const struct snapmem_view *v, uint32_t i)
 void snapmem_chunk_frame(const struct snapmem_view *v, uint32_t i, const uint8_t **p,
 			 uint32_t *len)
 {
-	const uint8_t *ent = v->sec + SNAPMEM_HDR + (size_t)i * SNAPMEM_ENTRY;
+	const uint8_t *ent = entry_of(v, i);
 	uint64_t off = get_u64(ent);
 
 	*p = off ? v->sec + off : NULL;
@@ -230,20 +278,24 @@ void snapmem_chunk_frame(const struct snapmem_view *v, uint32_t i, const uint8_t
 
 int snapmem_chunk_zero(const struct snapmem_view *v, uint32_t i)
 {
-	return get_u64(v->sec + SNAPMEM_HDR + (size_t)i * SNAPMEM_ENTRY) == 0;
+	return get_u64(entry_of(v, i)) == 0;
 }
 
 int snapmem_chunk_read(const struct snapmem_view *v, uint32_t i, void *dctx, void *dst,
 		       struct err *e)
 {
-	const uint8_t *ent = v->sec + SNAPMEM_HDR + (size_t)i * SNAPMEM_ENTRY;
+	const uint8_t *ent = entry_of(v, i);
 	uint64_t off = get_u64(ent);
 	size_t want = snapmem_chunk_len(v, i), n;
+	int rc;
 
 	if (!off) {
 		memset(dst, 0, want);
 		return 0;
 	}
+	rc = check_frame(v, i, e);
+	if (rc)
+		return rc;
 	n = ZSTD_decompressDCtx(dctx, dst, want, v->sec + off, get_u32(ent + 8));
 	if (ZSTD_isError(n) || n != want)
 		return err_set(e, -EBADMSG, "memory section: chunk %u does not decompress", i);
@@ -251,72 +303,91 @@ int snapmem_chunk_read(const struct snapmem_view *v, uint32_t i, void *dctx, voi
 }
 
 struct djob {
-	const uint8_t *sec;
-	uint8_t *dst;
-	uint64_t mem_size;
-	uint32_t nchunks;
+	struct snapmem_view v;
+	uint8_t *dst; /* NULL: decompress to check only */
 	atomic_uint next;
 	atomic_int failed;
-	atomic_uint bad_chunk;
+	pthread_mutex_t lock;
+	struct err err; /* the first failure's */
 };
 
 static void *decompress_worker(void *arg)
 {
 	struct djob *j = arg;
 	ZSTD_DCtx *dc = ZSTD_createDCtx();
+	uint8_t *scratch = j->dst ? NULL : malloc(SNAPMEM_CHUNK);
+	struct err e;
+	int rc = 0;
 
-	if (!dc) {
-		atomic_store(&j->failed, -ENOMEM);
-		return NULL;
+	if (!dc || (!j->dst && !scratch)) {
+		rc = err_set(&e, -ENOMEM, "out of memory");
+		goto out;
 	}
 	for (;;) {
 		uint32_t i = atomic_fetch_add(&j->next, 1);
-		if (i >= j->nchunks || atomic_load(&j->failed))
+		if (i >= j->v.nchunks || atomic_load(&j->failed))
 			break;
-		const uint8_t *ent = j->sec + SNAPMEM_HDR + (size_t)i * SNAPMEM_ENTRY;
-		uint64_t off = get_u64(ent);
-		uint32_t len = get_u32(ent + 8);
-		uint64_t at = (uint64_t)i * SNAPMEM_CHUNK;
-		size_t want = j->mem_size - at < SNAPMEM_CHUNK ? (size_t)(j->mem_size - at) : SNAPMEM_CHUNK;
-		if (!off)
-			continue; /* zero chunk: the destination is already zero */
-		size_t n = ZSTD_decompressDCtx(dc, j->dst + at, want, j->sec + off, len);
-		if (ZSTD_isError(n) || n != want) {
-			atomic_store(&j->bad_chunk, i);
-			atomic_store(&j->failed, -EBADMSG);
+		if (snapmem_chunk_zero(&j->v, i))
+			continue; /* the destination is already zero */
+		rc = snapmem_chunk_read(&j->v, i, dc,
+					j->dst ? j->dst + (uint64_t)i * SNAPMEM_CHUNK : scratch, &e);
+		if (rc)
 			break;
+	}
+out:
+	if (rc) {
+		pthread_mutex_lock(&j->lock);
+		if (!atomic_load(&j->failed)) {
+			j->err = e;
+			atomic_store(&j->failed, rc);
 		}
+		pthread_mutex_unlock(&j->lock);
 	}
 	ZSTD_freeDCtx(dc);
+	free(scratch);
 	return NULL;
 }
 
-int snapmem_read(const uint8_t *sec, uint64_t sec_size, void *dst, uint64_t mem_size,
-		 unsigned threads, struct err *e)
+static int decompress_all(struct djob *j, unsigned threads, struct err *e)
 {
-	struct djob j = { .sec = sec, .dst = dst };
 	pthread_t th[16];
 	unsigned nt = threads ? threads : ncpus();
-	uint64_t size;
-	int rc;
 
-	rc = check_table(sec, sec_size, &size, &j.nchunks, e);
-	if (rc)
-		return rc;
-	if (size != mem_size)
-		return err_set(e, -EBADMSG, "memory section holds %llu bytes, expected %llu",
-			       (unsigned long long)size, (unsigned long long)mem_size);
-	j.mem_size = size;
 	if (nt > 16)
 		nt = 16;
+	pthread_mutex_init(&j->lock, NULL);
 	for (unsigned t = 1; t < nt; t++)
-		if (pthread_create(&th[t], NULL, decompress_worker, &j))
+		if (pthread_create(&th[t], NULL, decompress_worker, j))
 			nt = t;
-	decompress_worker(&j);
+	decompress_worker(j);
 	for (unsigned t = 1; t < nt; t++)
 		pthread_join(th[t], NULL);
-	if (atomic_load(&j.failed))
-		return err_set(e, atomic_load(&j.failed), "memory section: chunk %u does not decompress",
-			       atomic_load(&j.bad_chunk));
+	pthread_mutex_destroy(&j->lock);
+	if (atomic_load(&j->failed)) {
+		*e = j->err;
+		return atomic_load(&j->failed);
+	}
 	return 0;
+}
+
+int snapmem_read(const uint8_t *sec, uint64_t sec_size, uint64_t covered, void *dst,
+		 uint64_t mem_size, unsigned threads, struct err *e)
+{
+	struct djob j = { .dst = dst };
+	int rc = check_table(sec, sec_size, covered, &j.v, e);
+
+	if (rc)
+		return rc;
+	if (j.v.mem_size != mem_size)
+		return err_set(e, -EBADMSG, "memory section holds %llu bytes, expected %llu",
+			       (unsigned long long)j.v.mem_size, (unsigned long long)mem_size);
+	return decompress_all(&j, threads, e);
+}
+
+int snapmem_verify(const uint8_t *sec, uint64_t sec_size, uint64_t covered, struct err *e)
+{
+	struct djob j = { .dst = NULL };
+	int rc = check_table(sec, sec_size, covered, &j.v, e);
+
+	return rc ? rc : decompress_all(&j, 0, e);
 }

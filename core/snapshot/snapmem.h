@@ -3,10 +3,16 @@
  * decompressed in parallel or one at a time on demand.
  *
  * Section layout (little-endian):
- *   "SMEM" u32 version(1) u64 mem_size u32 chunk_size u32 nchunks
+ *   "SMEM" u32 version(2) u64 mem_size u32 chunk_size u32 nchunks
  *   nchunks x { u64 offset (from the section start, 0 = zero chunk),
- *               u32 compressed size, u32 reserved (0) }
- *   zstd frames, in chunk order */
+ *               u32 compressed size, u32 reserved (0),
+ *               BLAKE2b-256 of the frame (zero for a zero chunk) }
+ *   zstd frames, in chunk order
+ * The section's digest in the TOC covers the header and the chunk table
+ * only; each frame is checked against its hash when it is decompressed, so
+ * a lazy restore verifies only what it reads. Version 1 (format 1 bundles)
+ * has 16-byte entries without hashes: its whole section must be verified
+ * by the caller. */
 #ifndef SMOLVM_SNAPMEM_H
 #define SMOLVM_SNAPMEM_H
 
@@ -17,7 +23,9 @@
 
 #define SNAPMEM_CHUNK (1u << 20)
 #define SNAPMEM_HDR 24
-#define SNAPMEM_ENTRY 16
+#define SNAPMEM_VERSION 2
+#define SNAPMEM_ENTRY 48
+#define SNAPMEM_ENTRY_V1 16
 
 struct snapmem_stats {
 	uint64_t chunks, zero_chunks, stored_bytes;
@@ -38,19 +46,24 @@ struct snapmem_base {
 int snapmem_write(struct bundle_writer *w, const struct guest_mem *m,
 		  const struct snapmem_base *base, struct snapmem_stats *st,
 		  struct err *e) WARN_UNUSED;
-/* Decompresses a verified memory section into dst (mem_size bytes,
- * zero-filled beforehand), using `threads` threads. */
-int snapmem_read(const uint8_t *sec, uint64_t sec_size, void *dst, uint64_t mem_size,
-		 unsigned threads, struct err *e) WARN_UNUSED;
+/* A memory section of sec_size bytes whose first `covered` bytes the
+ * caller verified (bundle_section_data): chunks beyond them must carry
+ * hashes (version 2), checked as each is decompressed. */
+
+/* Decompresses it into dst (mem_size bytes, zero-filled beforehand),
+ * using `threads` threads. */
+int snapmem_read(const uint8_t *sec, uint64_t sec_size, uint64_t covered, void *dst,
+		 uint64_t mem_size, unsigned threads, struct err *e) WARN_UNUSED;
 /* One chunk at a time (lazy restore): a checked view of the section. */
 struct snapmem_view {
 	const uint8_t *sec;
 	uint64_t sec_size, mem_size;
 	uint32_t nchunks;
+	uint32_t entry; /* size of a table entry: version 1 or 2 */
 };
 
-int snapmem_open(const uint8_t *sec, uint64_t sec_size, struct snapmem_view *v,
-		 struct err *e) WARN_UNUSED;
+int snapmem_open(const uint8_t *sec, uint64_t sec_size, uint64_t covered,
+		 struct snapmem_view *v, struct err *e) WARN_UNUSED;
 /* Bytes of guest memory chunk i covers. */
 size_t snapmem_chunk_len(const struct snapmem_view *v, uint32_t i);
 /* 1 when chunk i is all zero (stored as nothing). */
@@ -58,13 +71,17 @@ int snapmem_chunk_zero(const struct snapmem_view *v, uint32_t i);
 /* The stored frame of chunk i (NULL, 0 for a zero chunk). */
 void snapmem_chunk_frame(const struct snapmem_view *v, uint32_t i, const uint8_t **p,
 			 uint32_t *len);
-/* Decompresses chunk i into dst (snapmem_chunk_len bytes); dctx is a
- * ZSTD_DCtx of the caller's thread. */
+/* Checks chunk i against its hash and decompresses it into dst
+ * (snapmem_chunk_len bytes); dctx is a ZSTD_DCtx of the caller's thread. */
 int snapmem_chunk_read(const struct snapmem_view *v, uint32_t i, void *dctx, void *dst,
 		       struct err *e) WARN_UNUSED;
 
 /* Reads mem_size from a section header after bounds checks. */
 int snapmem_size(const uint8_t *sec, uint64_t sec_size, uint64_t *mem_size,
 		 struct err *e) WARN_UNUSED;
+/* Checks every stored chunk against its hash and decompresses it
+ * (inspect, verify, sign): the whole section, as a restore would. */
+int snapmem_verify(const uint8_t *sec, uint64_t sec_size, uint64_t covered,
+		   struct err *e) WARN_UNUSED;
 
 #endif
