@@ -120,13 +120,16 @@ int session_inspect(const char *path)
 		printf("\n");
 	}
 	printf("\n");
-	struct sig_verdict v;
+	struct sig_verdict v = { 0 };
 	if (!plan.b.nsigs)
 		printf("not signed\n");
 	else if (signatures_judge(&plan.b, &v, 1, &e))
 		printf("signatures: %s\n", e.msg);
 	/* (the memory chunks decompress, too) */
 	rc = snapshot_verify(&plan.b, &e);
+	if (!rc && v.bad)
+		rc = err_set(&e, -EBADMSG, "a signature does not match: the bundle was changed after "
+			     "it was signed");
 	printf("%s\n", rc ? e.msg : "ok: every hash and checksum matches and the memory decompresses");
 	snapshot_close(&plan);
 	return rc ? 1 : 0;

@@ -84,35 +84,38 @@ t_lazy_fill_2cpus() {
 }
 
 # A chunk whose zstd frame is damaged, in a container whose checksums were
-# made to match again (tests/integration/corrupt_chunk.c). A lazy restore
+# made to match again, hashes too (tests/integration/corrupt_chunk.c). A lazy restore
 # meets it on a vCPU's fault or in the background fill, whichever comes
 # first (they race: -vv's counts hint which): either way the machine stops
 # with a message naming the chunk, the guest never reports that memory as
 # verified (nor as bad: it must not run on what was put there instead), and
 # no cache image is published. Chunk 20 lies early in what the guest reads
 # after the restore, chunk 79 last; on 1 and 2 vCPUs. The eager path
-# refuses the bundle before the machine starts.
+# refuses the bundle before the machine starts. A chunk changed with its
+# hash left as it was ("stale") is caught by the hash before zstd sees it.
 t_lazy_corrupt_chunk() {
 	need_kvm || return
-	local b bad c=$WORK/corrupt-cache log rc cpus chunk how
-	cc -O2 -Wall -Werror -o "$WORK/corrupt_chunk" tests/integration/corrupt_chunk.c -lxxhash ||
-		{ echo "cannot build tests/integration/corrupt_chunk.c (libxxhash-dev)"; return 1; }
-	for cpus_chunk in 1:20 2:79 2:79:eager; do
-		IFS=: read -r cpus chunk how <<< "$cpus_chunk"
+	local b bad c=$WORK/corrupt-cache log rc cpus chunk how stale want
+	cc -O2 -Wall -Werror -o "$WORK/corrupt_chunk" tests/integration/corrupt_chunk.c -lxxhash -lsodium ||
+		{ echo "cannot build tests/integration/corrupt_chunk.c (libxxhash-dev, libsodium-dev)"; return 1; }
+	for cpus_chunk in 1:20 2:79 2:79:eager 1:20:lazy:stale; do
+		IFS=: read -r cpus chunk how stale <<< "$cpus_chunk"
 		how=${how:-lazy}
+		want="chunk $chunk does not decompress"
+		[ -z "$stale" ] || want="chunk $chunk does not match its hash"
 		b=$(fill_bundle "fill$cpus" "$cpus" "rounds=2") || return 1
-		bad=$WORK/corrupt$cpus-$chunk.smolmachine
+		bad=$WORK/corrupt$cpus-$chunk$stale.smolmachine
 		if [ ! -f "$bad" ]; then
 			cp "$b" "$bad"
-			"$WORK/corrupt_chunk" "$bad" "$chunk" || return 1
+			"$WORK/corrupt_chunk" "$bad" "$chunk" $stale || return 1
 			# The container opens, its checksums match: only the chunk is bad.
 			"$SMOLVM" inspect "$bad" > "$WORK/corrupt-inspect.log" 2>&1
 			if grep -q 'checksum mismatch' "$WORK/corrupt-inspect.log" ||
-			   ! grep -q "chunk $chunk does not decompress" "$WORK/corrupt-inspect.log"; then
+			   ! grep -q "$want" "$WORK/corrupt-inspect.log"; then
 				show "$WORK/corrupt-inspect.log"; return 1
 			fi
 		fi
-		log=$WORK/corrupt$cpus-$chunk-$how.log
+		log=$WORK/corrupt$cpus-$chunk-$how$stale.log
 		rm -rf "$c"
 		if [ "$how" = eager ]; then
 			SMOLVM_RESTORE=eager lazy_restore "$log" "$c" "$bad"; rc=$?
@@ -121,14 +124,14 @@ t_lazy_corrupt_chunk() {
 			grep -q 'restored .*(memory filled on demand' "$log" ||
 				{ echo "not a lazy restore:"; show "$log"; return 1; }
 		fi
-		if [ $rc -eq 0 ] || [ $rc -ge 124 ] || ! grep -q "chunk $chunk does not decompress" "$log" ||
+		if [ $rc -eq 0 ] || [ $rc -ge 124 ] || ! grep -q "$want" "$log" ||
 		   grep -q '^verify' "$log"; then
 			echo "$cpus vCPUs, chunk $chunk, $how: exit $rc:"; show "$log"; return 1
 		fi
 		if ls "$c"/mem-* > /dev/null 2>&1; then
 			echo "$how: a cache image was left:"; ls -l "$c"; return 1
 		fi
-		echo "$cpus vCPUs, chunk $chunk, $how: exit $rc: $(grep -m1 "chunk $chunk" "$log")"
+		echo "$cpus vCPUs, chunk $chunk, $how${stale:+, stale hash}: exit $rc: $(grep -m1 "chunk $chunk" "$log")"
 		grep -m1 -o 'memory on demand: [0-9]* chunks faulted in, [0-9]* filled' "$log" | sed 's/^/    /'
 	done
 }

@@ -77,7 +77,7 @@ t_snapshot_inspect() {
 	local b log=$WORK/inspect.log
 	b=$(ticker_bundle) || return 1
 	"$SMOLVM" inspect "$b" > "$log" 2>&1 || { show "$log"; return 1; }
-	for want in '^\[machine\]' '^cpus = 1' '^\[device.uart0\]' '^memory +memory +zstd' '^cpu.0 ' '^ok: every checksum'; do
+	for want in '^\[machine\]' '^cpus = 1' '^\[device.uart0\]' '^memory +memory +zstd' '^cpu.0 ' '^ok: every hash and checksum'; do
 		grep -Eq "$want" "$log" || { echo "missing $want"; show "$log" 40; return 1; }
 	done
 }
@@ -99,8 +99,24 @@ d=bytearray(open(p,'rb').read()); d[o]^=0x10; open(p,'wb').write(d)" "$WORK/flip
 		if "$SMOLVM" inspect "$WORK/flip.smolmachine" > "$WORK/flip.log" 2>&1; then
 			echo "bit flip at offset $off not detected"; bad=1
 		fi
-		if ! grep -Eq 'checksum|magic|truncated|out of range|malformed|gap|name|version' "$WORK/flip.log"; then
+		if ! grep -Eq 'checksum|hash|signature|magic|truncated|out of range|malformed|gap|name|version' "$WORK/flip.log"; then
 			echo "offset $off: unclear message:"; show "$WORK/flip.log" 3; bad=1
+		fi
+	done
+	# a signed copy: a flip in its signature block is caught too
+	SMOLVM_CONFIG_DIR=$WORK/flip-config "$SMOLVM" key generate > /dev/null &&
+		SMOLVM_CONFIG_DIR=$WORK/flip-config "$SMOLVM" sign -o "$WORK/signed.smolmachine" "$b" > /dev/null ||
+		{ echo "cannot sign"; return 1; }
+	size=$(stat -c %s "$WORK/signed.smolmachine")
+	for off in $(seq $((size - 104)) 5 $((size - 1))); do
+		cp "$WORK/signed.smolmachine" "$WORK/flip.smolmachine"
+		python3 -c "
+import sys; p=sys.argv[1]; o=int(sys.argv[2])
+d=bytearray(open(p,'rb').read()); d[o]^=0x10; open(p,'wb').write(d)" "$WORK/flip.smolmachine" "$off"
+		tried=$((tried + 1))
+		if SMOLVM_CONFIG_DIR=$WORK/flip-config "$SMOLVM" inspect "$WORK/flip.smolmachine" > "$WORK/flip.log" 2>&1 ||
+		   ! grep -Eq 'signature' "$WORK/flip.log"; then
+			echo "signature flip at offset $off:"; show "$WORK/flip.log" 3; bad=1
 		fi
 	done
 	echo "$tried flipped bundles refused"
