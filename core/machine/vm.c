@@ -131,6 +131,9 @@ static void *vcpu_thread(void *arg)
 
 	snprintf(name, sizeof(name), "vcpu%u", c->index);
 	pthread_setname_np(pthread_self(), name);
+	if (vm->opts.events.vcpu_start && vm->opts.events.vcpu_start(vm->opts.events.opaque, &e)) {
+		vm_request_stop(vm, VM_STOP_ERROR, e.msg);
+	}
 	while (atomic_load(&vm->stop) == VM_RUNNING) {
 		/* Park only right after an interrupted run: KVM completes a
 		 * pending port or MMIO read on the next run, so any other exit

@@ -61,6 +61,9 @@ struct vm_events {
 	/* Main thread, after every wake-up of the event loop (vm_wake()): the
 	 * place to act on what the other callbacks noted. */
 	void (*wake)(void *opaque);
+	/* Each vCPU thread, before its first run: the place to narrow what
+	 * the thread may do. Non-zero (e says why) stops the machine. */
+	int (*vcpu_start)(void *opaque, struct err *e);
 };
 
 struct vm_opts {

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "session/syscalls.h"
 #include "snapshot/snapshot.h"
 
 /* Snapshots are taken here, on the main thread, between loop rounds. */
@@ -86,6 +87,12 @@ void session_ready_armed(void *opaque, int stage)
 		vm_wake(ss->vm);
 }
 
+static int on_vcpu_start(void *opaque, struct err *e)
+{
+	(void)opaque;
+	return syscalls_restrict_vcpu(e);
+}
+
 struct vm_events session_events(struct session *ss)
 {
 	/* Console lines matter only to hooks and to the ready text. */
@@ -95,5 +102,6 @@ struct vm_events session_events(struct session *ss)
 	return (struct vm_events){ .opaque = ss,
 				   .console_line = lines ? on_line : NULL,
 				   .snapshot_request = on_snapshot_request,
-				   .wake = on_wake };
+				   .wake = on_wake,
+				   .vcpu_start = on_vcpu_start };
 }
