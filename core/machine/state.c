@@ -254,3 +254,35 @@ int state_reader_check(struct smolvm_state_reader *r, struct err *e)
 	}
 	return 0;
 }
+
+int state_dump(FILE *f, const void *buf, size_t len, const char *indent, struct err *e)
+{
+	struct smolvm_state_reader r;
+	int depth = 0, rc = state_reader_init(&r, buf, len, e);
+
+	for (size_t i = 0; !rc && i < r.n; i++) {
+		const struct state_rec *s = &r.recs[i];
+		uint64_t v = 0;
+		if (s->kind == REC_END) {
+			depth--;
+			fprintf(f, "%s%*s}\n", indent, 2 * depth, "");
+			continue;
+		}
+		fprintf(f, "%s%*s%.*s", indent, 2 * depth, "", (int)s->name_len, s->name);
+		if (s->kind == REC_BEGIN) {
+			fprintf(f, " {%s\n", s->type & STATE_SECTION_OPTIONAL ? " (optional)" : "");
+			depth++;
+		} else if (s->type == SMOLVM_STATE_BYTES) {
+			fprintf(f, " = %u bytes", s->data_len);
+			for (uint32_t k = 0; k < s->data_len && k < 16; k++)
+				fprintf(f, "%s%02x", k ? "" : " ", s->data[k]);
+			fprintf(f, "%s\n", s->data_len > 16 ? "..." : "");
+		} else {
+			for (uint32_t k = s->data_len; k-- > 0;)
+				v = v << 8 | s->data[k];
+			fprintf(f, " = %llu (0x%llx)\n", (unsigned long long)v, (unsigned long long)v);
+		}
+	}
+	state_reader_free(&r);
+	return rc;
+}

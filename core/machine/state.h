@@ -7,6 +7,7 @@
 #define SMOLVM_STATE_CORE_H
 
 #include <smolvm/plugin.h>
+#include <stdio.h>
 
 #include "lib/err.h"
 
@@ -54,6 +55,10 @@ int state_get(struct smolvm_state_reader *r, const char *name,
 	      enum smolvm_state_type type, void *data, uint32_t len);
 int state_enter(struct smolvm_state_reader *r, const char *name);
 int state_leave(struct smolvm_state_reader *r);
+/* Prints every field and section of an encoded state, one a line, each
+ * line starting with `indent` (inspect). */
+int state_dump(FILE *f, const void *buf, size_t len, const char *indent,
+	       struct err *e) WARN_UNUSED;
 /* After a restore: refuses a required section nobody entered. */
 int state_reader_check(struct smolvm_state_reader *r, struct err *e) WARN_UNUSED;
 

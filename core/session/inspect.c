@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "machine/loader.h"
+#include "machine/state.h"
 #include "script/script.h"
 #include "session/control.h"
 #include "session/host_config.h"
@@ -118,6 +119,16 @@ int session_inspect(const char *path)
 		if (s->covered != s->size)
 			printf(" (%llu; its chunks by their own)", (unsigned long long)s->covered);
 		printf("\n");
+	}
+	/* What each device saved, decoded (the fields are named and typed). */
+	for (size_t i = 0; i < plan.b.n; i++) {
+		const struct bundle_section *s = &plan.b.secs[i];
+		const uint8_t *data;
+		if (s->type != SEC_DEVICE || bundle_section_data(&plan.b, s, &data, &e))
+			continue;
+		printf("\n%s:\n", s->name);
+		if (state_dump(stdout, data, (size_t)s->size, "  ", &e))
+			printf("  (cannot be decoded: %s)\n", e.msg);
 	}
 	printf("\n");
 	struct sig_verdict v = { 0 };

@@ -77,7 +77,7 @@ t_snapshot_inspect() {
 	local b log=$WORK/inspect.log
 	b=$(ticker_bundle) || return 1
 	"$SMOLVM" inspect "$b" > "$log" 2>&1 || { show "$log"; return 1; }
-	for want in '^\[machine\]' '^cpus = 1' '^\[device.uart0\]' '^memory +memory +zstd' '^cpu.0 ' '^ok: every hash and checksum'; do
+	for want in '^\[machine\]' '^cpus = 1' '^\[device.uart0\]' '^memory +memory +zstd' '^cpu.0 ' '^ok: every hash and checksum' '^dev.uart0:$' '^  lcr = 3 \(0x3\)'; do
 		grep -Eq "$want" "$log" || { echo "missing $want"; show "$log" 40; return 1; }
 	done
 }
