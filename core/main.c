@@ -53,10 +53,14 @@ static void usage(FILE *f)
 	"      --backend NAME     hypervisor backend plugin (default: kvm)\n"         \
 	"      --host-quirks MODE workarounds for software-emulated KVM: auto\n"      \
 	"                         (detect, the default), on or off\n"                 \
-	"  -v, --verbose          more messages (twice: unhandled I/O too)\n"         \
+	VERBOSE_OPTION                                                               \
 	"      --rebuild          build the script's root filesystem afresh, even\n"  \
 	"                         when the cache holds it\n"                          \
 	HOOK_OPTIONS
+#define VERBOSE_OPTION                                                               \
+	"  -v, --verbose          say what smolvm does and how long it takes, and the\n" \
+	"                         devices' INFO messages (twice: their DEBUG messages\n" \
+	"                         and unhandled guest I/O too)\n"
 #define HOOK_OPTIONS                                                                 \
 	"      --hooks FILE       Lua hooks replacing the script's of the same name\n" \
 	"      --var KEY=VALUE    seen by hooks as vm.vars.KEY (repeatable)\n"
@@ -122,7 +126,7 @@ static void usage_run(FILE *f)
 		"  -p, --pristine         never write BUNDLE (SIGUSR1 then needs -o)\n"
 		"  -o, --output BUNDLE    where SIGUSR1 saves the running machine\n"
 		"                         (default: back into BUNDLE, unless --pristine)\n"
-		"  -v, --verbose          say how long the restore took (twice: more)\n"
+		VERBOSE_OPTION
 		HOOK_OPTIONS
 		TRUST_OPTIONS
 		"\n" CONSOLE_HELP "\n"
@@ -156,7 +160,8 @@ static void usage_exec(FILE *f)
 		"                         beyond it nothing is written\n"
 		"  -k, --keep             save the machine afterwards (needs -o)\n"
 		"  -o, --output BUNDLE    where --keep saves it\n"
-		"  -v, --verbose          timings and the guest console on stderr\n"
+		VERBOSE_OPTION
+		"                         (exec: the guest console on stderr too)\n"
 		HOOK_OPTIONS
 		TRUST_OPTIONS
 		"\n"

@@ -175,7 +175,7 @@ static int restore(const char *path, struct restored *r, struct session *ss, int
 int session_run(const char *bundle, int pristine, const char *out, const struct session_opts *o)
 {
 	struct session ss = { .o = o, .save_to = out ? out : pristine ? NULL : bundle };
-	struct vm_opts vo = { .verbose = o->verbose > 1 };
+	struct vm_opts vo = { .verbose = o->verbose };
 	struct restored r;
 	struct vm vm;
 	int status = 1;

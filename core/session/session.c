@@ -50,8 +50,7 @@ int session_drive(struct session *ss, struct vm *vm, int restored)
 		return 1;
 	}
 	ss->hooks = h;
-	/* boot and pack show the machine with -v, run and exec with -vv */
-	if (restored ? verbose > 1 : verbose)
+	if (verbose)
 		fprintf(stderr, "smolvm: %u vCPU, %llu MiB%s\nsmolvm: cmdline: %s\n",
 			vm->cfg->cpus, (unsigned long long)(vm->cfg->memory >> 20),
 			vm->quirks ? " (host quirks on)" : "", vm->cmdline);
