@@ -59,9 +59,39 @@ static void *h_guest_ptr(smolvm_ctx *ctx, uint64_t gpa, uint64_t len)
 	return mem_ptr(&ctx->vm->mem, gpa, len);
 }
 
+/* Claims line gsi for ctx (0 when it has it already), or says who has it. */
+static int claim(smolvm_ctx *ctx, uint32_t gsi)
+{
+	struct vm *vm = ctx->vm;
+	const smolvm_ctx *owner;
+
+	if (gsi >= sizeof(vm->irq_owner) / sizeof(vm->irq_owner[0])) {
+		h_set_error(ctx, "interrupt line %u: there are 24 (0-23)", gsi);
+		return -EINVAL;
+	}
+	owner = vm->irq_owner[gsi];
+	if (owner && owner != ctx) {
+		h_set_error(ctx, "interrupt line %u is %s's already: give this device another "
+			    "(its irq option)", gsi, owner->name);
+		return -EBUSY;
+	}
+	vm->irq_owner[gsi] = ctx;
+	return 0;
+}
+
+static int h_irq_claim(smolvm_ctx *ctx, uint32_t gsi)
+{
+	return claim(ctx, gsi);
+}
+
 static int h_irq_set(smolvm_ctx *ctx, uint32_t gsi, int level)
 {
 	struct vm *vm = ctx->vm;
+
+	/* (claims are made in create, before any thread calls this) */
+	if (gsi < sizeof(vm->irq_owner) / sizeof(vm->irq_owner[0]) && vm->irq_owner[gsi] &&
+	    vm->irq_owner[gsi] != ctx)
+		return -EBUSY;
 	return vm->be->irq_line(vm->be_vm, gsi, level);
 }
 
@@ -135,6 +165,9 @@ static int h_resource_alloc(smolvm_ctx *ctx, uint64_t size, uint64_t *base, uint
 		h_set_error(ctx, "no room for a %llu-byte MMIO window", (unsigned long long)size);
 		return -ENOSPC;
 	}
+	/* (a line a device claimed by number is not handed out) */
+	while (vm->next_gsi < sizeof(free_gsis) && vm->irq_owner[free_gsis[vm->next_gsi]])
+		vm->next_gsi++;
 	if (vm->next_gsi >= sizeof(free_gsis)) {
 		h_set_error(ctx, "no free interrupt line (at most %zu such devices)",
 			    sizeof(free_gsis));
@@ -143,7 +176,7 @@ static int h_resource_alloc(smolvm_ctx *ctx, uint64_t size, uint64_t *base, uint
 	*base = at;
 	*gsi = free_gsis[vm->next_gsi++];
 	vm->next_mmio = at + size;
-	return 0;
+	return claim(ctx, *gsi);
 }
 
 static int h_cmdline_append(smolvm_ctx *ctx, const char *text)
@@ -220,4 +253,5 @@ const struct smolvm_host_api host_api = {
 	.irqfd = h_irqfd,
 	.config_path = h_config_path,
 	.restoring = h_restoring,
+	.irq_claim = h_irq_claim,
 };

@@ -112,6 +112,7 @@ struct vm {
 	char *dev_cmdline; /* what devices asked to add (virtio_mmio.device=...) */
 	uint64_t next_mmio; /* next free system-bus MMIO window */
 	unsigned next_gsi;  /* index into the free interrupt lines */
+	const struct smolvm_ctx *irq_owner[24]; /* who claimed each IOAPIC pin */
 
 	pthread_mutex_t stop_lock;
 	atomic_int stop;

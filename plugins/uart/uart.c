@@ -318,6 +318,8 @@ static int uart_create(smolvm_ctx *ctx, const struct smolvm_host_api *api, void 
 	rc = parse_u32(api, ctx, "port", 0x3f8, 0xfff8, &port);
 	if (!rc)
 		rc = parse_u32(api, ctx, "irq", 4, 23, &u->irq);
+	if (!rc && SMOLVM_HAS(api, irq_claim))
+		rc = api->irq_claim(ctx, u->irq);
 	if (!rc)
 		rc = api->io_register(ctx, SMOLVM_SPACE_PIO, port, 8, &uart_io, u);
 	/* An earlier device may have the console's input: then this port

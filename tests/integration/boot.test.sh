@@ -108,6 +108,24 @@ t_unknown_device() {
 	fi
 }
 
+# Two devices on one interrupt line: the second is refused, naming the
+# first; on lines of their own both work (the second uart's port is
+# silent: the ticker writes to the first).
+t_irq_line_claimed() {
+	need_kvm || return
+	local log=$WORK/irq.log ticker rc
+	ticker=$(realpath "$GUEST/ticker.elf")
+	printf 'machine { memory = "16M", kernel = "%s", cmdline = "ticks=3",\n  devices = { { type = "uart" }, { type = "uart", port = 0x2f8 } } }\n' \
+		"$ticker" > "$WORK/irq.lua"
+	run "$log" 10 boot "$WORK/irq.lua"
+	rc=$?
+	[ $rc -eq 1 ] && grep -q "uart1: interrupt line 4 is uart0's already" "$log" ||
+		{ echo "exit $rc"; show "$log"; return 1; }
+	sed -i 's/port = 0x2f8 }/port = 0x2f8, irq = 3 }/' "$WORK/irq.lua"
+	run "$log" 10 boot "$WORK/irq.lua" && grep -q "^tick 2" "$log" ||
+		{ echo "irq = 3: exit $?"; show "$log"; return 1; }
+}
+
 # A kernel that faults at once with no IDT: a triple fault, reported with
 # the registers, non-zero exit.
 t_triple_fault() {

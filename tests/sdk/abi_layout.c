@@ -74,6 +74,8 @@ static void layout(void)
 	F(smolvm_host_api, ioeventfd, 176),
 	F(smolvm_host_api, irqfd, 184),
 	F(smolvm_host_api, config_path, 192),
+	F(smolvm_host_api, restoring, 200), /* ABI 1.1 */
+	F(smolvm_host_api, irq_claim, 208), /* ABI 1.2 */
 	F(smolvm_device_ops, struct_size, 0),
 	F(smolvm_device_ops, state_version, 4),
 	F(smolvm_device_ops, min_state_version, 8),

@@ -24,7 +24,7 @@ extern "C" {
 #endif
 
 #define SMOLVM_ABI_MAJOR 1
-#define SMOLVM_ABI_MINOR 1
+#define SMOLVM_ABI_MINOR 2
 
 #define SMOLVM_EXPORT __attribute__((visibility("default")))
 #define SMOLVM_PRINTF(f, a) __attribute__((format(printf, f, a)))
@@ -100,7 +100,12 @@ struct smolvm_host_api {
 	 * whole range is guest RAM. Never touch guest memory any other way. */
 	void *(*guest_ptr)(smolvm_ctx *ctx, uint64_t gpa, uint64_t len);
 
-	/* Drive interrupt line `gsi` (IOAPIC pin) to `level` (0 or 1). */
+	/* Drive interrupt line `gsi` (IOAPIC pin 0-23) to `level` (0 or 1).
+	 * The pin's trigger mode is the guest's: on an edge-triggered line
+	 * (the ISA lines 0-15 by default) raise then lower it to signal once;
+	 * a level-triggered one (the virtio-mmio lines) stays asserted until
+	 * lowered. A line another device claimed (irq_claim, resource_alloc)
+	 * is refused with -EBUSY. */
 	int (*irq_set)(smolvm_ctx *ctx, uint32_t gsi, int level);
 
 	/* Claim [base, base+len) in `space`; overlapping claims are refused. */
@@ -154,6 +159,11 @@ struct smolvm_host_api {
 	 * saved state (restore() follows): a device can then skip work the
 	 * state will replace, e.g. opening files the snapshot does not use. */
 	int (*restoring)(smolvm_ctx *ctx);
+
+	/* ABI 1.2: claim interrupt line `gsi` for this instance (in create):
+	 * -EBUSY, with a message naming the other device, when another
+	 * device has it; lines from resource_alloc are claimed already. */
+	int (*irq_claim)(smolvm_ctx *ctx, uint32_t gsi);
 };
 
 /* ---- devices ---------------------------------------------------------- */
