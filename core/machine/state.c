@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { REC_FIELD = 1, REC_BEGIN = 2, REC_END = 3 };
 #define HDR 8
 #define MAX_NAME 255
 

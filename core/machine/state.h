@@ -18,6 +18,8 @@ struct smolvm_state_writer {
 	int failed; /* -errno of the first failure, sticky */
 };
 
+enum state_rec_kind { REC_FIELD = 1, REC_BEGIN = 2, REC_END = 3 };
+
 struct state_rec {
 	uint8_t kind, type;
 	const char *name; /* not NUL-terminated */

@@ -354,6 +354,35 @@ static int l_sleep(lua_State *L)
 	return 0;
 }
 
+/* vm:keep(key, value): kept in the next bundle saved (value nil: dropped);
+ * vm.kept follows. */
+static int l_keep(lua_State *L)
+{
+	struct vm_object *v = self(L);
+	const char *key = luaL_checkstring(L, 2), *val = NULL;
+	size_t len = 0;
+	struct err e;
+
+	if (!lua_isnoneornil(L, 3)) {
+		if (lua_type(L, 3) != LUA_TSTRING && lua_type(L, 3) != LUA_TNUMBER)
+			return luaL_argerror(L, 3, "a string or a number (or nil)");
+		val = lua_tolstring(L, 3, &len);
+	}
+	if (v->ops->keep(v->o, key, val, len, &e))
+		return luaL_error(L, "vm:keep: %s", e.msg);
+	/* vm.kept[key] = value, in this state */
+	lua_getfield(L, 1, "kept");
+	if (lua_istable(L, -1)) {
+		lua_pushstring(L, key);
+		if (val)
+			lua_pushlstring(L, val, len);
+		else
+			lua_pushnil(L);
+		lua_rawset(L, -3);
+	}
+	return 0;
+}
+
 struct build_args {
 	const struct vm_object_ops *ops;
 	void *o;
@@ -373,6 +402,7 @@ static int build_vm(lua_State *L)
 		{ "exec", l_exec },                   { "snapshot", l_snapshot },
 		{ "pause", l_pause },                 { "resume", l_resume },
 		{ "stop", l_stop },                   { "sleep", l_sleep },
+		{ "keep", l_keep },
 		{ NULL, NULL },
 	};
 	struct vm_object *v;
@@ -403,6 +433,12 @@ static int build_vm(lua_State *L)
 		lua_settable(L, -3);
 	}
 	lua_setfield(L, -2, "vars");
+	lua_newtable(L);
+	for (size_t i = 0; info->kept && info->kept[i] && info->kept[i + 1]; i += 2) {
+		lua_pushstring(L, info->kept[i + 1]);
+		lua_setfield(L, -2, info->kept[i]);
+	}
+	lua_setfield(L, -2, "kept");
 	lua_setfield(L, LUA_REGISTRYINDEX, SANDBOX_VM_KEY);
 	a->v = v;
 	return 0;

@@ -46,6 +46,8 @@ struct vm_object_ops {
 	void (*stop)(void *o);
 	/* Returns early when the machine stops. */
 	void (*sleep)(void *o, double seconds);
+	/* vm:keep: val NULL removes key. */
+	int (*keep)(void *o, const char *key, const char *val, size_t len, struct err *e);
 };
 
 struct vm_object_info {
@@ -54,6 +56,7 @@ struct vm_object_info {
 	char **vars; /* "K=V", NULL-terminated, may be NULL */
 	const char *no_exec;   /* why vm:exec cannot work here, or NULL */
 	unsigned max_args;     /* of a vm:exec argv list */
+	char **kept;           /* "key", "value", ..., NULL: vm.kept; may be NULL */
 };
 
 /* Makes the vm object of `s` (kept in its registry; script_call_hook

@@ -106,6 +106,8 @@ static int boot_or_pack(const char *script, const struct machine_overrides *ov,
 {
 	struct session ss = { .o = o, .save_to = out, .trusted = 1 };
 	struct machine_config cfg = { 0 };
+
+	kept_init(&ss.kept);
 	struct host_config hc;
 	struct plugin_set set = { 0 };
 	struct vm vm;

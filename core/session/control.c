@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "session/kept.h"
 #include "session/syscalls.h"
 #include "snapshot/snapshot.h"
 
@@ -27,7 +28,7 @@ static void take_requested_snapshots(struct session *ss)
 		return;
 	/* pack ends with the machine still stopped: a guest that resumed
 	 * for a moment could reboot and make a good pack look failed. */
-	if (snapshot_save(vm, ss->save_to, pack, &e))
+	if (kept_snapshot_save(vm, ss->save_to, pack, &ss->kept, &e))
 		vm_request_stop(vm, VM_STOP_ERROR, e.msg);
 	else
 		trust_saved(ss->save_to, ss->trusted);

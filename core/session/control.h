@@ -35,6 +35,7 @@ struct session {
 	atomic_int ready_seen;  /* the ready text came while they ran */
 	atomic_int snapshot_req; /* SIGUSR1 */
 	int trusted;            /* its script is this user's: saves are recorded */
+	struct kept kept;       /* vm:keep's values, from the bundle and the hooks */
 };
 
 /* bringup's start commands begin (stage 1: the ready text counts from

@@ -202,6 +202,7 @@ static int op_exec(void *o, const struct vm_exec_req *r, struct vm_exec_status *
 struct save_args {
 	const char *path;
 	int then_stop;
+	struct kept *kept;
 	int repause; /* a hook had paused it: it stays paused */
 };
 
@@ -212,7 +213,7 @@ static int do_save(struct vm *vm, void *arg, struct err *e)
 
 	if (s->repause)
 		vm_resume(vm);
-	rc = snapshot_save(vm, s->path, s->then_stop, e);
+	rc = kept_snapshot_save(vm, s->path, s->then_stop, s->kept, e);
 	if (s->repause && !s->then_stop) {
 		struct err pe;
 		if (vm_pause(vm, &pe) && !rc)
@@ -224,7 +225,7 @@ static int do_save(struct vm *vm, void *arg, struct err *e)
 static int op_snapshot(void *o, const char *path, struct err *e)
 {
 	struct hooks *h = o;
-	struct save_args a = { path, 0, h->paused };
+	struct save_args a = { path, 0, h->o.kept, h->paused };
 	int rc;
 
 	/* A restored machine writes bundles only where the user said it may
@@ -294,6 +295,15 @@ static void op_sleep(void *o, double s)
 	wait_for(o, s, 0);
 }
 
+static int op_keep(void *o, const char *key, const char *val, size_t len, struct err *e)
+{
+	struct hooks *h = o;
+
+	if (!h->o.kept)
+		return err_set(e, -ENOTSUP, "vm:keep: nothing is saved here");
+	return kept_set(h->o.kept, key, val, len, e);
+}
+
 static const struct vm_object_ops vm_ops = {
 	.console_write = op_console_write,
 	.wait_mode = op_wait_mode,
@@ -304,6 +314,7 @@ static const struct vm_object_ops vm_ops = {
 	.pause = op_pause,
 	.stop = op_stop,
 	.sleep = op_sleep,
+	.keep = op_keep,
 };
 
 /* ---- the script thread ------------------------------------------------------ */
@@ -370,7 +381,7 @@ static void *job_main(void *arg)
 
 static void save_now(struct hooks *h, const char *path, int then_stop)
 {
-	struct save_args a = { path, then_stop, h->paused };
+	struct save_args a = { path, then_stop, h->o.kept, h->paused };
 	struct err e;
 
 	if (!vm_running(h) || call_hook(h, "before_snapshot", NULL))
@@ -548,15 +559,17 @@ int hooks_start(struct vm *vm, struct script *s, struct script *user,
 		hooks_free(h);
 		return err_set(e, -errno, "eventfd: %s", strerror(errno));
 	}
+	char **kept = o->kept ? kept_list(o->kept) : NULL;
 	for (int k = 0; k < NSTATES; k++) {
 		struct vm_object_info info = {
 			o->name, o->restored, o->vars,
 			o->vsock ? NULL : no_vsock,
-			SMOLVM_AGENT_MAX_ARGS };
+			SMOLVM_AGENT_MAX_ARGS, kept };
 		if (!h->s[k])
 			continue;
 		h->vmo[k] = vm_object_new(h->s[k], &vm_ops, h, &info, e);
 		if (!h->vmo[k]) {
+			kept_list_free(kept);
 			hooks_free(h);
 			return err_wrap(e, -ENOMEM, "the hooks' vm object");
 		}
@@ -564,6 +577,7 @@ int hooks_start(struct vm *vm, struct script *s, struct script *user,
 			if (script_has_hook(h->s[k], hook_names[i]))
 				h->defined[k] |= 1u << i;
 	}
+	kept_list_free(kept);
 	if (pthread_create(&h->thread, NULL, thread_main, h)) {
 		hooks_free(h);
 		return err_set(e, -EAGAIN, "cannot start the script thread");

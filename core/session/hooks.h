@@ -12,6 +12,7 @@
 #include "script/script.h"
 #include "session/bringup.h"
 #include "session/exec.h"
+#include "session/kept.h"
 
 struct vm;
 struct hooks;
@@ -29,6 +30,7 @@ struct hooks_opts {
 	void *armed_opaque;
 	int verbose;
 	int trusted;         /* saves are recorded as this user's (trust.h) */
+	struct kept *kept;   /* vm:keep's values (kept.h) */
 };
 
 /* s: the machine script's state, user: the --hooks file's (its hooks

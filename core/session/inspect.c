@@ -9,6 +9,7 @@
 #include "script/script.h"
 #include "session/control.h"
 #include "session/host_config.h"
+#include "session/kept.h"
 #include "session/session.h"
 #include "session/signing.h"
 #include "session/trust.h"
@@ -119,6 +120,21 @@ int session_inspect(const char *path)
 		if (s->covered != s->size)
 			printf(" (%llu; its chunks by their own)", (unsigned long long)s->covered);
 		printf("\n");
+	}
+	/* What the hooks kept (vm:keep). */
+	if (plan.kept) {
+		struct kept k;
+		kept_init(&k);
+		if (kept_decode(&k, plan.kept, plan.kept_len, &e)) {
+			printf("\nkept: %s\n", e.msg);
+		} else {
+			printf("\nkept (vm.kept):\n");
+			for (size_t i = 0; i < k.n; i++)
+				printf("  %s = \"%.*s\"%s\n", k.v[i].key,
+				       k.v[i].len > 200 ? 200 : (int)k.v[i].len, k.v[i].val,
+				       k.v[i].len > 200 ? "..." : "");
+		}
+		kept_free(&k);
 	}
 	/* What each device saved, decoded (the fields are named and typed). */
 	for (size_t i = 0; i < plan.b.n; i++) {

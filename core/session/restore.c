@@ -132,6 +132,10 @@ static int restore(const char *path, struct restored *r, struct session *ss, int
 		return -1;
 	}
 	r->have_plan = 1;
+	if (r->plan.kept && kept_decode(&ss->kept, r->plan.kept, r->plan.kept_len, &e)) {
+		fprintf(stderr, "smolvm: %s: %s\n", path, e.msg);
+		return -1;
+	}
 	/* The bundle's own script, read as if it were still where it was
 	 * packed (its relative paths start there). */
 	if (script_open(r->plan.m.script, r->plan.lua, r->plan.lua_len, &r->cfg, &ss->script, &e)) {
@@ -180,6 +184,7 @@ int session_run(const char *bundle, int pristine, const char *out, const struct 
 	struct vm vm;
 	int status = 1;
 
+	kept_init(&ss.kept);
 	if (!restore(bundle, &r, &ss, 0, &vo, &vm)) {
 		status = session_drive(&ss, &vm, 1);
 		vm_destroy(&vm);
@@ -197,6 +202,7 @@ int session_exec(const char *bundle, struct exec_job *job, const struct session_
 	struct vm vm;
 	int status = 1;
 
+	kept_init(&ss.kept);
 	if (!restore(bundle, &r, &ss, 1, &vo, &vm)) {
 		if (!ss.rt.vsock) {
 			fprintf(stderr, "smolvm exec: %s: its machine has no virtio-vsock device, which the "

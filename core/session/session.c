@@ -30,7 +30,7 @@ int session_drive(struct session *ss, struct vm *vm, int restored)
 				 .name = vm->cfg->name, .save_to = ss->save_to, .job = ss->job,
 				 .bringup = ss->has_bringup ? &ss->bringup : NULL,
 				 .armed = session_ready_armed, .armed_opaque = ss, .verbose = verbose,
-				 .trusted = ss->trusted };
+				 .trusted = ss->trusted, .kept = &ss->kept };
 	struct hooks *h = NULL;
 	struct err e;
 	int status;
@@ -76,4 +76,5 @@ void session_free(struct session *ss)
 	script_close(ss->user_script);
 	ss->script = ss->user_script = NULL;
 	runtime_cleanup(&ss->rt);
+	kept_free(&ss->kept);
 }

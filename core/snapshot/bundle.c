@@ -26,6 +26,7 @@ const char *bundle_type_name(uint32_t type)
 	case SEC_CPU: return "cpu";
 	case SEC_DEVICE: return "device";
 	case SEC_MEMORY: return "memory";
+	case SEC_KEPT: return "kept";
 	}
 	return "unknown";
 }

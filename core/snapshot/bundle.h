@@ -37,6 +37,7 @@ enum bundle_section_type {
 	SEC_CPU = 4,      /* one vCPU's state */
 	SEC_DEVICE = 5,   /* one device's state */
 	SEC_MEMORY = 6,   /* guest RAM, chunked zstd */
+	SEC_KEPT = 7,     /* values hooks keep across a snapshot (vm:keep) */
 };
 
 enum bundle_compression { COMP_NONE = 0, COMP_ZSTD = 1 };

@@ -59,6 +59,10 @@ int snapshot_open(const char *path, struct restore_plan *p, struct err *e)
 		rc = bundle_section_data(&p->b, s, &data, e);
 		if (rc)
 			goto fail;
+		if (!strcmp(s->name, "kept")) {
+			p->kept = data;
+			p->kept_len = (size_t)s->size;
+		}
 	}
 	/* Every state the manifest promises is there before anything is built. */
 	for (uint32_t i = 0; i < p->m.cpus; i++) {

@@ -152,8 +152,8 @@ static uint8_t *clean_chunks(struct vm *vm, struct err *e, int *rc)
 	return d;
 }
 
-static int write_bundle(struct vm *vm, const char *path, struct snapmem_stats *st,
-			struct err *e)
+static int write_bundle(struct vm *vm, const char *path, const void *kept, size_t kept_len,
+			struct snapmem_stats *st, struct err *e)
 {
 	const struct origin *o = vm->mem_origin;
 	struct snapmem_base base;
@@ -176,6 +176,8 @@ static int write_bundle(struct vm *vm, const char *path, struct snapmem_stats *s
 	free(text);
 	if (!rc)
 		rc = bundle_add(&bw, "lua", SEC_LUA, vm->cfg->script_src, vm->cfg->script_len, e);
+	if (!rc && kept_len)
+		rc = bundle_add(&bw, "kept", SEC_KEPT, kept, kept_len, e);
 	if (!rc)
 		rc = add_state(&bw, "vm", SEC_VM, vm_save_fn, vm, e);
 	for (size_t i = 0; !rc && i < vm->ndevs; i++) {
@@ -199,7 +201,8 @@ static int write_bundle(struct vm *vm, const char *path, struct snapmem_stats *s
 	return rc;
 }
 
-int snapshot_save(struct vm *vm, const char *path, int then_stop, struct err *e)
+int snapshot_save(struct vm *vm, const char *path, int then_stop, const void *kept,
+		  size_t kept_len, struct err *e)
 {
 	struct snapmem_stats st = { 0 };
 	double t0 = clock_ms(), t1;
@@ -212,7 +215,7 @@ int snapshot_save(struct vm *vm, const char *path, int then_stop, struct err *e)
 	if (rc)
 		return rc;
 	t1 = clock_ms();
-	rc = write_bundle(vm, path, &st, e);
+	rc = write_bundle(vm, path, kept, kept_len, &st, e);
 	/* Said while the guest is still stopped, so the message sits exactly
 	 * between its output before and after the snapshot. */
 	if (!rc)

@@ -14,7 +14,9 @@
 
 /* Pauses the machine, writes the bundle atomically, resumes it; with
  * `then_stop`, stops it instead (VM_STOP_PACKED) once the bundle is safe. */
-int snapshot_save(struct vm *vm, const char *path, int then_stop, struct err *e) WARN_UNUSED;
+/* `kept` (kept_len bytes, may be NULL): the session's section "kept". */
+int snapshot_save(struct vm *vm, const char *path, int then_stop, const void *kept,
+		  size_t kept_len, struct err *e) WARN_UNUSED;
 
 /* Where a restored machine's memory came from (vm->mem_origin): the
  * memory section of its bundle, kept open by the restore_plan. */
@@ -33,6 +35,8 @@ struct restore_plan {
 	const char *lua;
 	size_t lua_len;
 	const struct bundle_section *memory;
+	const uint8_t *kept; /* the "kept" section (verified), or NULL */
+	size_t kept_len;
 };
 
 /* Opens and verifies a bundle: header, table of contents, manifest, script
