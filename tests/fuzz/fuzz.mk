@@ -6,7 +6,8 @@
 FUZZ_CC ?= clang
 FUZZ_TIME ?= 10
 FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
-	-fno-sanitize-recover=undefined -Icore $(SDK_CFLAGS) $(LUA_CFLAGS)
+	-fno-sanitize-recover=undefined -Icore $(SDK_CFLAGS) $(LUA_CFLAGS) \
+	$(shell $(PKG_CONFIG) --cflags libsodium)
 FUZZ_TARGETS := state kernel script bundle manifest virtq agent vsock
 FUZZ_BINS := $(FUZZ_TARGETS:%=$(BUILD)/tests/fuzz/fuzz_%)
 
@@ -17,7 +18,9 @@ FUZZ_SRCS_kernel := core/arch/x86/boot.c core/arch/x86/mptable.c core/lib/err.c
 FUZZ_SRCS_script := core/script/script.c core/script/sandbox.c core/script/declare.c \
 	core/machine/config.c core/lib/size.c core/lib/err.c
 FUZZ_SRCS_bundle := core/snapshot/bundle.c core/snapshot/manifest.c core/snapshot/snapmem.c \
-	core/lib/dirs.c core/lib/err.c
+	core/snapshot/sign.c core/lib/dirs.c core/lib/err.c
+# ...and the libraries beyond those every target gets.
+FUZZ_LIBS_bundle := $(shell $(PKG_CONFIG) --libs libsodium)
 FUZZ_SRCS_manifest := core/snapshot/manifest.c core/lib/err.c
 FUZZ_SRCS_virtq := sdk/src/virtio_mmio.c
 FUZZ_SRCS_agent := sdk/src/agent_proto.c
@@ -29,7 +32,8 @@ $(BUILD)/tests/fuzz/fuzz_virtq $(BUILD)/tests/fuzz/fuzz_vsock: tests/fuzz/fake_h
 $(BUILD)/tests/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $$(FUZZ_SRCS_$$*)
 	$(call say,FUZZCC,$@)
 	@mkdir -p $(dir $@)
-	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(FUZZ_SRCS_$*) $(LUA_LIBS) $(INIH_LIBS) $(SNAP_LIBS) -pthread
+	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(FUZZ_SRCS_$*) $(LUA_LIBS) $(INIH_LIBS) $(SNAP_LIBS) \
+		$(FUZZ_LIBS_$*) -pthread
 
 .PHONY: fuzz
 fuzz: $(FUZZ_BINS)

@@ -16,6 +16,7 @@
 #include "machine/loader.h"
 #include "machine/state.h"
 #include "script/script.h"
+#include "snapshot/sign.h"
 #include "snapshot/snapmem.h"
 #include "snapshot/snapshot.h"
 #include "unit.h"
@@ -111,27 +112,42 @@ static char *write_bundle(const char *dir, const char *file, const char *manifes
 	return path;
 }
 
-/* Flips one bit in the middle of section `name` of the file at `path`
- * (its checksum in the TOC stays as it was). */
-static void corrupt_section(const char *path, const char *name)
+/* Flips one bit of section `name` of the file at `path`, `at` bytes into
+ * it (negative: from its end; its hash and checksum in the TOC stay as
+ * they were). */
+static void flip_bit(const char *path, const char *name, int64_t at)
 {
 	struct bundle b;
 	struct err e = { "" };
 	const struct bundle_section *s;
-	uint64_t at;
+	uint64_t pos;
 	size_t len;
 	char *buf;
 
 	ck_assert_msg(bundle_open(&b, path, &e) == 0, "%s", e.msg);
 	s = bundle_find(&b, name);
 	ck_assert_ptr_nonnull(s);
-	ck_assert_uint_gt(s->size, 0);
-	at = s->offset + s->size / 2;
+	ck_assert_uint_gt(s->size, at < 0 ? (uint64_t)-at - 1 : (uint64_t)at);
+	pos = s->offset + (at < 0 ? s->size - (uint64_t)-at : (uint64_t)at);
 	bundle_close(&b);
 	buf = unit_read_file(path, &len);
-	buf[at] ^= 0x04;
+	buf[pos] ^= 0x04;
 	write_file(path, buf, len);
 	free(buf);
+}
+
+/* One bit in the middle of a section. */
+static void corrupt_section(const char *path, const char *name)
+{
+	struct bundle b;
+	struct err e = { "" };
+	int64_t mid;
+
+	ck_assert_msg(bundle_open(&b, path, &e) == 0, "%s", e.msg);
+	ck_assert_ptr_nonnull(bundle_find(&b, name));
+	mid = (int64_t)(bundle_find(&b, name)->size / 2);
+	bundle_close(&b);
+	flip_bit(path, name, mid);
 }
 
 static char *tmp;
@@ -184,7 +200,12 @@ START_TEST(test_open_good)
 	ck_assert_int_eq(bundle_section_data(&plan.b, plan.memory, &p, &e), 0);
 	mem = calloc(1, plan.m.memory);
 	ck_assert_ptr_nonnull(mem);
-	ck_assert_msg(snapmem_read(p, plan.memory->size, mem, plan.m.memory, 1, &e) == 0, "%s", e.msg);
+	/* Format 2: the section's hash covers its chunk table, the table
+	 * the hash of each chunk. */
+	ck_assert_uint_eq(plan.b.version, 2);
+	ck_assert_uint_eq(plan.memory->covered, SNAPMEM_HDR + SNAPMEM_ENTRY);
+	ck_assert_msg(snapmem_read(p, plan.memory->size, plan.memory->covered, mem, plan.m.memory, 1,
+				   &e) == 0, "%s", e.msg);
 	ck_assert_mem_eq(mem + 4096, "ticker memory", 13);
 	free(mem);
 	snapshot_close(&plan);
@@ -229,8 +250,9 @@ START_TEST(test_open_missing_sections)
 }
 END_TEST
 
-/* A section whose bytes do not match its checksum: every small section
- * is verified when the bundle is opened, memory when it is read. */
+/* A section whose bytes do not match its hash: every small section is
+ * verified when the bundle is opened; memory's chunk table when it is
+ * read, and each chunk against its own hash as it is decompressed. */
 START_TEST(test_open_corrupt_sections)
 {
 	static const char *const names[] = { "manifest", "lua", "vm", "dev.uart0", "cpu.0" };
@@ -242,17 +264,38 @@ START_TEST(test_open_corrupt_sections)
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		char *path = write_bundle(tmp, "corrupt.smolmachine", man, 0, 1 << 20);
 		corrupt_section(path, names[i]);
-		snprintf(want, sizeof(want), "section %s checksum mismatch (corrupt)", names[i]);
+		snprintf(want, sizeof(want), "section %s does not match its hash (corrupt or modified)",
+			 names[i]);
 		expect_open_refused(names[i], path, -EBADMSG, want);
 		unlink(path);
 		free(path);
 	}
 
+	/* The memory section's last bytes are its one stored chunk: beyond
+	 * what the section's hash covers, caught by the chunk's. */
 	char *path = write_bundle(tmp, "corrupt.smolmachine", man, 0, 1 << 20);
-	corrupt_section(path, "memory");
+	flip_bit(path, "memory", -6);
+	ck_assert_msg(snapshot_open(path, &plan, &e) == 0, "%s", e.msg);
+	ck_assert_int_eq(bundle_section_data(&plan.b, plan.memory, &p, &e), 0);
+	uint8_t *mem = calloc(1, 1 << 20);
+	ck_assert_ptr_nonnull(mem);
+	ck_assert_int_eq(snapmem_read(p, plan.memory->size, plan.memory->covered, mem, 1 << 20, 1,
+				      &e), -EBADMSG);
+	ck_assert_str_eq(e.msg, "memory section: chunk 0 does not match its hash "
+			 "(corrupt or modified)");
+	free(mem);
+	ck_assert_int_eq(snapshot_verify(&plan.b, &e), -EBADMSG);
+	ck_assert_str_contains(e.msg, "checksum mismatch"); /* the XXH3 of the whole, first */
+	snapshot_close(&plan);
+	unlink(path);
+	free(path);
+
+	/* Its chunk table: the section's hash. */
+	path = write_bundle(tmp, "corrupt.smolmachine", man, 0, 1 << 20);
+	flip_bit(path, "memory", SNAPMEM_HDR + 16); /* the hash of chunk 0 */
 	ck_assert_msg(snapshot_open(path, &plan, &e) == 0, "%s", e.msg);
 	ck_assert_int_eq(bundle_section_data(&plan.b, plan.memory, &p, &e), -EBADMSG);
-	ck_assert_str_contains(e.msg, "section memory checksum mismatch (corrupt)");
+	ck_assert_str_contains(e.msg, "section memory does not match its hash (corrupt or modified)");
 	snapshot_close(&plan);
 	unlink(path);
 	free(path);
@@ -697,6 +740,11 @@ START_TEST(test_golden_v1_opens)
 
 	ck_assert_msg(snapshot_open(path, &plan, &e) == 0, "%s", e.msg);
 	ck_assert_msg(bundle_verify_all(&plan.b, &e) == 0, "%s", e.msg);
+	ck_assert_msg(snapshot_verify(&plan.b, &e) == 0, "%s", e.msg);
+	ck_assert_uint_eq(plan.b.version, 1);
+	/* Format 1 has no signatures and no identity to sign. */
+	ck_assert_uint_eq(plan.b.nsigs, 0);
+	ck_assert_int_eq(bundle_signature_valid(&plan.b, 0), 0);
 	ck_assert_uint_eq(plan.b.n, sizeof(golden_v1_sections) / sizeof(golden_v1_sections[0]));
 	for (size_t i = 0; i < plan.b.n; i++) {
 		const struct bundle_section *s = bundle_find(&plan.b, golden_v1_sections[i].name);
@@ -704,6 +752,7 @@ START_TEST(test_golden_v1_opens)
 		ck_assert_uint_eq(s->type, golden_v1_sections[i].type);
 		ck_assert_uint_eq(s->compression, golden_v1_sections[i].compression);
 		ck_assert_uint_eq(s->flags, 0);
+		ck_assert_uint_eq(s->covered, s->size); /* format 1: the XXH3 covers it all */
 	}
 	ck_assert_ptr_eq(plan.memory, bundle_find(&plan.b, "memory"));
 	ck_assert_uint_eq(plan.memory->raw_size, 64ull << 20);
@@ -779,7 +828,16 @@ START_TEST(test_golden_v1_memory)
 	ck_assert_uint_eq(size, plan.m.memory);
 	mem = calloc(1, size);
 	ck_assert_ptr_nonnull(mem);
-	ck_assert_msg(snapmem_read(p, plan.memory->size, mem, size, 0, &e) == 0, "%s", e.msg);
+	/* Format 1: the caller verified the whole section (its XXH3). */
+	ck_assert_uint_eq(plan.memory->covered, plan.memory->size);
+	ck_assert_msg(snapmem_read(p, plan.memory->size, plan.memory->covered, mem, size, 0, &e) == 0,
+		      "%s", e.msg);
+	/* A format 1 memory section carries no chunk hashes: it cannot be
+	 * read on the strength of a hash of its head. */
+	ck_assert_int_eq(snapmem_read(p, plan.memory->size, plan.memory->size - 1, mem, size, 0, &e),
+			 -EBADMSG);
+	ck_assert_str_eq(e.msg, "memory section: its chunks are not covered by its hash");
+	ck_assert_msg(snapmem_verify(p, plan.memory->size, plan.memory->size, &e) == 0, "%s", e.msg);
 	/* The ticker guest is in there, with its strings. */
 	ck_assert_ptr_nonnull(memmem(mem, size, "ticker: start", 13));
 	ck_assert_ptr_nonnull(memmem(mem, size, "tick %", 6));
