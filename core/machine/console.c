@@ -147,6 +147,8 @@ int console_init(struct console *c, struct loop *l, int in_fd, int out_fd,
 
 void console_close(struct console *c)
 {
+	if (!c->loop)
+		return; /* never opened: vm_create failed before console_init */
 	if (c->raw) {
 		tcsetattr(c->in_fd, TCSANOW, &c->saved);
 		c->raw = 0;
