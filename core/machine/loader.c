@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "machine/options.h"
+
 /* Smallest descriptor / ops table an ABI 1.0 plugin can have. */
 #define DESC_MIN_SIZE (offsetof(struct smolvm_plugin, ops) + sizeof(void *))
 #define DEV_OPS_MIN_SIZE (offsetof(struct smolvm_device_ops, restore) + sizeof(void *))
@@ -98,6 +100,9 @@ static int check_desc(const struct smolvm_plugin *d, struct plugin *p, struct er
 		if (!rc && p->ops.dev.min_state_version > p->ops.dev.state_version)
 			rc = err_set(e, -EINVAL, "min_state_version %u above state_version %u",
 				     p->ops.dev.min_state_version, p->ops.dev.state_version);
+		/* (an ABI 1.0/1.1 table ends before `options`: NULL, nothing declared) */
+		if (!rc)
+			rc = options_check_declared(p->ops.dev.options, e);
 		break;
 	case SMOLVM_PLUGIN_BACKEND:
 		rc = copy_sized(&p->ops.backend, sizeof(p->ops.backend), p->desc.ops,

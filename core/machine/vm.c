@@ -14,6 +14,7 @@
 #include "arch/x86/board.h"
 #include "arch/x86/boot.h"
 #include "machine/host_api.h"
+#include "machine/options.h"
 
 void vm_request_stop(struct vm *vm, enum vm_stop why, const char *msg)
 {
@@ -184,6 +185,33 @@ static void *vcpu_thread(void *arg)
 	return NULL;
 }
 
+int vm_check_devices(const struct machine_config *cfg, const struct plugin_set *plugins,
+		     struct err *e)
+{
+	for (size_t i = 0; i < cfg->ndevices; i++) {
+		const struct dev_config *dc = &cfg->devices[i];
+		const struct plugin *p = plugins_find(plugins, dc->type, SMOLVM_PLUGIN_DEVICE);
+		const char *script = cfg->script ? cfg->script : "the machine";
+		char where[512];
+
+		if (!p)
+			return err_set(e, -ENOENT,
+				       "%s: no device plugin \"%s\" (see `smolvm plugins` for what is installed)",
+				       dc->name, dc->type);
+		/* The script's numbering: a root filesystem's disk comes first
+		 * and is not in the script's list. */
+		if (cfg->rootfs && i == 0)
+			snprintf(where, sizeof(where), "%s: the root filesystem's disk (%s)", script,
+				 dc->type);
+		else
+			snprintf(where, sizeof(where), "%s: devices[%zu] (%s)", script,
+				 i + !cfg->rootfs, dc->type);
+		if (options_check(dc, p->ops.dev.options, where, e))
+			return -EINVAL;
+	}
+	return 0;
+}
+
 static int create_devices(struct vm *vm, const struct plugin_set *plugins, struct err *e)
 {
 	const struct machine_config *cfg = vm->cfg;
@@ -197,11 +225,7 @@ static int create_devices(struct vm *vm, const struct plugin_set *plugins, struc
 		const struct plugin *p = plugins_find(plugins, dc->type, SMOLVM_PLUGIN_DEVICE);
 		int rc;
 
-		if (!p)
-			return err_set(e, -ENOENT,
-				       "%s: no device plugin \"%s\" (see `smolvm plugins` for what is installed)",
-				       dc->name, dc->type);
-		d->plugin = p;
+		d->plugin = p; /* (vm_check_devices found it) */
 		d->ctx.vm = vm;
 		d->ctx.cfg = dc;
 		snprintf(d->ctx.name, sizeof(d->ctx.name), "%s", dc->name);
@@ -381,6 +405,10 @@ int vm_create(struct vm *vm, struct machine_config *cfg,
 		return err_set(e, -ENOENT,
 			       "no backend plugin \"%s\" (see `smolvm plugins` for what is installed)",
 			       cfg->backend);
+	/* before anything is set up: a typo in the script costs nothing */
+	rc = vm_check_devices(cfg, plugins, e);
+	if (rc)
+		return rc;
 	vm->be = &vm->backend->ops.backend;
 	vm->be_ctx.vm = vm;
 	snprintf(vm->be_ctx.name, sizeof(vm->be_ctx.name), "%s", cfg->backend);

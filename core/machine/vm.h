@@ -144,6 +144,12 @@ struct vm {
 int vm_create(struct vm *vm, struct machine_config *cfg,
 	      const struct plugin_set *plugins, const struct vm_opts *opts,
 	      struct err *e) WARN_UNUSED;
+/* Each device's plugin is there and the device's options are what the
+ * plugin declares (machine/options.h); vm_create() checks this first,
+ * before it sets anything up. The message names the script and the
+ * device's place in its `devices`. */
+int vm_check_devices(const struct machine_config *cfg, const struct plugin_set *plugins,
+		     struct err *e) WARN_UNUSED;
 /* Stops every vCPU outside the backend (and pauses devices); resume lets
  * them go on. Main thread only. */
 int vm_pause(struct vm *vm, struct err *e) WARN_UNUSED;

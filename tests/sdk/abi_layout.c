@@ -86,6 +86,12 @@ static void layout(void)
 	F(smolvm_device_ops, resume, 48),
 	F(smolvm_device_ops, save, 56),
 	F(smolvm_device_ops, restore, 64),
+	F(smolvm_device_ops, options, 72), /* ABI 1.2 */
+	F(smolvm_option, name, 0),         /* ABI 1.2, never grows */
+	F(smolvm_option, type, 8),
+	F(smolvm_option, flags, 12),
+	F(smolvm_option, default_text, 16),
+	F(smolvm_option, help, 24),
 	F(smolvm_io_ops, struct_size, 0),
 	F(smolvm_io_ops, read, 8),
 	F(smolvm_io_ops, write, 16),
@@ -141,6 +147,7 @@ static void layout(void)
 	Z(smolvm_x86_boot, 56),
 	Z(smolvm_exit, 40),
 	Z(smolvm_backend_ops, 136),
+	check("sizeof(struct smolvm_option)", sizeof(struct smolvm_option), 32, 0);
 
 	E(SMOLVM_ABI_MAJOR, 1);
 	E(SMOLVM_LOG_ERROR, 0);
@@ -169,6 +176,13 @@ static void layout(void)
 	E(SMOLVM_EXIT_RESET, 5);
 	E(SMOLVM_EXIT_POWEROFF, 6);
 	E(SMOLVM_EXIT_HLT, 7);
+	E(SMOLVM_OPT_STRING, 1); /* ABI 1.2 */
+	E(SMOLVM_OPT_INT, 2);
+	E(SMOLVM_OPT_BOOL, 3);
+	E(SMOLVM_OPT_PATH, 4);
+	E(SMOLVM_OPT_LIST, 5);
+	E(SMOLVM_OPT_REQUIRED, 1);
+	E(SMOLVM_OPT_ONE_OR_LIST, 2);
 	if (strcmp(SMOLVM_PLUGIN_SYMBOL, "smolvm_plugin_v1")) {
 		printf("FAIL: SMOLVM_PLUGIN_SYMBOL is \"%s\"\n", SMOLVM_PLUGIN_SYMBOL);
 		failures++;

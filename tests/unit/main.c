@@ -114,7 +114,7 @@ int main(void)
 		plugin_suite, script_suite, x86_boot_suite, quirks_suite,
 		state_suite,  uart_suite,   console_suite,  machine_suite,
 		blk_suite,    agent_suite,    bundle_suite,   snapshot_suite,
-		rootfs_suite,   bringup_suite,  dirs_suite,
+		rootfs_suite,   bringup_suite,  dirs_suite,     options_suite,
 	};
 	SRunner *sr = srunner_create(NULL);
 	int failed;

@@ -50,6 +50,7 @@ static const struct refusal {
 	{ "bad_kind", -EINVAL, { "bad-kind: ", "unknown plugin kind 7" } },
 	{ "no_create", -EINVAL, { "no-create: ", "device ops table has no create()" } },
 	{ "bad_state_version", -EINVAL, { "bad-state-version: ", "min_state_version 3 above state_version 2" } },
+	{ "bad_option", -EINVAL, { "bad-option: ", "option \"Bad Option\": a name is 1-64 of [a-z0-9_]" } },
 	{ "backend_incomplete", -EINVAL, { "backend-incomplete: ", "backend ops table lacks a required entry" } },
 };
 
@@ -143,6 +144,9 @@ START_TEST(test_old_minor_loads)
 	ck_assert_ptr_nonnull(p.handle);
 	ck_assert_ptr_nonnull(p.ops.dev.create);
 	ck_assert_uint_eq(p.ops.dev.state_version, 1);
+	/* 1.0's table is 72 bytes: `options` (ABI 1.2) reads as absent */
+	ck_assert_uint_eq(p.ops.dev.struct_size, 72);
+	ck_assert_ptr_null(p.ops.dev.options);
 	free(p.path);
 	free(path);
 }

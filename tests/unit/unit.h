@@ -21,6 +21,7 @@ Suite *snapshot_suite(void);
 Suite *rootfs_suite(void);
 Suite *bringup_suite(void);
 Suite *dirs_suite(void);
+Suite *options_suite(void);
 
 /* A fresh directory under $TMPDIR (or /tmp); removed with its files. */
 char *unit_tmpdir(void);

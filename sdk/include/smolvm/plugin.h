@@ -168,6 +168,38 @@ struct smolvm_host_api {
 
 /* ---- devices ---------------------------------------------------------- */
 
+/* ABI 1.2: the options a device takes, declared by its plugin (the
+ * `options` array of struct smolvm_device_ops). The core checks every
+ * device's table in the machine script against them before create(): an
+ * unknown option (with the closest declared name suggested), a value of
+ * the wrong type, a list where one value is expected or the reverse, and
+ * a required option that is missing are refused, naming the script, the
+ * device and the option. A plugin still reads its values with config_get
+ * or config_path and checks their range itself. */
+enum smolvm_option_type {
+	SMOLVM_OPT_STRING = 1, /* one value, any text (a number or boolean too) */
+	SMOLVM_OPT_INT = 2,    /* an integer: decimal, or 0x hex (strtoll base 0) */
+	SMOLVM_OPT_BOOL = 3,   /* true or false */
+	SMOLVM_OPT_PATH = 4,   /* a file name: read it with config_path */
+	SMOLVM_OPT_LIST = 5,   /* a list { "a", "b" }: keys "k[1]", "k[2]", ... */
+};
+
+/* struct smolvm_option.flags */
+#define SMOLVM_OPT_REQUIRED (1u << 0) /* create() is not called without it */
+#define SMOLVM_OPT_ONE_OR_LIST (1u << 1) /* a LIST that also takes a single
+					   * value, read as key "k" */
+
+/* One declared option. Arrays of these end with an entry whose name is
+ * NULL. The struct has no size of its own, so it never grows within ABI
+ * major 1: new attributes are new flag bits, or a table of their own. */
+struct smolvm_option {
+	const char *name;         /* [a-z0-9_], as written in the script */
+	uint32_t type;            /* enum smolvm_option_type */
+	uint32_t flags;           /* SMOLVM_OPT_REQUIRED, SMOLVM_OPT_ONE_OR_LIST */
+	const char *default_text; /* what absent means, as shown to users; or NULL */
+	const char *help;         /* one line, for `smolvm plugins --options` */
+};
+
 struct smolvm_device_ops {
 	uint32_t struct_size;
 	/* Version of the state this build writes, and the oldest it reads. */
@@ -187,6 +219,11 @@ struct smolvm_device_ops {
 	int (*save)(void *dev, struct smolvm_state_writer *w);
 	int (*restore)(void *dev, struct smolvm_state_reader *r,
 		       uint32_t saved_version);
+
+	/* ABI 1.2: the options this device takes (see struct smolvm_option),
+	 * ended by an entry whose name is NULL; an empty array declares that
+	 * it takes none. NULL: nothing declared, nothing checked. */
+	const struct smolvm_option *options;
 };
 
 /* ---- hypervisor backends ---------------------------------------------- */
