@@ -88,10 +88,14 @@ int bundle_section_begin(struct bundle_writer *w, const char *name, uint32_t typ
 
 	if (w->open || strlen(name) > BUNDLE_NAME_MAX || !*name || w->n >= BUNDLE_MAX_SECTIONS)
 		return err_set(e, -EINVAL, "bundle: bad section \"%s\"", name);
-	s = realloc(w->secs, (w->n + 1) * sizeof(*s));
-	if (!s)
-		return err_set(e, -ENOMEM, "out of memory");
-	w->secs = s;
+	if (w->n == w->cap) {
+		size_t cap = w->cap ? 2 * w->cap : 16;
+		s = realloc(w->secs, cap * sizeof(*s));
+		if (!s)
+			return err_set(e, -ENOMEM, "out of memory");
+		w->secs = s;
+		w->cap = cap;
+	}
 	s = &w->secs[w->n];
 	memset(s, 0, sizeof(*s));
 	strcpy(s->name, name);
@@ -378,7 +382,12 @@ static int parse(struct bundle *b, struct err *e)
 		if (version >= 2) {
 			s->covered = get_u64(p + 112);
 			memcpy(s->digest, p + 128, BUNDLE_HASH_SIZE);
-			if (get_u32(p + 108) || get_u64(p + 120) || s->covered > s->size)
+			/* Only the memory section's hash may cover less than all
+			 * of it (its chunks carry their own): any other section is
+			 * read whole, so every byte of it must be covered. */
+			if (get_u32(p + 108) || get_u64(p + 120) || s->covered > s->size ||
+			    (s->covered < s->size &&
+			     (s->type != SEC_MEMORY || strcmp(s->name, "memory"))))
 				return err_set(e, -EBADMSG, "%s: section %s: malformed entry", b->path,
 					       s->name);
 		}

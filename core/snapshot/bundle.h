@@ -74,7 +74,7 @@ struct bundle_writer {
 	int fd;
 	uint64_t pos;
 	struct bundle_section *secs;
-	size_t n;
+	size_t n, cap;
 	/* The section being written. */
 	int open, sealed;
 	XXH3_state_t *xxh;

@@ -33,7 +33,8 @@ int snapshot_open(const char *path, struct restore_plan *p, struct err *e)
 	man = bundle_find(&p->b, "manifest");
 	lua = bundle_find(&p->b, "lua");
 	p->memory = bundle_find(&p->b, "memory");
-	if (!man || !lua || !p->memory || !bundle_find(&p->b, "vm")) {
+	if (!man || !lua || !p->memory || !bundle_find(&p->b, "vm") ||
+	    p->memory->type != SEC_MEMORY) {
 		rc = err_set(e, -EBADMSG, "%s: missing a manifest, lua, vm or memory section", path);
 		goto fail;
 	}

@@ -88,13 +88,14 @@ int bundle_write_signed(const struct bundle *b, const char *path,
 {
 	uint8_t hdr[BUNDLE_HEADER_SIZE], block[8 + 96 * BUNDLE_SIG_MAX];
 	uint64_t body = b->toc_offset + b->toc_size, size, x;
-	size_t blen = n ? bundle_sigblock_encode(block, v, n) : 0;
+	size_t blen;
 	struct stat st;
 	char *tmp;
 	int fd, rc;
 
 	if (b->version < 2 || b->fd < 0 || n > BUNDLE_SIG_MAX)
 		return err_set(e, -EINVAL, "%s: cannot be signed", b->path);
+	blen = n ? bundle_sigblock_encode(block, v, n) : 0;
 	fd = tmp_beside(path, &tmp);
 	if (fd < 0)
 		return err_set(e, fd, "%s: cannot create a file beside it: %s", path, strerror(-fd));

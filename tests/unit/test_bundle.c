@@ -363,11 +363,12 @@ struct breakage {
 	unsigned versions; /* the formats it applies to */
 };
 
-/* A section's size, and (format 2) what its hash covers no longer beyond. */
+/* A section's size, and (format 2) what its hash covers with it (only
+ * the memory section's may cover less: the reader refuses the others). */
 static void set_size(struct img *im, uint32_t i, uint64_t size)
 {
 	put64(entry(im, i) + 80, size);
-	if (im->version >= 2 && get64(entry(im, i) + 112) > size)
+	if (im->version >= 2)
 		put64(entry(im, i) + 112, size);
 	seal(im);
 }
@@ -728,48 +729,23 @@ START_TEST(test_section_covered)
 	struct img im;
 	struct bundle b;
 	struct err e = { "" };
-	const uint8_t *p = NULL;
-	uint8_t id0[BUNDLE_HASH_SIZE];
 
+	/* Only the memory section may have a hash that covers less than all
+	 * of it (its chunks carry their own): any other section is read
+	 * whole, so bytes past a shorter head could change under a signature
+	 * of the identity. Such an entry is refused. */
 	build_v(&im, sample, NSAMPLE, 2);
-	/* lua's hash covers its first 7 bytes ("machine"). */
-	put64(entry(&im, 1) + 112, 7);
+	put64(entry(&im, 1) + 112, 7); /* lua: "machine" only */
 	blake2b(entry(&im, 1) + 128, section(&im, 1), 7);
 	seal(&im);
-	ck_assert_msg(bundle_open_mem(&b, im.d, im.len, &e) == 0, "%s", e.msg);
-	ck_assert_uint_eq(bundle_find(&b, "lua")->covered, 7);
-	ck_assert_int_eq(bundle_section_data(&b, bundle_find(&b, "lua"), &p, &e), 0);
-	ck_assert_int_eq(snapshot_verify(&b, &e), 0);
-	img_id(&im, id0);
-	ck_assert_mem_eq(b.id, id0, sizeof(id0));
-	bundle_close(&b);
-
-	/* In the head: refused. */
-	section(&im, 1)[6] ^= 0x01;
-	ck_assert_msg(bundle_open_mem(&b, im.d, im.len, &e) == 0, "%s", e.msg);
-	ck_assert_int_eq(bundle_section_data(&b, bundle_find(&b, "lua"), &p, &e), -EBADMSG);
-	ck_assert_str_contains(e.msg, "section lua does not match its hash");
-	bundle_close(&b);
-	section(&im, 1)[6] ^= 0x01;
-
-	/* BUG (core/snapshot/bundle.c, not fixed yet): past the head, a byte
-	 * changes and nothing notices but the XXH3 of the whole, which a
-	 * restore does not check. The TOC is untouched, so the identity, and
-	 * any signature of it, stays as it was: a signer who vouched for this
-	 * bundle (snapshot_verify passes) vouched for bytes that can then be
-	 * changed. Only the memory section may have a hash that covers less
-	 * than all of it (parse() should refuse the others: covered < size for
-	 * a section other than "memory" of type SEC_MEMORY); when it does,
-	 * bundle_open_mem above refuses with "malformed entry" and this test
-	 * changes with it. */
-	section(&im, 1)[10] ^= 0x01;
-	ck_assert_msg(bundle_open_mem(&b, im.d, im.len, &e) == 0, "%s", e.msg);
-	ck_assert_mem_eq(b.id, id0, sizeof(id0));
-	ck_assert_int_eq(bundle_section_data(&b, bundle_find(&b, "lua"), &p, &e), 0);
-	ck_assert_int_eq(p[10], (uint8_t)(sample_lua[10] ^ 0x01));
-	ck_assert_int_eq(snapshot_verify(&b, &e), -EBADMSG);
-	ck_assert_str_eq(e.msg, "(memory): section lua checksum mismatch (corrupt)");
-	bundle_close(&b);
+	ck_assert_int_eq(bundle_open_mem(&b, im.d, im.len, &e), -EBADMSG);
+	ck_assert_str_contains(e.msg, "section lua: malformed entry");
+	/* ... also as a section of another type named "memory" */
+	memset(entry(&im, 1), 0, 64);
+	memcpy(entry(&im, 1), "memory", 6);
+	seal(&im);
+	ck_assert_int_eq(bundle_open_mem(&b, im.d, im.len, &e), -EBADMSG);
+	ck_assert_str_contains(e.msg, "section memory: malformed entry");
 	free(im.d);
 }
 END_TEST
