@@ -414,6 +414,12 @@ static int uart_restore(void *dev, struct smolvm_state_reader *r, uint32_t versi
 	return rc;
 }
 
+static const struct smolvm_option uart_options[] = {
+	{ "port", SMOLVM_OPT_INT, 0, "0x3f8", "the first of its 8 I/O ports (at most 0xfff8)" },
+	{ "irq", SMOLVM_OPT_INT, 0, "4", "its interrupt line (0-23), one no other device has" },
+	{ NULL, 0, 0, NULL, NULL },
+};
+
 static const struct smolvm_device_ops uart_ops = {
 	.struct_size = sizeof(struct smolvm_device_ops),
 	.state_version = 1,
@@ -425,6 +431,7 @@ static const struct smolvm_device_ops uart_ops = {
 	.resume = uart_resume,
 	.save = uart_save,
 	.restore = uart_restore,
+	.options = uart_options,
 };
 
 SMOLVM_DEVICE_PLUGIN("uart", "1.0.0", "16550A serial port (console)", uart_ops);

@@ -489,8 +489,18 @@ fail:
 	return rc;
 }
 
+static const struct smolvm_option blk_options[] = {
+	{ "path", SMOLVM_OPT_PATH, SMOLVM_OPT_REQUIRED, NULL,
+	  "the raw disk image, a multiple of 512 bytes" },
+	{ "readonly", SMOLVM_OPT_BOOL, 0, "false", "the guest cannot write" },
+	{ "overlay", SMOLVM_OPT_PATH, 0, NULL,
+	  "a copy-on-write file (made if absent): the image is only read" },
+	{ "serial", SMOLVM_OPT_STRING, 0, "smolvm<slot>", "the disk's ID, at most 20 bytes" },
+	{ NULL, 0, 0, NULL, NULL },
+};
+
 static const struct smolvm_device_ops blk_ops =
-	SMOLVM_VIRTIO_DEVICE_OPS(struct blk, blk_create, 2, 1);
+	SMOLVM_VIRTIO_DEVICE_OPS_OPTIONS(struct blk, blk_create, 2, 1, blk_options);
 
 SMOLVM_DEVICE_PLUGIN("virtio-blk", "1.0.0",
 		     "virtio block device over a raw image, with an optional copy-on-write overlay",

@@ -534,7 +534,13 @@ fail:
 	return rc;
 }
 
+static const struct smolvm_option vcon_options[] = {
+	{ "input", SMOLVM_OPT_BOOL, 0, "auto",
+	  "take the console's input (auto: unless an earlier device has it)" },
+	{ NULL, 0, 0, NULL, NULL },
+};
+
 static const struct smolvm_device_ops vcon_ops =
-	SMOLVM_VIRTIO_DEVICE_OPS(struct vcon, vcon_create, 1, 1);
+	SMOLVM_VIRTIO_DEVICE_OPS_OPTIONS(struct vcon, vcon_create, 1, 1, vcon_options);
 
 SMOLVM_DEVICE_PLUGIN("virtio-console", "1.0.0", "virtio console (/dev/hvc0)", vcon_ops);

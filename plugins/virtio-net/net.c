@@ -954,8 +954,23 @@ static int net_restore(void *dev, struct smolvm_state_in *in, uint32_t version)
 	return rc;
 }
 
+static const struct smolvm_option net_options[] = {
+	{ "mac", SMOLVM_OPT_STRING, 0, "52:54:00:12:34:56 plus the bus slot",
+	  "the card's MAC address" },
+	{ "net", SMOLVM_OPT_STRING, 0, "10.0.2.0/24",
+	  "the guest's network: it gets .15 by DHCP, the host is .2, DNS .3" },
+	{ "forward", SMOLVM_OPT_LIST, SMOLVM_OPT_ONE_OR_LIST, NULL,
+	  "host ports open to the guest: \"tcp:127.0.0.1:8080-:80\", "
+	  "\"udp:HOSTADDR:HOSTPORT-GUESTADDR:GUESTPORT\"" },
+	{ "mtu", SMOLVM_OPT_INT, 0, "1500", "68 to 65520" },
+	{ "egress", SMOLVM_OPT_BOOL, 0, "true", "false: nothing outside is reachable" },
+	{ "host_loopback", SMOLVM_OPT_BOOL, 0, "true",
+	  "the host address (.2) leads to the host's 127.0.0.1" },
+	{ NULL, 0, 0, NULL, NULL },
+};
+
 static const struct smolvm_device_ops net_ops =
-	SMOLVM_VIRTIO_DEVICE_OPS(struct net, net_create, 1, 1);
+	SMOLVM_VIRTIO_DEVICE_OPS_OPTIONS(struct net, net_create, 1, 1, net_options);
 
 SMOLVM_DEVICE_PLUGIN("virtio-net", "1.0.0",
 		     "virtio network card with user-mode NAT (libslirp): DHCP, DNS, port forwards",

@@ -55,8 +55,13 @@ static int rng_create(smolvm_ctx *ctx, const struct smolvm_host_api *api, void *
 	return 0;
 }
 
+/* It takes no options. */
+static const struct smolvm_option rng_options[] = {
+	{ NULL, 0, 0, NULL, NULL },
+};
+
 /* The transport does the rest: its state is all there is to save. */
 static const struct smolvm_device_ops rng_ops =
-	SMOLVM_VIRTIO_DEVICE_OPS(struct rng, rng_create, 1, 1);
+	SMOLVM_VIRTIO_DEVICE_OPS_OPTIONS(struct rng, rng_create, 1, 1, rng_options);
 
 SMOLVM_DEVICE_PLUGIN("virtio-rng", "1.0.0", "virtio entropy source (host getrandom)", rng_ops);

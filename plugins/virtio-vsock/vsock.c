@@ -1505,8 +1505,15 @@ fail:
 	return rc;
 }
 
+static const struct smolvm_option vsock_options[] = {
+	{ "socket", SMOLVM_OPT_PATH, 0, "a private one smolvm makes",
+	  "the host-side Unix socket (guest connections to port P: SOCKET_P)" },
+	{ "cid", SMOLVM_OPT_INT, 0, "3", "the guest's CID, 3 to 4294967294" },
+	{ NULL, 0, 0, NULL, NULL },
+};
+
 static const struct smolvm_device_ops vsock_ops =
-	SMOLVM_VIRTIO_DEVICE_OPS(struct vsock, vsock_create, 2, 1);
+	SMOLVM_VIRTIO_DEVICE_OPS_OPTIONS(struct vsock, vsock_create, 2, 1, vsock_options);
 
 SMOLVM_DEVICE_PLUGIN("virtio-vsock", "1.0.0",
 		     "virtio socket device: guest AF_VSOCK streams to host Unix sockets",

@@ -62,10 +62,10 @@ LUA
 			fail=1
 		fi
 	}
-	blk_expect 'readonly = true' 'virtio-blk0: missing option "path"'
+	blk_expect 'readonly = true' 'blk-err.lua: devices[2] (virtio-blk): path: missing (required: the raw disk image'
 	blk_expect 'path = "nope.img"' "cannot open disk image $WORK/nope.img: No such file or directory"
 	blk_expect 'path = "odd.img"' 'odd.img is 1000 bytes, not a positive multiple of 512'
-	blk_expect 'path = "base.img", readonly = "maybe"' 'readonly: expected true or false, got "maybe"'
+	blk_expect 'path = "base.img", readonly = "maybe"' 'devices[2] (virtio-blk): readonly: expected true or false, got "maybe"'
 	blk_expect 'path = "base.img", serial = "a-serial-of-21-chars!"' 'at most 20 characters'
 	# An overlay made for base.img, then used over another base. The
 	# ticker guest runs until the timeout; the overlay exists by then.

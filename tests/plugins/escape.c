@@ -71,12 +71,19 @@ static int escape_create(smolvm_ctx *ctx, const struct smolvm_host_api *api, voi
 	return 0;
 }
 
+static const struct smolvm_option options[] = {
+	{ "run", SMOLVM_OPT_STRING, 0, NULL, "a shell command its thread runs" },
+	{ "touch", SMOLVM_OPT_STRING, 0, NULL, "a file its port handler opens (on a vCPU thread)" },
+	{ NULL, 0, 0, NULL, NULL },
+};
+
 static const struct smolvm_device_ops ops = {
 	.struct_size = sizeof(struct smolvm_device_ops),
 	.state_version = 1,
 	.min_state_version = 1,
 	.create = escape_create,
 	.destroy = test_destroy,
+	.options = options,
 };
 
 SMOLVM_DEVICE_PLUGIN("escape-test", "1", "", ops);

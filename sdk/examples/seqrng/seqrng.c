@@ -189,6 +189,11 @@ static int seq_restore(void *dev, struct smolvm_state_reader *r, uint32_t versio
 	return 0;
 }
 
+static const struct smolvm_option seq_options[] = {
+	{ "start", SMOLVM_OPT_INT, 0, "0", "the stream's first byte (0..255)" },
+	{ NULL, 0, 0, NULL, NULL },
+};
+
 static const struct smolvm_device_ops seq_ops = {
 	.struct_size = sizeof(struct smolvm_device_ops),
 	.state_version = EXAMPLE_STATE_VERSION,
@@ -198,6 +203,7 @@ static const struct smolvm_device_ops seq_ops = {
 	.reset = seq_reset,
 	.save = seq_save,
 	.restore = seq_restore,
+	.options = seq_options,
 };
 
 SMOLVM_DEVICE_PLUGIN("seqrng", SEQRNG_VERSION,

@@ -233,6 +233,13 @@ static int tally_restore(void *dev, struct smolvm_state_reader *r, uint32_t vers
 	return 0;
 }
 
+/* The options a machine script may give it: smolvm refuses any other,
+ * and a port that is not an integer, before create() runs. */
+static const struct smolvm_option tally_options[] = {
+	{ "port", SMOLVM_OPT_INT, 0, "0x700", "the first of its 16 I/O ports" },
+	{ NULL, 0, 0, NULL, NULL },
+};
+
 static const struct smolvm_device_ops tally_ops = {
 	.struct_size = sizeof(struct smolvm_device_ops),
 	.state_version = EXAMPLE_STATE_VERSION, /* what save() writes */
@@ -242,6 +249,7 @@ static const struct smolvm_device_ops tally_ops = {
 	.reset = tally_reset,
 	.save = tally_save,
 	.restore = tally_restore,
+	.options = tally_options,               /* ABI 1.2 */
 };
 
 SMOLVM_DEVICE_PLUGIN("tally", TALLY_VERSION, "example: port I/O counter and scratch register",

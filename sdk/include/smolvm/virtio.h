@@ -32,7 +32,9 @@
  * smolvm_virtio_dev_*() device ops; smolvm_virtio_pause() and
  * smolvm_virtio_resume() (kicks held while paused);
  * smolvm_virtio_put_state() and smolvm_virtio_get_state() on the typed
- * writer and reader of <smolvm/state.h>.
+ * writer and reader of <smolvm/state.h>. ABI 1.2:
+ * SMOLVM_VIRTIO_DEVICE_OPS_OPTIONS(), the device ops with the options the
+ * device declares (the transport reads no option of its own).
  */
 #ifndef SMOLVM_VIRTIO_H
 #define SMOLVM_VIRTIO_H
@@ -222,6 +224,13 @@ int smolvm_virtio_dev_restore(void *dev, struct smolvm_state_reader *r, uint32_t
 #endif
 
 #define SMOLVM_VIRTIO_DEVICE_OPS(type_, create_, state_version_, min_state_version_) \
+	SMOLVM_VIRTIO_DEVICE_OPS_OPTIONS(type_, create_, state_version_,        \
+					 min_state_version_, NULL)
+
+/* The same, with the options the device takes (ABI 1.2, an array of
+ * struct smolvm_option ended by a NULL name; see <smolvm/plugin.h>). */
+#define SMOLVM_VIRTIO_DEVICE_OPS_OPTIONS(type_, create_, state_version_,       \
+					 min_state_version_, options_)          \
 	{                                                                       \
 		.struct_size = (uint32_t)(sizeof(struct smolvm_device_ops) +    \
 					  SMOLVM_VIRTIO_CHECK_FIRST_(type_)),   \
@@ -234,6 +243,7 @@ int smolvm_virtio_dev_restore(void *dev, struct smolvm_state_reader *r, uint32_t
 		.resume = smolvm_virtio_dev_resume,                             \
 		.save = smolvm_virtio_dev_save,                                 \
 		.restore = smolvm_virtio_dev_restore,                           \
+		.options = (options_),                                          \
 	}
 
 #endif
