@@ -13,6 +13,8 @@
 
 #include "lib/cache_size.h"
 #include "machine/config.h"
+#include "machine/loader.h"
+#include "machine/options.h"
 #include "session/host_config.h"
 #include "session/session.h"
 #include "session/signing.h"
@@ -34,6 +36,7 @@ static void usage(FILE *f)
 		"  verify BUNDLE              check a bundle's hashes and signatures\n"
 		"  key generate|list|export|trust|untrust   your signing keys, keys you trust\n"
 		"  plugins                    list the backend and device plugins found, and refusals\n"
+		"  plugins --options NAME     the options a device plugin takes\n"
 		"  cache list|prune           show the cache, or trim it (least recently used first)\n"
 		"  help [COMMAND]             this text, or a command's options\n"
 		"  version                    print the version\n"
@@ -266,14 +269,118 @@ static int session_option(int c, struct session_opts *o, struct strv *vars)
 	}
 }
 
+static void usage_plugins(FILE *f)
+{
+	fprintf(f,
+		"usage: smolvm plugins [--options NAME]\n"
+		"\n"
+		"Lists the plugins on the search path (see docs/configuration.md) and why\n"
+		"any was refused.\n"
+		"      --options NAME     the options device plugin NAME takes in a machine\n"
+		"                         script: name, type, default, whether required, and\n"
+		"                         what it does (or that it declares none)\n");
+}
+
+static void ignore_refusal(void *opaque, const char *path, const char *why)
+{
+	(void)opaque;
+	(void)path;
+	(void)why;
+}
+
+/* Column width for one of the options' texts. */
+static int width(const struct smolvm_option *o, int col, int min)
+{
+	int w = min;
+
+	for (size_t i = 0; i < OPTIONS_MAX && o[i].name; i++) {
+		const char *s = col == 0 ? o[i].name
+				: col == 1 ? options_type_name(o[i].type)
+				: (o[i].flags & SMOLVM_OPT_REQUIRED) ? "required"
+				: o[i].default_text ? o[i].default_text : "-";
+		int n = (int)strlen(s) + (col == 1 && (o[i].flags & SMOLVM_OPT_ONE_OR_LIST) ? 9 : 0);
+		if (n > w)
+			w = n;
+	}
+	return w;
+}
+
+/* smolvm plugins --options NAME: what a device plugin declares. */
+static int plugin_options(const char *name)
+{
+	struct host_config hc;
+	struct plugin_set set = { 0 };
+	const struct plugin *p;
+	const struct smolvm_option *o;
+	struct err e;
+	int rc = 1;
+
+	if (host_config_load(&hc, &e)) {
+		fprintf(stderr, "smolvm: %s\n", e.msg);
+		return 1;
+	}
+	plugins_scan(&set, hc.plugin_dirs, hc.nplugin_dirs, ignore_refusal, NULL);
+	p = plugins_find(&set, name, 0);
+	if (!p) {
+		fprintf(stderr, "smolvm plugins: no plugin \"%s\" on the search path (`smolvm "
+			"plugins` lists them, and why any was refused)\n", name);
+		goto out;
+	}
+	rc = 0;
+	o = p->desc.kind == SMOLVM_PLUGIN_DEVICE ? p->ops.dev.options : NULL;
+	printf("%s %s (%s plugin, ABI %u.%u): %s\n", p->desc.name, p->desc.version,
+	       plugin_kind_name(p->desc.kind), p->desc.abi_major, p->desc.abi_minor,
+	       p->desc.summary);
+	if (p->desc.kind != SMOLVM_PLUGIN_DEVICE) {
+		printf("a backend plugin: it takes no device options\n");
+	} else if (!o) {
+		printf("declares no options: its devices' options are not checked, the plugin "
+		       "reads what it wants\n");
+	} else if (!o[0].name) {
+		printf("takes no options\n");
+	} else {
+		int wn = width(o, 0, 6), wt = width(o, 1, 4), wd = width(o, 2, 7);
+		printf("\n%-*s  %-*s  %-*s  %s\n", wn, "OPTION", wt, "TYPE", wd, "DEFAULT", "HELP");
+		for (size_t i = 0; i < OPTIONS_MAX && o[i].name; i++) {
+			char type[32];
+			snprintf(type, sizeof(type), "%s%s", options_type_name(o[i].type),
+				 (o[i].flags & SMOLVM_OPT_ONE_OR_LIST) ? " (or one)" : "");
+			printf("%-*s  %-*s  %-*s  %s\n", wn, o[i].name, wt, type, wd,
+			       (o[i].flags & SMOLVM_OPT_REQUIRED) ? "required"
+			       : o[i].default_text ? o[i].default_text : "-",
+			       o[i].help ? o[i].help : "");
+		}
+	}
+out:
+	plugins_free(&set);
+	host_config_free(&hc);
+	return rc;
+}
+
 static int cmd_plugins(int argc, char **argv)
 {
-	if (argc > 1 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
-		printf("usage: smolvm plugins\n\nLists the plugins on the search path "
-		       "(see docs/configuration.md) and why any was refused.\n");
-		return 0;
+	static const struct option opts[] = {
+		{ "options", required_argument, NULL, 'O' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *name = NULL;
+	int c;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'O': name = optarg; break;
+		case 'h': usage_plugins(stdout); return 0;
+		default: usage_plugins(stderr); return 2;
+		}
 	}
-	return session_plugins();
+	if (optind != argc) {
+		fprintf(stderr, "smolvm plugins: unexpected \"%s\"\n", argv[optind]);
+		usage_plugins(stderr);
+		return 2;
+	}
+	return name ? plugin_options(name) : session_plugins();
 }
 
 /* Checks the values of the options that override a script. */
@@ -794,7 +901,7 @@ int main(int argc, char **argv)
 		{ "exec", cmd_exec, usage_exec },
 		{ "inspect", cmd_inspect, usage_inspect },
 		{ "build", cmd_build, usage_build },
-		{ "plugins", cmd_plugins, NULL },
+		{ "plugins", cmd_plugins, usage_plugins },
 		{ "cache", cmd_cache, usage_cache },
 		{ "sign", cmd_sign, usage_sign },
 		{ "verify", cmd_verify, usage_verify },
