@@ -138,27 +138,41 @@ t_snapshot_truncated_refused() {
 	grep -m1 'smolvm' "$log"
 }
 
-# The golden bundle of format 1 (tests/golden/README.md), packed once by an
-# older smolvm and never regenerated: today's smolvm restores it, the ticker
+# The golden bundles (tests/golden/README.md), packed once by an older
+# smolvm and never regenerated: today's smolvm restores each, the ticker
 # goes on from the tick after the one it was packed at, and --pristine
-# leaves the file as it was. A host whose KVM lacks CPU features of the
-# host that packed it refuses the vCPU state, naming them: a visible skip.
-t_snapshot_golden_v1() {
+# leaves the file as it was; format 2's signature verifies (by a key this
+# user does not trust, then by one they do). A host whose KVM lacks CPU
+# features of the host that packed it refuses the vCPU state, naming
+# them: a visible skip.
+t_snapshot_golden() {
 	need_kvm || return
-	local b=tests/golden/ticker-v1.smolmachine log=$WORK/golden.log sum
-	sum=$(sha256sum < "$b")
-	run_bundle "$log" 2 "$b" --pristine -v
-	if grep -q "KVM does not support" "$log"; then
-		echo "SKIP: the golden bundle needs CPU features this host's KVM lacks"
-		grep -m1 "does not support" "$log"
+	local v b log sum skipped=0 cfg=$WORK/golden-config
+	for v in 1 2; do
+		b=tests/golden/ticker-v$v.smolmachine log=$WORK/golden$v.log
+		sum=$(sha256sum < "$b")
+		run_bundle "$log" 2 "$b" --pristine -v
+		if grep -q "KVM does not support" "$log"; then
+			echo "format $v: the golden bundle needs CPU features this host's KVM lacks: $(grep -m1 "does not support" "$log")"
+			skipped=$((skipped + 1))
+			continue
+		fi
+		if [ "$(grep -m1 '^tick' "$log")" != "tick 6" ] || [ "$(grep -c '^tick' "$log")" -lt 5 ] ||
+		   grep -q '^ticker: start' "$log"; then
+			echo "format $v:"; show "$log"; return 1
+		fi
+		[ "$(sha256sum < "$b")" = "$sum" ] || { echo "run --pristine changed $b"; return 1; }
+		echo "format $v: $(grep -m1 'restored' "$log")"
+	done
+	SMOLVM_CONFIG_DIR=$cfg "$SMOLVM" verify tests/golden/ticker-v2.smolmachine > "$WORK/gv.log" 2>&1
+	[ $? -eq 1 ] && grep -q "valid, by a key you do not trust" "$WORK/gv.log" || { show "$WORK/gv.log"; return 1; }
+	SMOLVM_CONFIG_DIR=$cfg "$SMOLVM" key trust tests/golden/golden.pub > /dev/null &&
+		SMOLVM_CONFIG_DIR=$cfg "$SMOLVM" verify tests/golden/ticker-v2.smolmachine > "$WORK/gv.log" 2>&1 &&
+		grep -q "trusted: signed by golden" "$WORK/gv.log" || { show "$WORK/gv.log"; return 1; }
+	if [ $skipped -eq 2 ]; then
+		echo "SKIP: the golden bundles need CPU features this host's KVM lacks"
 		return 77
 	fi
-	if [ "$(grep -m1 '^tick' "$log")" != "tick 6" ] || [ "$(grep -c '^tick' "$log")" -lt 5 ] ||
-	   grep -q '^ticker: start' "$log"; then
-		show "$log"; return 1
-	fi
-	[ "$(sha256sum < "$b")" = "$sum" ] || { echo "run --pristine changed $b"; return 1; }
-	grep -m1 'restored' "$log"
 }
 
 t_snapshot_not_a_bundle() {

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sodium.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -780,6 +781,39 @@ START_TEST(test_golden_v1_opens)
 }
 END_TEST
 
+/* Format 2's golden bundle: its identity (the hash of its TOC) is what it
+ * was when it was made, every hash matches, and its signature by the
+ * golden key (tests/golden/golden.pub) verifies. */
+START_TEST(test_golden_v2_opens)
+{
+	static const char id_hex[] =
+		"e40b03b90570f47ea710d31a1f79e6fb8e7595dd044ed52cde433445739c7cd7";
+	static const char key_b64[] = "iaUE6Hxplp7JYsmmIEbe89fgPCu4bBiaNrunOMgRwEo=";
+	char *path = golden("ticker-v2.smolmachine");
+	uint8_t key[32];
+	char hex[2 * BUNDLE_HASH_SIZE + 1];
+	struct err e = { "" };
+	size_t n;
+
+	ck_assert_msg(snapshot_open(path, &plan, &e) == 0, "%s", e.msg);
+	ck_assert_uint_eq(plan.b.version, 2);
+	ck_assert_msg(snapshot_verify(&plan.b, &e) == 0, "%s", e.msg);
+	sodium_bin2hex(hex, sizeof(hex), plan.b.id, sizeof(plan.b.id));
+	ck_assert_str_eq(hex, id_hex);
+	ck_assert_uint_eq(plan.b.nsigs, 1);
+	ck_assert_int_eq(sodium_base642bin(key, sizeof(key), key_b64, strlen(key_b64), NULL, &n,
+					   NULL, sodium_base64_VARIANT_ORIGINAL), 0);
+	ck_assert_uint_eq(n, 32);
+	ck_assert_mem_eq(plan.b.sigs[0].key, key, 32);
+	ck_assert_int_eq(bundle_signature_valid(&plan.b, 0), 1);
+	ck_assert_ptr_eq(plan.memory, bundle_find(&plan.b, "memory"));
+	ck_assert_uint_lt(plan.memory->covered, plan.memory->size); /* the chunk table */
+	ck_assert_uint_eq(plan.m.memory, 64ull << 20);
+	snapshot_close(&plan);
+	free(path);
+}
+END_TEST
+
 /* Every state section parses; the vCPU's and the VM's hold required
  * sections a reader must enter; every device section's plugin reads it. */
 START_TEST(test_golden_v1_state)
@@ -903,6 +937,7 @@ Suite *snapshot_suite(void)
 	tc = tcase_create("golden");
 	tcase_add_checked_fixture(tc, plugins_setup, plugins_teardown);
 	tcase_add_test(tc, test_golden_v1_opens);
+	tcase_add_test(tc, test_golden_v2_opens);
 	tcase_add_test(tc, test_golden_v1_state);
 	tcase_add_test(tc, test_golden_v1_memory);
 	tcase_add_test(tc, test_golden_v1_plugins);
