@@ -58,13 +58,16 @@ static const char *const allowed[] = {
 /* A vCPU thread runs the guest and the devices' register and queue
  * handlers: the code a guest attacks first. Files, sockets and threads
  * are opened or made at setup or on the devices' own threads; this one
- * works on what it was given. A second filter on top of the first, on
+ * works on what it was given (reads, writes, sends and receives on
+ * descriptors it holds). A second filter on top of the first, on
  * each vCPU thread only (Firecracker's way). */
 static const char *const vcpu_allowed[] = {
 	"brk", "munmap", "mremap", "madvise", /* mmap, mprotect: below */
 	"read", "write", "pread64", "pwrite64", "readv", "writev", "preadv", "pwritev",
 	"preadv2", "pwritev2", "lseek", "fsync", "fdatasync", "fallocate", "sync_file_range",
 	"fstat", "newfstatat", "close", "ioctl", "fcntl",
+	/* on sockets it holds (a device reset drains and ends connections) */
+	"recvfrom", "recvmsg", "sendto", "sendmsg", "shutdown",
 	"futex", "poll", "ppoll", "epoll_ctl", "clock_gettime", "clock_nanosleep", "nanosleep",
 	"sched_yield", "getrandom", "gettid", "getpid", "timerfd_settime", "timerfd_gettime",
 	"rt_sigprocmask", "rt_sigreturn", "sigaltstack", "restart_syscall", "exit",
