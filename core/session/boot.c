@@ -106,14 +106,13 @@ static int boot_or_pack(const char *script, const struct machine_overrides *ov,
 {
 	struct session ss = { .o = o, .save_to = out, .trusted = 1 };
 	struct machine_config cfg = { 0 };
-
-	kept_init(&ss.kept);
 	struct host_config hc;
 	struct plugin_set set = { 0 };
 	struct vm vm;
 	struct err e;
 	int status = 1;
 
+	kept_init(&ss.kept);
 	syscalls_prepare(); /* built meanwhile, installed once set up */
 	if (host_config_load(&hc, &e)) {
 		fprintf(stderr, "smolvm: %s\n", e.msg);
@@ -125,7 +124,10 @@ static int boot_or_pack(const char *script, const struct machine_overrides *ov,
 	}
 	if (apply_overrides(ov, &hc, &cfg) || session_load_hooks(&ss))
 		goto out;
-	if (bind_vsock(&cfg, 0, &ss.rt, &e) || complete_machine(&ss, &cfg, &hc, &e)) {
+	plugins_scan(&set, hc.plugin_dirs, hc.nplugin_dirs, session_refusal, (void *)&o->verbose);
+	/* A misspelt option fails now, not after a root filesystem build. */
+	if (vm_check_devices(&cfg, &set, &e) || bind_vsock(&cfg, 0, &ss.rt, &e) ||
+	    complete_machine(&ss, &cfg, &hc, &e)) {
 		fprintf(stderr, "smolvm: %s\n", e.msg);
 		goto out;
 	}
@@ -144,7 +146,6 @@ static int boot_or_pack(const char *script, const struct machine_overrides *ov,
 		.timeout_s = cfg.ready_when.timeout_s ? cfg.ready_when.timeout_s
 						      : MACHINE_DEFAULT_READY_TIMEOUT_S,
 		.wait_ready = pack };
-	plugins_scan(&set, hc.plugin_dirs, hc.nplugin_dirs, session_refusal, (void *)&o->verbose);
 	for (int restart = 1; restart;) {
 		struct vm_opts vo = { .verbose = o->verbose, .mem_fd = -1,
 				      .keep_input_open = pack, .events = session_events(&ss) };

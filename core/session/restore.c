@@ -160,6 +160,11 @@ static int restore(const char *path, struct restored *r, struct session *ss, int
 	}
 	r->cfg.quirk_mode = r->hc.quirk_mode;
 	plugins_scan(&r->set, r->hc.plugin_dirs, r->hc.nplugin_dirs, session_refusal, &verbose);
+	/* (before any memory is mapped or filled) */
+	if (vm_check_devices(&r->cfg, &r->set, &e)) {
+		fprintf(stderr, "smolvm: %s: %s\n", path, e.msg);
+		return -1;
+	}
 	vo->events = session_events(ss);
 	if (snapshot_load(&r->plan, &r->cfg, &r->set, vo, vm, &mem, &e)) {
 		fprintf(stderr, "smolvm: %s: %s\n", path, e.msg);
