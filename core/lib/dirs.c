@@ -124,6 +124,20 @@ int cache_file_open(const char *path, uint64_t size)
 	return -ENOENT;
 }
 
+int tmp_finish(int fd, char *tmp, const char *path, int rc, int durable)
+{
+	if (!rc && durable && fsync(fd) < 0)
+		rc = -errno;
+	if (close(fd) < 0 && !rc)
+		rc = -errno;
+	if (!rc && rename(tmp, path) < 0)
+		rc = -errno;
+	if (rc)
+		unlink(tmp);
+	free(tmp);
+	return rc;
+}
+
 int tmp_beside(const char *path, char **tmp)
 {
 	int fd;

@@ -28,6 +28,10 @@ int cache_file_open(const char *path, uint64_t size);
 /* Creates PATH.tmp-XXXXXX (O_EXCL, mode 0600) for a file to be renamed
  * over path once whole; returns the fd and *tmp (free it), or -errno. */
 int tmp_beside(const char *path, char **tmp);
+/* Ends a file made with tmp_beside: with rc 0 it is made durable (when
+ * `durable`) and renamed over path; otherwise, or when that fails, it is
+ * removed. Closes fd and frees tmp; returns rc, or the failure's -errno. */
+int tmp_finish(int fd, char *tmp, const char *path, int rc, int durable);
 /* mkdir -p; 0 or -errno. */
 int mkdirs(const char *path, mode_t mode);
 

@@ -64,16 +64,8 @@ static int put(const char *dir, const char *name, const char *text, struct err *
 		return err_set(e, fd, "%s: %s", path, strerror(-fd));
 	if (text && write(fd, text, strlen(text)) != (ssize_t)strlen(text))
 		rc = -EIO;
-	if (close(fd) < 0 && !rc)
-		rc = -errno;
-	if (!rc && rename(tmp, path) < 0)
-		rc = -errno;
-	if (rc) {
-		unlink(tmp);
-		err_set(e, rc, "%s: %s", path, strerror(-rc));
-	}
-	free(tmp);
-	return rc;
+	rc = tmp_finish(fd, tmp, path, rc, 0);
+	return rc ? err_set(e, rc, "%s: %s", path, strerror(-rc)) : 0;
 }
 
 static int has(const char *dir, const char *name)

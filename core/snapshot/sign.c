@@ -117,16 +117,6 @@ int bundle_write_signed(const struct bundle *b, const char *path,
 	/* The mode the bundle had. */
 	if (!rc && fstat(b->fd, &st) == 0 && fchmod(fd, st.st_mode & 0777) < 0)
 		rc = -errno;
-	if (!rc && fsync(fd) < 0)
-		rc = -errno;
-	if (close(fd) < 0 && !rc)
-		rc = -errno;
-	if (!rc && rename(tmp, path) < 0)
-		rc = -errno;
-	if (rc) {
-		unlink(tmp);
-		err_set(e, rc, "%s: %s", path, strerror(-rc));
-	}
-	free(tmp);
-	return rc;
+	rc = tmp_finish(fd, tmp, path, rc, 1);
+	return rc ? err_set(e, rc, "%s: %s", path, strerror(-rc)) : 0;
 }

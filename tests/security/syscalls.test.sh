@@ -5,11 +5,17 @@
 # not to a vCPU thread) is stopped before the file exists.
 # Sourced by tests/integration/run.sh.
 
+# escape_dir: a plugin directory holding only the escape test plugin.
+escape_dir() {
+	local dir=$WORK/escape-plugins
+	[ -f build/tests/plugins/escape.so ] || { echo "missing escape.so (make test-plugins)"; return 1; }
+	mkdir -p "$dir" && cp build/tests/plugins/escape.so "$dir/" && echo "$dir"
+}
+
 t_sec_syscall_filter() {
 	need_kvm || return
-	local ticker dir=$WORK/escape-plugins rc
-	[ -f build/tests/plugins/escape.so ] || { echo "missing escape.so (make test-plugins)"; return 1; }
-	mkdir -p "$dir" && cp build/tests/plugins/escape.so "$dir/"
+	local ticker dir rc
+	dir=$(escape_dir) || { echo "$dir"; return 1; }
 	ticker=$(realpath "$GUEST/ticker.elf")
 	cat > "$WORK/escape.lua" <<LUA
 machine {
@@ -30,9 +36,8 @@ LUA
 
 t_sec_syscall_filter_vcpu() {
 	need_kvm || return
-	local ticker dir=$WORK/escape-plugins rc
-	[ -f build/tests/plugins/escape.so ] || { echo "missing escape.so (make test-plugins)"; return 1; }
-	mkdir -p "$dir" && cp build/tests/plugins/escape.so "$dir/"
+	local ticker dir rc
+	dir=$(escape_dir) || { echo "$dir"; return 1; }
 	ticker=$(realpath "$GUEST/ticker.elf")
 	# the device sits where the uart would: the ticker's first write reaches it
 	cat > "$WORK/escape-io.lua" <<LUA
