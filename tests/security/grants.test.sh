@@ -106,3 +106,42 @@ t_sec_grants() {
 	grun "$WORK/g6.log" "is_listening $port && [ -S $WORK/greedy.sock ]" --trust "$b" ||
 		{ echo "--trust"; show "$WORK/g6.log"; return 1; }
 }
+
+# The host's loopback through NAT: a Linux guest packed by someone else
+# fetches from an HTTP server on the host's 127.0.0.1 through slirp's
+# gateway 10.0.2.2. As the victim's untrusted bundle it cannot (the
+# default --net nat); with --net nat+host it can; --net none takes the
+# outside away too. (net.test.sh: the guest, the servers. busybox wget's
+# -T makes it crash in this guest: the refusal is immediate anyway.)
+t_sec_net_host_loopback() {
+	need_kvm || return
+	net_linux_ready || return 1
+	virtio_have virtio-net || { echo "SKIP: needs the virtio-net plugin"; return 77; }
+	local b=$WORK/lo.smolmachine s hport rc how want
+	read -r hport <<< "$(net_free_ports tcp)"
+	s=$(net_linux_script lo-pack "")
+	printf 'udhcpc -i eth0 -q -n -t 5 -T 2\necho "lo-$((1+1))-packed"\n' |
+		SMOLVM_DATA_DIR=$WORK/attacker-data SMOLVM_CACHE_DIR=$WORK/cache timeout -k 5 300 \
+		"$SMOLVM" pack "$s" --ready "lo-2-packed" -o "$b" > "$WORK/lo-pack.log" 2>&1 ||
+		{ show "$WORK/lo-pack.log" 30; return 1; }
+	net_servers_start "$hport"
+	printf 'wget -q -O - http://10.0.2.2:%s/hello.txt || echo "wget-failed"\necho "lo-$((2+1))-done"\npoweroff -f\n' \
+		"$hport" > "$WORK/lo-run.sh"
+	for how in default nat+host none; do
+		local args=()
+		[ $how = default ] || args=(--net "$how")
+		SMOLVM_DATA_DIR=$WORK/victim-data SMOLVM_CACHE_DIR=$WORK/cache timeout -k 5 120 \
+			"$SMOLVM" run --pristine "${args[@]}" "$b" < "$WORK/lo-run.sh" > "$WORK/lo-$how.log" 2>&1
+		rc=$?
+		want=wget-failed
+		[ $how = nat+host ] && want=$NET_TOKEN
+		if ! grep -q '^lo-3-done' "$WORK/lo-$how.log" || ! grep -q "^$want" "$WORK/lo-$how.log" ||
+		   { [ $how != nat+host ] && grep -q "^$NET_TOKEN" "$WORK/lo-$how.log"; }; then
+			echo "--net $how: exit $rc, expected $want"; show "$WORK/lo-$how.log" 20
+			net_servers_stop
+			return 1
+		fi
+		echo "--net $how: $(grep -m1 "^$want" "$WORK/lo-$how.log")"
+	done
+	net_servers_stop
+}
