@@ -199,7 +199,10 @@ int vm_check_devices(const struct machine_config *cfg, const struct plugin_set *
 				       "%s: no device plugin \"%s\" (see `smolvm plugins` for what is installed)",
 				       dc->name, dc->type);
 		/* The script's numbering: a root filesystem's disk comes first
-		 * and is not in the script's list. */
+		 * and is not in the script's list. Its image is bound once it
+		 * is built: before that (an early check) it is not checked. */
+		if (cfg->rootfs && i == 0 && !dev_config_get(dc, "path"))
+			continue;
 		if (cfg->rootfs && i == 0)
 			snprintf(where, sizeof(where), "%s: the root filesystem's disk (%s)", script,
 				 dc->type);
