@@ -32,7 +32,7 @@ echo "pipe: $(echo a b c | wc -w)"
 sleep 1 &
 bg=$!
 wait $bg && echo "bg: done $?"
-i=0; while [ $i -lt 100 ]; do /bin/true || echo fork-failed; i=$((i+1)); done
+i=0; while [ $i -lt 25 ]; do /bin/true || echo fork-failed; i=$((i+1)); done
 echo "forks: $i"
 ls /proc | wc -l > /tmp/n && echo "procs: ok"
 echo "hwrng: $(cat /sys/class/misc/hw_random/rng_current) $(head -c 16 /dev/hwrng | wc -c)"
@@ -43,7 +43,7 @@ SH
 	timeout -k 5 600 "$SMOLVM" boot "$WORK/linux-rng.lua" < "$WORK/proc.sh" > "$log" 2>&1
 	local rc=$?
 	if [ $rc -ne 0 ] || ! grep -q '^pipe: 3' "$log" || ! grep -q '^bg: done 0' "$log" ||
-	   ! grep -q '^forks: 100' "$log" || grep -q '^fork-failed\|Segmentation' "$log" ||
+	   ! grep -q '^forks: 25' "$log" || grep -q '^fork-failed\|Segmentation' "$log" ||
 	   ! grep -q '^procs: ok' "$log" || ! grep -q '^hwrng: virtio_rng.0 16' "$log"; then
 		echo "exit $rc"; show "$log" 30; return 1
 	fi
