@@ -38,7 +38,7 @@ t0=$EPOCHREALTIME
 build/smolvm pack scripts/ticker.lua -o "$out/ticker.smolmachine" < /dev/null 2>&1 | watch "$t0" "tick 5"
 echo "    packed after ${hit}s"
 t0=$EPOCHREALTIME
-timeout -s TERM 1 build/smolvm run "$out/ticker.smolmachine" -v < /dev/null 2>&1 | head -4 | watch "$t0" "tick 6" || true
+timeout -s TERM 1 build/smolvm run "$out/ticker.smolmachine" -v < /dev/null 2>&1 | head -8 | watch "$t0" "tick 6" || true
 echo "    restored; its first line ('tick 6', not 'tick 0') came after ${hit}s"
 
 cpus=2
