@@ -49,6 +49,20 @@ static int check_name(const char *name, struct err *e)
 	return 0;
 }
 
+/* sub/NAME.ext under the configuration directory, for a valid name. */
+static int key_file(const char *name, const char *sub, const char *ext, char *path, size_t len,
+		    struct err *e)
+{
+	char dir[4096];
+	int rc = check_name(name, e);
+
+	if (!rc)
+		rc = dir_of(dir, sizeof(dir), sub, e);
+	if (!rc && snprintf(path, len, "%s/%s.%s", dir, name, ext) >= (int)len)
+		rc = err_set(e, -ENAMETOOLONG, "%s: path too long", dir);
+	return rc;
+}
+
 /* A whole small file, read without following a link; NUL-terminated. */
 static int slurp(const char *path, char *buf, size_t len, struct err *e)
 {
@@ -162,15 +176,12 @@ int key_generate(const char *name, struct err *e)
 
 int key_secret(const char *name, uint8_t sk[64], struct err *e)
 {
-	char dir[4096], path[4400], text[512];
+	char path[4400], text[512];
 	struct stat st;
-	int rc = check_name(name, e);
+	int rc = key_file(name, "keys", "key", path, sizeof(path), e);
 
-	if (!rc)
-		rc = dir_of(dir, sizeof(dir), "keys", e);
 	if (rc)
 		return rc;
-	snprintf(path, sizeof(path), "%s/%s.key", dir, name);
 	if (lstat(path, &st) < 0)
 		return err_set(e, -errno, "key %s: %s (smolvm key generate %s makes one)", name,
 			       strerror(errno), name);
@@ -186,7 +197,7 @@ int key_secret(const char *name, uint8_t sk[64], struct err *e)
 
 int key_trust(const char *file, const char *as, struct err *e)
 {
-	char dir[4096], path[4400], text[512], name[KEY_NAME_MAX + 1], line[256], b64[KEY_TEXT_MAX];
+	char path[4400], text[512], name[KEY_NAME_MAX + 1], line[256], b64[KEY_TEXT_MAX];
 	uint8_t pk[32];
 	int rc = slurp(file, text, sizeof(text), e);
 
@@ -199,12 +210,9 @@ int key_trust(const char *file, const char *as, struct err *e)
 		snprintf(name, sizeof(name), "%s", as);
 	if (!*name)
 		return err_set(e, -EINVAL, "%s: the key has no name: give one with --as NAME", file);
-	rc = check_name(name, e);
-	if (!rc)
-		rc = dir_of(dir, sizeof(dir), "trusted-keys", e);
+	rc = key_file(name, "trusted-keys", "pub", path, sizeof(path), e);
 	if (rc)
 		return rc;
-	snprintf(path, sizeof(path), "%s/%s.pub", dir, name);
 	if (access(path, F_OK) == 0)
 		return err_set(e, -EEXIST, "a trusted key named %s exists already: smolvm key "
 			       "untrust %s first, or give another name with --as", name, name);
@@ -219,14 +227,11 @@ int key_trust(const char *file, const char *as, struct err *e)
 
 int key_untrust(const char *name, struct err *e)
 {
-	char dir[4096], path[4400];
-	int rc = check_name(name, e);
+	char path[4400];
+	int rc = key_file(name, "trusted-keys", "pub", path, sizeof(path), e);
 
-	if (!rc)
-		rc = dir_of(dir, sizeof(dir), "trusted-keys", e);
 	if (rc)
 		return rc;
-	snprintf(path, sizeof(path), "%s/%s.pub", dir, name);
 	if (unlink(path) < 0)
 		return err_set(e, -errno, "trusted key %s: %s", name, strerror(errno));
 	return 0;
@@ -289,15 +294,12 @@ int key_list(struct err *e)
 
 int key_export(const char *name, struct err *e)
 {
-	char dir[4096], path[4400], text[512];
+	char path[4400], text[512];
 	uint8_t pk[32];
-	int rc = check_name(name, e);
+	int rc = key_file(name, "keys", "pub", path, sizeof(path), e);
 
-	if (!rc)
-		rc = dir_of(dir, sizeof(dir), "keys", e);
 	if (rc)
 		return rc;
-	snprintf(path, sizeof(path), "%s/%s.pub", dir, name);
 	rc = slurp(path, text, sizeof(text), e);
 	if (rc)
 		return err_wrap(e, rc, "key %s", name);
