@@ -64,25 +64,9 @@ t_console_hvc_output() {
 }
 
 # Linux with virtio-console as its only console (console=hvc0): boot log,
-# shell input and output, the 80x25 size, end of input ends the machine.
-t_console_hvc_shell() {
-	need_kvm || return
-	console_linux_ready || return 1
-	local log=$WORK/con-shell.log s
-	s=$(machine_script con-shell "$GUEST/vmlinux" \
-		"console=hvc0 reboot=k panic=-1 random.trust_bootloader=on" \
-		'{ type = "virtio-console" }' "$GUEST/initramfs.cpio")
-	printf 'echo $((6*7))\nstty size\nread -r c < /proc/consoles; echo "con: $c"\n' |
-		timeout -k 5 300 "$SMOLVM" boot "$s" > "$log" 2>&1
-	local rc=$?
-	if [ $rc -ne 0 ] || ! grep -q 'Run /init as init process' "$log" || ! grep -qxE $'42\r?' "$log" ||
-	   ! grep -qxE $'25 80\r?' "$log" || ! grep -q '^con: hvc0 ' "$log"; then
-		echo "exit $rc"; show "$log" 30; return 1
-	fi
-}
-
-# Save and restore: a console=hvc0 machine packed at its shell prompt takes
-# input through the restored device (queues, port state) and ends at ^D.
+# shell input and output, the 80x25 size; packed at its shell prompt, it
+# takes input through the restored device (queues, port state) and ends at
+# ^D. One boot serves both (each boot of Linux costs minutes here).
 t_console_hvc_snapshot() {
 	need_kvm || return
 	console_linux_ready || return 1
@@ -91,10 +75,13 @@ t_console_hvc_snapshot() {
 		"console=hvc0 reboot=k panic=-1 random.trust_bootloader=on" \
 		'{ type = "virtio-console" }' "$GUEST/initramfs.cpio")
 	# pack keeps the guest's input open at end of input: no ^D.
-	printf 'echo "hvc-$((2*3))-packed"\n' |
+	printf 'echo $((6*7))\nstty size\nread -r c < /proc/consoles; echo "con: $c"\necho "hvc-$((2*3))-packed"\n' |
 		SMOLVM_CACHE_DIR=$WORK/cache timeout -k 5 300 "$SMOLVM" pack "$s" \
 		--ready "hvc-6-packed" -o "$b" > "$WORK/con-pack.log" 2>&1 ||
 		{ show "$WORK/con-pack.log" 30; return 1; }
+	grep -q 'Run /init as init process' "$WORK/con-pack.log" && grep -qxE $'42\r?' "$WORK/con-pack.log" &&
+		grep -qxE $'25 80\r?' "$WORK/con-pack.log" && grep -q '^con: hvc0 ' "$WORK/con-pack.log" ||
+		{ echo "the shell on hvc0 before the pack:"; show "$WORK/con-pack.log" 30; return 1; }
 	printf 'echo $((6*7))\n' |
 		SMOLVM_CACHE_DIR=$WORK/cache timeout -k 5 120 "$SMOLVM" run "$b" --pristine > "$log" 2>&1
 	local rc=$?
