@@ -185,7 +185,14 @@ SDK_HEADERS := $(wildcard sdk/include/smolvm/*.h)
 SDK_PC := $(BUILD)/sdk/smolvm-plugin.pc
 SDK_EXAMPLES := $(patsubst sdk/examples/%/,%,$(wildcard sdk/examples/*/))
 example_files = $(notdir $(wildcard $(addprefix sdk/examples/$(1)/,README.md Makefile *.c *.h *.lua)))
-INSTALL_SCRIPTS := $(wildcard scripts/*.lua)
+# linux-net-disk.lua wants a disk image and its overlay beside the build
+# tree's guest: not installed.
+INSTALL_SCRIPTS := $(filter-out scripts/linux-net-disk.lua,$(wildcard scripts/*.lua))
+GUEST_KIT_DIR := $(DATADIR)/smolvm/guest-kit
+GUEST_KIT_FILES := tests/guests/guest-kit.mk tests/guests/guest.ld tests/guests/README.md \
+	tests/guests/ticker.c tests/sdk/guest/sdkguest.c
+GUEST_KIT_COMMON := $(wildcard tests/guests/common/*.[chS])
+PREBUILT_GUESTS := $(GUEST_OUT)/ticker.elf $(GUEST_OUT)/sdkguest.elf
 EXAMPLE_FILES := $(shell find scripts/examples -type f | sort)
 EXAMPLE_DIRS := $(sort $(patsubst scripts/%/,%,$(dir $(EXAMPLE_FILES))))
 INSTALL_DOCS := $(wildcard docs/*.md)
@@ -205,6 +212,7 @@ $(SDK_PC): sdk/smolvm-plugin.pc.in FORCE
 	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
 		-e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@PLUGINDIR@|$(PLUGINDIR)|g' \
 		-e 's|@DOCDIR@|$(DOCDIR)|g' -e 's|@VERSION@|$(SMOLVM_VERSION)|g' \
+		-e 's|@GUESTKITDIR@|$(GUEST_KIT_DIR)|g' \
 		-e 's|@ABI_MAJOR@|$(SDK_ABI_MAJOR)|g' -e 's|@ABI_MINOR@|$(SDK_ABI_MINOR)|g' \
 		$< > $@.tmp
 	$(Q)if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; fi
@@ -213,9 +221,10 @@ $(SDK_PC): sdk/smolvm-plugin.pc.in FORCE
 FORCE:
 sdk: $(SDK_LIB) $(SDK_PC)
 
-install: all sdk
+install: all sdk $(PREBUILT_GUESTS)
 	$(call say,INSTALL,$(DESTDIR)$(PREFIX))
-	$(Q)$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(PLUGINDIR) \
+	$(Q)$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(PLUGINDIR) $(DESTDIR)$(PLUGINDIR)/guest \
+		$(DESTDIR)$(GUEST_KIT_DIR)/common \
 		$(DESTDIR)$(INCLUDEDIR)/smolvm $(DESTDIR)$(PKGCONFIGDIR) \
 		$(DESTDIR)$(DATADIR)/smolvm/scripts $(DESTDIR)$(MANDIR)/man1 \
 		$(addprefix $(DESTDIR)$(DOCDIR)/examples/,$(SDK_EXAMPLES))
@@ -233,9 +242,12 @@ install: all sdk
 	$(Q)$(foreach d,$(EXAMPLE_DIRS),$(INSTALL) -d $(DESTDIR)$(DATADIR)/smolvm/scripts/$(d) &&) true
 	$(Q)$(foreach f,$(EXAMPLE_FILES),$(INSTALL) -m 644 $(f) \
 		$(DESTDIR)$(DATADIR)/smolvm/scripts/$(dir $(f:scripts/%=%)) &&) true
+	@# the guest kit and prebuilt test guests ("guest:ticker.elf" in scripts)
+	$(Q)$(INSTALL) -m 644 $(GUEST_KIT_FILES) $(DESTDIR)$(GUEST_KIT_DIR)/
+	$(Q)$(INSTALL) -m 644 $(GUEST_KIT_COMMON) $(DESTDIR)$(GUEST_KIT_DIR)/common/
+	$(Q)$(INSTALL) -m 644 $(PREBUILT_GUESTS) $(DESTDIR)$(PLUGINDIR)/guest/
 	@# the default guest, when it was built (scripts without `kernel` boot it)
 	$(Q)if [ -f $(GUEST_DIR)/vmlinux ] && [ -f $(GUEST_DIR)/initramfs.cpio ]; then \
-		$(INSTALL) -d $(DESTDIR)$(PLUGINDIR)/guest && \
 		$(INSTALL) -m 644 $(GUEST_DIR)/vmlinux $(GUEST_DIR)/initramfs.cpio \
 			$(DESTDIR)$(PLUGINDIR)/guest/; fi
 
@@ -253,8 +265,11 @@ uninstall:
 		$(DESTDIR)$(MANDIR)/man1/$(notdir $(MAN1)) \
 		$(foreach e,$(SDK_EXAMPLES),$(addprefix $(DESTDIR)$(DOCDIR)/examples/$(e)/,$(call example_files,$(e)))) \
 		$(addprefix $(DESTDIR)$(DATADIR)/smolvm/,$(EXAMPLE_FILES)) \
-		$(DESTDIR)$(PLUGINDIR)/guest/vmlinux $(DESTDIR)$(PLUGINDIR)/guest/initramfs.cpio
-	$(Q)for d in $(PLUGINDIR)/guest $(PLUGINDIR) $(INCLUDEDIR)/smolvm \
+		$(DESTDIR)$(PLUGINDIR)/guest/vmlinux $(DESTDIR)$(PLUGINDIR)/guest/initramfs.cpio \
+		$(addprefix $(DESTDIR)$(PLUGINDIR)/guest/,$(notdir $(PREBUILT_GUESTS))) \
+		$(addprefix $(DESTDIR)$(GUEST_KIT_DIR)/,$(notdir $(GUEST_KIT_FILES))) \
+		$(addprefix $(DESTDIR)$(GUEST_KIT_DIR)/common/,$(notdir $(GUEST_KIT_COMMON)))
+	$(Q)for d in $(GUEST_KIT_DIR)/common $(GUEST_KIT_DIR) $(PLUGINDIR)/guest $(PLUGINDIR) $(INCLUDEDIR)/smolvm \
 		$(addprefix $(DATADIR)/smolvm/scripts/,$(sort $(EXAMPLE_DIRS)) examples) \
 		$(DATADIR)/smolvm/scripts \
 		$(DATADIR)/smolvm $(addprefix $(DOCDIR)/examples/,$(SDK_EXAMPLES)) \

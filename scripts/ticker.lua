@@ -1,10 +1,10 @@
 -- The ticker test guest: prints "tick N" about every 100 ms, on any host.
--- Paths are relative to this script. Build the guest with `make guest`.
+-- "guest:" names a file of the guest directory (`make guest` builds it).
 machine {
   name = "ticker",
   cpus = 1,
   memory = "64M",
-  kernel = "../build/guest/ticker.elf",
+  kernel = "guest:ticker.elf",
   cmdline = "",
   ready = "tick 5",
   devices = {

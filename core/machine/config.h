@@ -15,6 +15,7 @@ struct dev_config {
 	size_t n;
 	char **keys, **vals;
 	char **paths; /* config_path() results, parallel to vals, made on demand */
+	int line;     /* the script's line of its table (for messages), or 0 */
 };
 
 /* Where a root filesystem comes from (docs/rootfs.md). */

@@ -174,16 +174,16 @@ static int unknown(const struct smolvm_option *opts, const char *name, const cha
 	size_t used = 0;
 
 	if (near)
-		return err_set(e, -EINVAL, "%s: %s: unknown option (did you mean %s?)", where, name,
+		return err_set(e, -EINVAL, "%s.%s: unknown option (did you mean %s?)", where, name,
 			       near);
 	known[0] = 0;
 	for (size_t i = 0; i < OPTIONS_MAX && opts[i].name && used < sizeof(known); i++)
 		used += (size_t)snprintf(known + used, sizeof(known) - used, "%s%s", i ? ", " : "",
 					 opts[i].name);
 	if (!known[0])
-		return err_set(e, -EINVAL, "%s: %s: unknown option (this device takes none)", where,
+		return err_set(e, -EINVAL, "%s.%s: unknown option (this device takes none)", where,
 			       name);
-	return err_set(e, -EINVAL, "%s: %s: unknown option (known: %s)", where, name, known);
+	return err_set(e, -EINVAL, "%s.%s: unknown option (known: %s)", where, name, known);
 }
 
 /* The problem with one key, or 0. */
@@ -204,20 +204,20 @@ static int check_key(const struct smolvm_option *opts, const char *key, const ch
 	}
 	if (o->type == SMOLVM_OPT_LIST) {
 		if (!indexed && !(o->flags & SMOLVM_OPT_ONE_OR_LIST))
-			return err_set(e, -EINVAL, "%s: %s: expected a list such as { \"a\", \"b\" }, "
+			return err_set(e, -EINVAL, "%s.%s: expected a list such as { \"a\", \"b\" }, "
 				       "got one value \"%.80s\"", where, o->name, val);
 		return 0;
 	}
 	if (indexed)
-		return err_set(e, -EINVAL, "%s: %s: expected %s, got a list", where, o->name,
+		return err_set(e, -EINVAL, "%s.%s: expected %s, got a list", where, o->name,
 			       o->type == SMOLVM_OPT_INT ? "an integer"
 			       : o->type == SMOLVM_OPT_BOOL ? "true or false"
 			       : o->type == SMOLVM_OPT_PATH ? "a file name" : "one value");
 	if (o->type == SMOLVM_OPT_INT && !is_int(val))
-		return err_set(e, -EINVAL, "%s: %s: expected an integer, got \"%.80s\"", where,
+		return err_set(e, -EINVAL, "%s.%s: expected an integer, got \"%.80s\"", where,
 			       o->name, val);
 	if (o->type == SMOLVM_OPT_BOOL && strcmp(val, "true") && strcmp(val, "false"))
-		return err_set(e, -EINVAL, "%s: %s: expected true or false, got \"%.80s\"", where,
+		return err_set(e, -EINVAL, "%s.%s: expected true or false, got \"%.80s\"", where,
 			       o->name, val);
 	return 0;
 }
@@ -233,10 +233,12 @@ static int present(const struct dev_config *d, const struct smolvm_option *o)
 }
 
 int options_check(const struct dev_config *d, const struct smolvm_option *opts,
-		  const char *where, struct err *e)
+		  const char *where, const char **key, struct err *e)
 {
 	const char *first = NULL;
 
+	if (key)
+		*key = NULL;
 	if (!opts)
 		return 0;
 	/* The first bad key by name, so that the message does not depend on
@@ -254,11 +256,14 @@ int options_check(const struct dev_config *d, const struct smolvm_option *opts,
 				*e = tmp;
 		}
 	}
-	if (first)
+	if (first) {
+		if (key)
+			*key = first;
 		return -EINVAL;
+	}
 	for (size_t i = 0; i < OPTIONS_MAX && opts[i].name; i++)
 		if ((opts[i].flags & SMOLVM_OPT_REQUIRED) && !present(d, &opts[i]))
-			return err_set(e, -EINVAL, "%s: %s: missing (required%s%s)", where,
+			return err_set(e, -EINVAL, "%s.%s: missing (required%s%s)", where,
 				       opts[i].name, opts[i].help ? ": " : "",
 				       opts[i].help ? opts[i].help : "");
 	return 0;

@@ -34,12 +34,14 @@ const char *options_suggest(const struct smolvm_option *opts, const char *name);
 int options_check_declared(const struct smolvm_option *opts, struct err *e) WARN_UNUSED;
 
 /* Checks a device's configuration against its plugin's declarations
- * (nothing when `opts` is NULL). The message starts with `where` (e.g.
- * "app.lua: devices[2] (tally)"), then the option: unknown (with the
- * closest name, or what the plugin takes), a value that is not of its
- * type, a list for one value or one value for a list, a required one
- * missing. When several are wrong the first by name is reported. */
+ * (nothing when `opts` is NULL). The message starts with `where.` (e.g.
+ * "devices[2].perod_ms: "), then what is wrong with the option: unknown
+ * (with the closest name, or what the plugin takes), a value that is not
+ * of its type, a list for one value or one value for a list, a required
+ * one missing. When several are wrong the first by name is reported, and
+ * *key (when not NULL) is its name as the script writes it (NULL for a
+ * missing one). */
 int options_check(const struct dev_config *d, const struct smolvm_option *opts,
-		  const char *where, struct err *e) WARN_UNUSED;
+		  const char *where, const char **key, struct err *e) WARN_UNUSED;
 
 #endif

@@ -13,6 +13,7 @@
 
 #include "arch/x86/board.h"
 #include "arch/x86/boot.h"
+#include "lib/src_lines.h"
 #include "machine/host_api.h"
 #include "machine/options.h"
 
@@ -48,12 +49,14 @@ static void handle_io(struct vm *vm, const struct bus *b, const char *space,
 	uint8_t *data = x->io.data;
 
 	for (uint32_t i = 0; i < x->io.count; i++, data += x->io.size) {
+		host_clear_error();
 		if (bus_access(b, x->io.addr, data, x->io.size, x->io.is_write) < 0) {
 			/* Nothing there: reads float high, writes vanish. */
 			if (!x->io.is_write)
 				memset(data, 0xff, x->io.size);
 			unhandled(vm, space, x);
 		}
+		plugin_hook_done(vm->verbose, "an I/O handler");
 	}
 }
 
@@ -108,7 +111,8 @@ int vm_pause(struct vm *vm, struct err *e)
 	/* Devices finish what is in flight and stop touching memory. */
 	for (size_t i = 0; i < vm->ndevs; i++)
 		if (vm->devs[i].plugin->ops.dev.pause)
-			vm->devs[i].plugin->ops.dev.pause(vm->devs[i].dev);
+			PLUGIN_HOOK(vm->verbose, "pause",
+				    vm->devs[i].plugin->ops.dev.pause(vm->devs[i].dev));
 	return 0;
 }
 
@@ -116,7 +120,8 @@ void vm_resume(struct vm *vm)
 {
 	for (size_t i = 0; i < vm->ndevs; i++)
 		if (vm->devs[i].plugin->ops.dev.resume)
-			vm->devs[i].plugin->ops.dev.resume(vm->devs[i].dev);
+			PLUGIN_HOOK(vm->verbose, "resume",
+				    vm->devs[i].plugin->ops.dev.resume(vm->devs[i].dev));
 	pthread_mutex_lock(&vm->park_lock);
 	atomic_store(&vm->pause_req, 0);
 	pthread_cond_broadcast(&vm->park_cond);
@@ -145,7 +150,7 @@ static void *vcpu_thread(void *arg)
 			c->exit.reason = SMOLVM_EXIT_NONE;
 			continue;
 		}
-		if (PLUGIN_CALL(&e, vm->be->vcpu_run(c->be, &c->exit)) < 0) {
+		if (PLUGIN_CALL(&e, &vm->be_ctx, NULL, vm->be->vcpu_run(c->be, &c->exit)) < 0) {
 			vm_request_stop(vm, VM_STOP_ERROR, e.msg);
 			break;
 		}
@@ -204,13 +209,23 @@ int vm_check_devices(const struct machine_config *cfg, const struct plugin_set *
 		if (cfg->rootfs && i == 0 && !dev_config_get(dc, "path"))
 			continue;
 		if (cfg->rootfs && i == 0)
-			snprintf(where, sizeof(where), "%s: the root filesystem's disk (%s)", script,
-				 dc->type);
+			snprintf(where, sizeof(where), "the root filesystem's disk");
 		else
-			snprintf(where, sizeof(where), "%s: devices[%zu] (%s)", script,
-				 i + !cfg->rootfs, dc->type);
-		if (options_check(dc, p->ops.dev.options, where, e))
-			return -EINVAL;
+			snprintf(where, sizeof(where), "devices[%zu]", i + !cfg->rootfs);
+		const char *key;
+		int rc = options_check(dc, p->ops.dev.options, where, &key, e);
+		if (rc) {
+			/* the line of the key; a list's "k[2]" is written "k =" */
+			char name[80];
+			snprintf(name, sizeof(name), "%.*s", (int)strcspn(key ? key : "", "["),
+				 key ? key : "");
+			int line = name[0] ? src_key_line(cfg->script_src, cfg->script_len, name,
+							  dc->line, 1) : 0;
+			if (!line)
+				line = dc->line;
+			return line ? err_wrap(e, rc, "%s:%d", script, line)
+				    : err_wrap(e, rc, "%s", script);
+		}
 	}
 	return 0;
 }
@@ -232,7 +247,8 @@ static int create_devices(struct vm *vm, const struct plugin_set *plugins, struc
 		d->ctx.vm = vm;
 		d->ctx.cfg = dc;
 		snprintf(d->ctx.name, sizeof(d->ctx.name), "%s", dc->name);
-		rc = PLUGIN_CALL(e, p->ops.dev.create(&d->ctx, &host_api, &d->dev));
+		rc = PLUGIN_CALL(e, &d->ctx, "create",
+				 p->ops.dev.create(&d->ctx, &host_api, &d->dev));
 		if (rc < 0)
 			return rc;
 		vm->ndevs++;
@@ -424,7 +440,8 @@ int vm_create(struct vm *vm, struct machine_config *cfg,
 	vc.ncpus = cfg->cpus;
 	vc.mem_size = cfg->memory;
 	vc.quirk_mode = cfg->quirk_mode;
-	rc = PLUGIN_CALL(e, vm->be->vm_create(&vm->be_ctx, &host_api, &vc, &vm->be_vm));
+	rc = PLUGIN_CALL(e, &vm->be_ctx, NULL,
+			 vm->be->vm_create(&vm->be_ctx, &host_api, &vc, &vm->be_vm));
 	if (rc < 0)
 		return rc;
 	vm->quirks = vm->be->vm_quirks ? vm->be->vm_quirks(vm->be_vm) : 0;
@@ -433,7 +450,7 @@ int vm_create(struct vm *vm, struct machine_config *cfg,
 	region.gpa = 0;
 	region.size = vm->mem.size;
 	region.hva = vm->mem.base;
-	rc = PLUGIN_CALL(e, vm->be->mem_map(vm->be_vm, &region));
+	rc = PLUGIN_CALL(e, &vm->be_ctx, NULL, vm->be->mem_map(vm->be_vm, &region));
 	if (rc < 0)
 		return rc;
 
@@ -477,7 +494,7 @@ int vm_create(struct vm *vm, struct machine_config *cfg,
 		c->vm = vm;
 		c->index = i;
 		c->exit.struct_size = sizeof(c->exit);
-		rc = PLUGIN_CALL(e, vm->be->vcpu_create(vm->be_vm, i, &c->be));
+		rc = PLUGIN_CALL(e, &vm->be_ctx, NULL, vm->be->vcpu_create(vm->be_vm, i, &c->be));
 		if (rc < 0)
 			return rc;
 		vm->ncpus++;
@@ -486,7 +503,7 @@ int vm_create(struct vm *vm, struct machine_config *cfg,
 		return 0;
 	/* Only the boot vCPU starts at the kernel; the others wait for the
 	 * guest's INIT/SIPI in the in-kernel LAPIC. */
-	rc = PLUGIN_CALL(e, vm->be->vcpu_boot(vm->vcpus[0].be, &boot));
+	rc = PLUGIN_CALL(e, &vm->be_ctx, NULL, vm->be->vcpu_boot(vm->vcpus[0].be, &boot));
 	return rc < 0 ? rc : 0;
 }
 
@@ -550,7 +567,8 @@ void vm_destroy(struct vm *vm)
 	console_close(&vm->console);
 	for (size_t i = vm->ndevs; i-- > 0;)
 		if (vm->devs[i].plugin->ops.dev.destroy)
-			vm->devs[i].plugin->ops.dev.destroy(vm->devs[i].dev);
+			PLUGIN_HOOK(vm->verbose, "destroy",
+				    vm->devs[i].plugin->ops.dev.destroy(vm->devs[i].dev));
 	free(vm->devs);
 	/* The kernel tears a VM down (~16 ms on a software KVM) when its last
 	 * fd closes. A process about to exit leaves that to a child holding

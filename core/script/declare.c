@@ -1,6 +1,5 @@
 #include "script/declare.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <libgen.h>
 #include <lauxlib.h>
@@ -11,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "lib/src_lines.h"
 #include "machine/mem.h"
 #include "script/sandbox.h"
 
@@ -19,23 +19,9 @@
  * that assigns it; else the call's line. */
 static int key_line(const struct vctx *v, const char *key)
 {
-	int line = 1;
-	size_t klen = strlen(key);
+	int line = src_key_line(v->src, v->src_len, key, v->line, 1);
 
-	for (size_t i = 0; i < v->src_len; i++) {
-		if (line >= v->line && klen <= v->src_len - i && !memcmp(v->src + i, key, klen) &&
-		    (i == 0 || !(isalnum((unsigned char)v->src[i - 1]) || v->src[i - 1] == '_'))) {
-			size_t j = i + klen;
-			while (j < v->src_len && (v->src[j] == ' ' || v->src[j] == '\t'))
-				j++;
-			if (j < v->src_len && v->src[j] == '=' &&
-			    (j + 1 >= v->src_len || v->src[j + 1] != '='))
-				return line;
-		}
-		if (v->src[i] == '\n')
-			line++;
-	}
-	return v->line;
+	return line ? line : v->line;
 }
 
 static int verr(const struct vctx *v, const char *key, const char *field,
@@ -82,7 +68,8 @@ static char *resolve_path(const struct vctx *v, const char *p)
 {
 	char *out;
 
-	if (p[0] == '/' || !v->dir)
+	/* "guest:NAME": a file of the guest directories, found by the session */
+	if (p[0] == '/' || !v->dir || !strncmp(p, "guest:", 6))
 		return strdup(p);
 	out = malloc(strlen(v->dir) + strlen(p) + 2);
 	if (out)
@@ -224,8 +211,13 @@ static int read_devices(const struct vctx *v, struct machine_config *cfg)
 	cfg->devices = calloc(n ? n : 1, sizeof(*cfg->devices));
 	if (!cfg->devices)
 		return err_set(v->e, -ENOMEM, "out of memory");
+	int list_line = key_line(v, "devices");
 	for (size_t i = 0; i < n; i++) {
 		int rc;
+		/* for messages: the line of the i-th `type =` of the list */
+		cfg->devices[i].line = src_key_line(v->src, v->src_len, "type", list_line, (int)i + 1);
+		if (!cfg->devices[i].line)
+			cfg->devices[i].line = list_line;
 		lua_rawgeti(L, -1, (lua_Integer)i + 1);
 		rc = read_device(v, i, &cfg->devices[i]);
 		cfg->ndevices++;
@@ -247,6 +239,7 @@ static int add_rootfs_disk(const struct vctx *v, struct machine_config *cfg)
 	cfg->devices = nd;
 	memmove(&nd[1], &nd[0], cfg->ndevices * sizeof(*nd));
 	memset(&nd[0], 0, sizeof(*nd));
+	nd[0].line = key_line(v, "rootfs");
 	cfg->ndevices++;
 	nd[0].type = strdup("virtio-blk");
 	char *serial = strdup("rootfs");

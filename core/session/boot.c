@@ -61,6 +61,17 @@ static int append_word(char **cmdline, const char *word)
 static int complete_machine(struct session *ss, struct machine_config *cfg,
 			    const struct host_config *hc, struct err *e)
 {
+	char **named[] = { &cfg->kernel, &cfg->initrd };
+	for (size_t n = 0; n < 2; n++) {
+		char *found;
+		if (!*named[n] || strncmp(*named[n], "guest:", 6))
+			continue;
+		int rc = host_guest_file(hc, *named[n], &found, e);
+		if (rc)
+			return err_wrap(e, rc, "%s: %s", cfg->script, n ? "initrd" : "kernel");
+		free(*named[n]);
+		*named[n] = found;
+	}
 	if (!cfg->kernel) {
 		char k[4200], i[4200];
 		if (!hc->guest_dir)

@@ -143,6 +143,10 @@ static int find_guest(struct host_config *hc, const char *exe_dir, struct err *e
 	free(hc->guest_dir);
 	hc->guest_dir = NULL;
 	for (int i = 0; i < n; i++) {
+		if (!(hc->guest_dirs[hc->nguest_dirs++] = strdup(cand[i])))
+			return err_set(e, -ENOMEM, "out of memory");
+	}
+	for (int i = 0; i < n; i++) {
 		snprintf(probe, sizeof(probe), "%s/vmlinux", cand[i]);
 		if (access(probe, R_OK) == 0) {
 			hc->guest_dir = realpath(cand[i], NULL);
@@ -211,5 +215,32 @@ void host_config_free(struct host_config *hc)
 	free(hc->ini_plugin_path);
 	free(hc->backend);
 	free(hc->guest_dir);
+	for (size_t i = 0; i < hc->nguest_dirs; i++)
+		free(hc->guest_dirs[i]);
 	memset(hc, 0, sizeof(*hc));
+}
+
+int host_guest_file(const struct host_config *hc, const char *path, char **out,
+		    struct err *e)
+{
+	const char *name = path + strlen("guest:");
+	char probe[PATH_MAX + 64], where[1024] = "";
+	size_t w = 0;
+
+	if (!*name || strchr(name, '/'))
+		return err_set(e, -EINVAL, "\"%s\": guest:NAME names a file of a guest "
+			       "directory, without a '/'", path);
+	for (size_t i = 0; i < hc->nguest_dirs; i++) {
+		snprintf(probe, sizeof(probe), "%s/%s", hc->guest_dirs[i], name);
+		if (access(probe, R_OK) == 0) {
+			*out = realpath(probe, NULL);
+			return *out ? 0 : err_set(e, -errno, "%s: %s", probe, strerror(errno));
+		}
+		if (w < sizeof(where))
+			w += (size_t)snprintf(where + w, sizeof(where) - w, "%s%s", i ? ", " : "",
+					      hc->guest_dirs[i]);
+	}
+	return err_set(e, -ENOENT, "\"%s\": no %s in the guest directories (%s): `make guest` "
+		       "builds the guests; SMOLVM_GUEST_DIR or [defaults] guest names another "
+		       "directory", path, name, where);
 }

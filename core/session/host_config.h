@@ -14,7 +14,7 @@
  * then the LIBDIR the binary was built for. The default guest (a script
  * without `kernel`): $SMOLVM_GUEST_DIR, [defaults] guest, <dir of the
  * binary>/guest, then <dir of the binary>/../lib/smolvm/guest and
- * LIBDIR/smolvm/guest. */
+ * LIBDIR/smolvm/guest: the first holding a vmlinux. */
 #ifndef SMOLVM_CONFIG_H
 #define SMOLVM_CONFIG_H
 
@@ -31,10 +31,17 @@ struct host_config {
 	char *backend;
 	uint32_t quirk_mode;
 	char *guest_dir; /* the default guest's kernel and initramfs, or NULL */
+	char *guest_dirs[5]; /* where "guest:NAME" is looked for, in order */
+	size_t nguest_dirs;
 };
 
 int host_config_load(struct host_config *hc, struct err *e) WARN_UNUSED;
 void host_config_free(struct host_config *hc);
 int parse_quirk_mode(const char *s, uint32_t *out);
+/* A script's "guest:NAME" (kernel, initrd): NAME in the first of the guest
+ * directories above that holds it; *out is malloc'd. e says where it was
+ * looked for when it is nowhere. */
+int host_guest_file(const struct host_config *hc, const char *path, char **out,
+		    struct err *e) WARN_UNUSED;
 
 #endif

@@ -13,16 +13,14 @@ blk_tools() {
 }
 
 # blk_linux NAME DEVICE-LINE...: scripts/linux.lua as $WORK/NAME.lua, with
-# absolute paths and the given device tables after the uart.
+# the given device tables after the uart.
 blk_linux() {
-	local name=$1 guest lines="" d
+	local name=$1 lines="" d
 	shift
-	guest=$(realpath "$GUEST")
 	for d in "$@"; do
 		lines+="    $d,\n"
 	done
-	sed -e "s|\"\.\./build/guest/|\"$guest/|" \
-	    -e "s|^\( *{ type = \"uart\" },\)\$|\1\n$lines|" \
+	sed -e "s|^\( *{ type = \"uart\" },\)\$|\1\n$lines|" \
 	    scripts/linux.lua > "$WORK/$name.lua"
 	echo "$WORK/$name.lua"
 }
@@ -62,10 +60,10 @@ LUA
 			fail=1
 		fi
 	}
-	blk_expect 'readonly = true' 'blk-err.lua: devices[2] (virtio-blk): path: missing (required: the raw disk image'
+	blk_expect 'readonly = true' 'blk-err.lua:2: devices[2].path: missing (required: the raw disk image'
 	blk_expect 'path = "nope.img"' "cannot open disk image $WORK/nope.img: No such file or directory"
 	blk_expect 'path = "odd.img"' 'odd.img is 1000 bytes, not a positive multiple of 512'
-	blk_expect 'path = "base.img", readonly = "maybe"' 'devices[2] (virtio-blk): readonly: expected true or false, got "maybe"'
+	blk_expect 'path = "base.img", readonly = "maybe"' 'blk-err.lua:2: devices[2].readonly: expected true or false, got "maybe"'
 	blk_expect 'path = "base.img", serial = "a-serial-of-21-chars!"' 'at most 20 characters'
 	# An overlay made for base.img, then used over another base. The
 	# ticker guest runs until the timeout; the overlay exists by then.

@@ -40,7 +40,7 @@ t_console_input_options() {
 		'{ type = "uart" }, { type = "virtio-console", input = "maybe" }')
 	run "$log" 30 boot "$s"
 	rc=$?
-	if [ $rc -ne 1 ] || ! grep -qF 'con-bad.lua: devices[2] (virtio-console): input: expected true or false, got "maybe"' "$log"; then
+	if [ $rc -ne 1 ] || ! grep -qF 'con-bad.lua:7: devices[2].input: expected true or false, got "maybe"' "$log"; then
 		echo "input=maybe: exit $rc"; show "$log"; return 1
 	fi
 }

@@ -19,28 +19,34 @@ opt_expect() {
 t_options_misspelt() {
 	local fail=0
 	opt_expect typo '{ type = "uart" }, { type = "uart", prot = 0x2f8, irq = 3 }' \
-		'typo.lua: devices[2] (uart): prot: unknown option (did you mean port?)' || fail=1
+		'typo.lua:2: devices[2].prot: unknown option (did you mean port?)' || fail=1
 	opt_expect typo2 '{ type = "virtio-net", perod_ms = 5 }' \
-		'typo2.lua: devices[1] (virtio-net): perod_ms: unknown option (known: mac, net, forward, mtu, egress, host_loopback)' || fail=1
+		'typo2.lua:2: devices[1].perod_ms: unknown option (known: mac, net, forward, mtu, egress, host_loopback)' || fail=1
 	opt_expect typo3 '{ type = "uart" }, { type = "virtio-rng", seed = 1 }' \
-		'typo3.lua: devices[2] (virtio-rng): seed: unknown option (this device takes none)' || fail=1
+		'typo3.lua:2: devices[2].seed: unknown option (this device takes none)' || fail=1
+	# the line of the option, in a script that spreads its devices
+	printf 'machine {\n  memory = "16M", kernel = "%s",\n  devices = {\n    { type = "uart" },\n    { type = "uart",\n      port = 0x2f8,\n      irq = 3, prot = 1 },\n  },\n}\n' \
+		"$(realpath "$GUEST/ticker.elf")" > "$WORK/lines.lua"
+	run "$WORK/lines.log" 10 boot "$WORK/lines.lua"
+	grep -qF 'lines.lua:7: devices[2].prot: unknown option (did you mean port?)' "$WORK/lines.log" ||
+		{ echo "the option's line:"; show "$WORK/lines.log" 5; fail=1; }
 	return $fail
 }
 
 t_options_mistyped() {
 	local fail=0
 	opt_expect list4int '{ type = "uart", port = { 0x3f8, 0x2f8 } }' \
-		'list4int.lua: devices[1] (uart): port: expected an integer, got a list' || fail=1
+		'list4int.lua:2: devices[1].port: expected an integer, got a list' || fail=1
 	opt_expect text4int '{ type = "uart", irq = "four" }' \
-		'text4int.lua: devices[1] (uart): irq: expected an integer, got "four"' || fail=1
+		'text4int.lua:2: devices[1].irq: expected an integer, got "four"' || fail=1
 	opt_expect float4int '{ type = "uart" }, { type = "virtio-net", mtu = 1500.5 }' \
-		'float4int.lua: devices[2] (virtio-net): mtu: expected an integer, got "1500.5"' || fail=1
+		'float4int.lua:2: devices[2].mtu: expected an integer, got "1500.5"' || fail=1
 	opt_expect notbool '{ type = "uart" }, { type = "virtio-net", egress = 1 }' \
-		'notbool.lua: devices[2] (virtio-net): egress: expected true or false, got "1"' || fail=1
+		'notbool.lua:2: devices[2].egress: expected true or false, got "1"' || fail=1
 	opt_expect one4list '{ type = "uart" }, { type = "virtio-blk", path = { "a.img", "b.img" } }' \
-		'one4list.lua: devices[2] (virtio-blk): path: expected a file name, got a list' || fail=1
+		'one4list.lua:2: devices[2].path: expected a file name, got a list' || fail=1
 	opt_expect required '{ type = "uart" }, { type = "virtio-blk", serial = "data" }' \
-		'required.lua: devices[2] (virtio-blk): path: missing (required: the raw disk image' || fail=1
+		'required.lua:2: devices[2].path: missing (required: the raw disk image' || fail=1
 	return $fail
 }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Every code example in the SDK docs is compiled or run.
 
-    tests/sdk/check-docs.py [--run] [--workdir DIR] [--guest ELF] DOC.md ...
+    tests/sdk/check-docs.py [--run] [--workdir DIR] DOC.md ...
 
 Each fenced code block must be announced by an HTML comment on the line
 before it, saying how it is checked:
@@ -143,15 +143,10 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--run", action="store_true", help="also run the `run` blocks (boots VMs)")
     ap.add_argument("--workdir")
-    ap.add_argument("--guest", help="copied into the work directory as sdkguest.elf")
     ap.add_argument("docs", nargs="+")
     a = ap.parse_args()
     work = a.workdir or tempfile.mkdtemp(prefix="smolvm-docs.")
     os.makedirs(work, exist_ok=True)
-    if a.guest:
-        dst = os.path.join(work, "sdkguest.elf")
-        if not os.path.exists(dst):
-            os.symlink(os.path.realpath(a.guest), dst)
     errors, counts = 0, {}
     for doc in a.docs:
         for b in parse(doc):

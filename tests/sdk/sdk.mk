@@ -4,24 +4,24 @@
 #                      (tests/sdk/check-plugins.sh), and SMOLVM_FIELD refuses
 #                      a wrong type tag at compile time
 #                      (tests/sdk/check-field-tags.sh); also run by `make
-#                      test` through tests/integration/sdk.test.sh
+#                      test` through tests/integration/sdk.test.sh; and
+#                      the guide's compile line, which the examples'
+#                      Makefiles share, builds a plugin using O_CLOEXEC,
+#                      pipe2 and accept4 (tests/sdk/check-build-flags.sh)
 #   make sdk-guest     the test guest that drives the SDK's example devices
 #
-# The guest is built like tests/guests/ (its flags, linker script and
-# common objects), into $(BUILD)/tests/sdk/.
+# The guest is built with the guest kit (tests/guests/guest-kit.mk) into
+# $(BUILD)/guest/, where scripts find it as "guest:sdkguest.elf".
 
-SDK_GUEST := $(BUILD)/tests/sdk/sdkguest.elf
-SDK_GUEST_OBJ := $(BUILD)/tests/sdk/obj/sdkguest.o
-SDK_GUEST_COMMON := $(call guest_objs,$(GUEST_COMMON) common/virtio.c)
+SDK_GUEST := $(GUEST_OUT)/sdkguest.elf
+SDK_GUEST_OBJS := $(call guest_objs,tests/sdk/guest/sdkguest.c $(GUEST_KIT_RUNTIME) \
+	$(GUEST_KIT_VIRTIO))
 
-$(SDK_GUEST_OBJ): tests/sdk/guest/sdkguest.c
-	$(call say,CC,$@)
-	@mkdir -p $(dir $@)
-	$(Q)$(GUEST_CC) $(GUEST_CFLAGS) -fno-tree-loop-distribute-patterns -fno-jump-tables \
-		-MMD -MP -c -o $@ $<
+$(call guest_objs,tests/sdk/guest/sdkguest.c): GUEST_CFLAGS += $(GUEST_USER_CFLAGS)
 
-$(SDK_GUEST): $(SDK_GUEST_OBJ) $(SDK_GUEST_COMMON) $(GUEST_SRC)/guest.ld
+$(SDK_GUEST): $(SDK_GUEST_OBJS) $(GUEST_SRC)/guest.ld
 	$(call say,LINK,$@)
+	@mkdir -p $(@D)
 	$(Q)$(GUEST_CC) $(GUEST_LDFLAGS) -o $@ $(filter %.o,$^)
 
 .PHONY: sdk-guest check-sdk
@@ -30,6 +30,7 @@ sdk-guest: $(SDK_GUEST)
 check-sdk: $(SMOLVM) $(PLUGIN_SOS)
 	$(Q)tests/sdk/check-plugins.sh $(BUILD)
 	$(Q)tests/sdk/check-field-tags.sh
+	$(Q)tests/sdk/check-build-flags.sh
 
 # The integration tests (tests/integration/sdk.test.sh) boot it.
 test integration: $(SDK_GUEST)

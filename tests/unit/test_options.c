@@ -22,7 +22,7 @@ static const struct smolvm_option tally_opts[] = {
 
 static const struct smolvm_option no_opts[] = { { NULL, 0, 0, NULL, NULL } };
 
-#define WHERE "app.lua: devices[2] (tally)"
+#define WHERE "devices[2]"
 
 /* A device whose table is the pairs key, value, ..., NULL. */
 struct dev {
@@ -94,49 +94,57 @@ static const struct {
 	{ { "path", "d.img", "allow[1]", "a", "label", "7", NULL }, NULL },
 	{ { "path", "d.img", "type", "tally", NULL }, NULL }, /* the core's key */
 	{ { "path", "d.img", "perod_ms", "5", NULL },
-	  WHERE ": perod_ms: unknown option (did you mean period_ms?)" },
+	  WHERE ".perod_ms: unknown option (did you mean period_ms?)" },
 	{ { "path", "d.img", "speed", "5", NULL },
-	  WHERE ": speed: unknown option (known: port, period_ms, verbose, path, forward, "
+	  WHERE ".speed: unknown option (known: port, period_ms, verbose, path, forward, "
 		"allow, label)" },
 	{ { "path", "d.img", "speed[1]", "5", NULL },
-	  WHERE ": speed: unknown option (known: " },
+	  WHERE ".speed: unknown option (known: " },
 	{ { "path", "d.img", "port", "abc", NULL },
-	  WHERE ": port: expected an integer, got \"abc\"" },
-	{ { "path", "d.img", "port", "5.0", NULL }, WHERE ": port: expected an integer" },
-	{ { "path", "d.img", "port", " 5", NULL }, WHERE ": port: expected an integer" },
-	{ { "path", "d.img", "port", "", NULL }, WHERE ": port: expected an integer" },
-	{ { "path", "d.img", "port", "99999999999999999999", NULL }, WHERE ": port: expected an integer" },
-	{ { "path", "d.img", "port", "-0x", NULL }, WHERE ": port: expected an integer" },
+	  WHERE ".port: expected an integer, got \"abc\"" },
+	{ { "path", "d.img", "port", "5.0", NULL }, WHERE ".port: expected an integer" },
+	{ { "path", "d.img", "port", " 5", NULL }, WHERE ".port: expected an integer" },
+	{ { "path", "d.img", "port", "", NULL }, WHERE ".port: expected an integer" },
+	{ { "path", "d.img", "port", "99999999999999999999", NULL }, WHERE ".port: expected an integer" },
+	{ { "path", "d.img", "port", "-0x", NULL }, WHERE ".port: expected an integer" },
 	{ { "path", "d.img", "port[1]", "1", "port[2]", "2", NULL },
-	  WHERE ": port: expected an integer, got a list" },
+	  WHERE ".port: expected an integer, got a list" },
 	{ { "path", "d.img", "label[1]", "a", NULL },
-	  WHERE ": label: expected one value, got a list" },
+	  WHERE ".label: expected one value, got a list" },
 	{ { "path", "d.img", "verbose[1]", "true", NULL },
-	  WHERE ": verbose: expected true or false, got a list" },
+	  WHERE ".verbose: expected true or false, got a list" },
 	{ { "path", "d.img", "verbose", "1", NULL },
-	  WHERE ": verbose: expected true or false, got \"1\"" },
+	  WHERE ".verbose: expected true or false, got \"1\"" },
 	{ { "path", "d.img", "allow", "a", NULL },
-	  WHERE ": allow: expected a list such as { \"a\", \"b\" }, got one value \"a\"" },
-	{ { "port", "1", NULL }, WHERE ": path: missing (required: the disk image)" },
-	{ { "path[1]", "d.img", NULL }, WHERE ": path: expected a file name, got a list" },
+	  WHERE ".allow: expected a list such as { \"a\", \"b\" }, got one value \"a\"" },
+	{ { "port", "1", NULL }, WHERE ".path: missing (required: the disk image)" },
+	{ { "path[1]", "d.img", NULL }, WHERE ".path: expected a file name, got a list" },
 	/* two wrong: the first by name, whatever the order */
-	{ { "path", "d.img", "zz", "1", "port", "x", NULL }, WHERE ": port: expected an integer" },
-	{ { "path", "d.img", "port", "x", "aa", "1", NULL }, WHERE ": aa: unknown option" },
+	{ { "path", "d.img", "zz", "1", "port", "x", NULL }, WHERE ".port: expected an integer" },
+	{ { "path", "d.img", "port", "x", "aa", "1", NULL }, WHERE ".aa: unknown option" },
 	/* a key wrong before a required one missing */
-	{ { "prt", "1", NULL }, WHERE ": prt: unknown option (did you mean port?)" },
+	{ { "prt", "1", NULL }, WHERE ".prt: unknown option (did you mean port?)" },
 };
 
 START_TEST(test_check)
 {
 	struct dev x;
 	struct err e = { "" };
-	int rc = options_check(&dev_of(&x, cases[_i].kv)->d, tally_opts, WHERE, &e);
+	const char *key = "unset";
+	int rc = options_check(&dev_of(&x, cases[_i].kv)->d, tally_opts, WHERE, &key, &e);
 
 	if (!cases[_i].msg) {
 		ck_assert_msg(rc == 0, "case %d refused: %s", _i, e.msg);
+		ck_assert_ptr_null(key);
 		return;
 	}
 	ck_assert_int_eq(rc, -EINVAL);
+	/* the key as the script wrote it (for its line), none when missing */
+	if (strstr(e.msg, ": missing"))
+		ck_assert_ptr_null(key);
+	else
+		ck_assert_msg(key && !strncmp(e.msg + strlen(WHERE ".") , key, strcspn(key, "[")),
+			      "case %d: key %s for \"%s\"", _i, key ? key : "(null)", e.msg);
 	ck_assert_msg(!strncmp(e.msg, cases[_i].msg, strlen(cases[_i].msg)),
 		      "case %d: \"%s\", expected it to start \"%s\"", _i, e.msg, cases[_i].msg);
 }
@@ -153,9 +161,9 @@ START_TEST(test_check_list_required)
 	struct dev x;
 	struct err e = { "" };
 
-	ck_assert_int_eq(options_check(&dev_of(&x, given)->d, opts, WHERE, &e), 0);
-	ck_assert_int_eq(options_check(&dev_of(&x, none)->d, opts, WHERE, &e), -EINVAL);
-	ck_assert_str_eq(e.msg, WHERE ": forward: missing (required)");
+	ck_assert_int_eq(options_check(&dev_of(&x, given)->d, opts, WHERE, NULL, &e), 0);
+	ck_assert_int_eq(options_check(&dev_of(&x, none)->d, opts, WHERE, NULL, &e), -EINVAL);
+	ck_assert_str_eq(e.msg, WHERE ".forward: missing (required)");
 }
 END_TEST
 
@@ -166,11 +174,11 @@ START_TEST(test_check_nothing_declared)
 	struct err e = { "" };
 
 	/* an ABI 1.0/1.1 plugin: not checked */
-	ck_assert_int_eq(options_check(&dev_of(&x, kv)->d, NULL, WHERE, &e), 0);
+	ck_assert_int_eq(options_check(&dev_of(&x, kv)->d, NULL, WHERE, NULL, &e), 0);
 	/* an empty declaration: it takes none */
-	ck_assert_int_eq(options_check(&dev_of(&x, kv)->d, no_opts, WHERE, &e), -EINVAL);
-	ck_assert_str_eq(e.msg, WHERE ": anything: unknown option (this device takes none)");
-	ck_assert_int_eq(options_check(&dev_of(&x, kv + 4)->d, no_opts, WHERE, &e), 0);
+	ck_assert_int_eq(options_check(&dev_of(&x, kv)->d, no_opts, WHERE, NULL, &e), -EINVAL);
+	ck_assert_str_eq(e.msg, WHERE ".anything: unknown option (this device takes none)");
+	ck_assert_int_eq(options_check(&dev_of(&x, kv + 4)->d, no_opts, WHERE, NULL, &e), 0);
 }
 END_TEST
 

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "lib/src_lines.h"
 #include "script/script.h"
 #include "unit.h"
 
@@ -268,6 +269,40 @@ START_TEST(test_key_search_in_bounds)
 	/* ["memory"] is not found as "memory =": the search runs to the end. */
 	load_fails("machine {\n kernel = 'k',\n [\"memory\"] = 'lots' }\n-- mem",
 		   SCRIPT ":1: machine.memory: ", "expected a size");
+}
+END_TEST
+
+/* Lines for messages: whole names, `=` not `==`, the nth at or after a
+ * line; each device remembers the line of its `type =`. */
+START_TEST(test_key_lines)
+{
+	static const char src[] = "machine {\n"      /* 1 */
+				  "  kernel = 'k',\n" /* 2 */
+				  "  devices = {\n"  /* 3 */
+				  "    { type = 'uart', port = 0x3f8 },\n" /* 4 */
+				  "    { type = 'tally',\n"               /* 5 */
+				  "      xport = 1, note = 'port == 2',\n" /* 6 */
+				  "      port = 0x700 },\n"               /* 7 */
+				  "  },\n"
+				  "}\n";
+	size_t n = strlen(src);
+
+	ck_assert_int_eq(src_key_line(src, n, "type", 1, 1), 4);
+	ck_assert_int_eq(src_key_line(src, n, "type", 1, 2), 5);
+	ck_assert_int_eq(src_key_line(src, n, "type", 1, 3), 0);
+	ck_assert_int_eq(src_key_line(src, n, "port", 5, 1), 7);
+	ck_assert_int_eq(src_key_line(src, n, "port", 1, 1), 4);
+	ck_assert_int_eq(src_key_line(src, n, "por", 1, 1), 0);
+	ck_assert_int_eq(src_key_line(src, n, "", 1, 1), 0);
+	ck_assert_int_eq(src_key_line(NULL, 0, "port", 1, 1), 0);
+	/* a buffer ending in the key (no NUL after it) */
+	ck_assert_int_eq(src_key_line("a = 1\nport", 10, "port", 1, 1), 0);
+	ck_assert_int_eq(src_key_line("a = 1\nport=", 11, "port", 1, 1), 2);
+
+	load_ok(src);
+	ck_assert_uint_eq(cfg.ndevices, 2);
+	ck_assert_int_eq(cfg.devices[0].line, 4);
+	ck_assert_int_eq(cfg.devices[1].line, 5);
 }
 END_TEST
 
@@ -895,6 +930,7 @@ Suite *script_suite(void)
 	tcase_add_test(tc, test_bad_memory);
 	tcase_add_loop_test(tc, test_bad_sizes, 0, (int)(sizeof(bad_sizes) / sizeof(bad_sizes[0])));
 	tcase_add_test(tc, test_key_search_in_bounds);
+	tcase_add_test(tc, test_key_lines);
 	tcase_add_test(tc, test_unknown_key);
 	tcase_add_test(tc, test_non_string_key);
 	tcase_add_test(tc, test_no_kernel);
