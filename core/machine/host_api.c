@@ -9,18 +9,113 @@
 #include "machine/state.h"
 #include "machine/vm.h"
 
-/* set_error() is called on whichever thread runs the plugin; keeping the
- * message per thread lets two vCPUs fail at once without mixing them. */
-static _Thread_local char last_error[1024];
+/* What this thread's current call into a plugin left. set_error() is
+ * called on whichever thread runs the plugin: keeping it per thread lets
+ * two vCPUs fail at once without mixing their messages.
+ *  - plugin: the plugin's own set_error() message (the last one), and
+ *    `who`, the instance it named;
+ *  - core: the message of the last host entry the plugin called that
+ *    failed, and the -errno it returned (an entry that then succeeds
+ *    clears it: the plugin handled that failure). */
+static _Thread_local struct {
+	char who[64];
+	char plugin[1024 - 80];
+	char core[512];
+	int core_rc;
+} last;
 
 const char *host_last_error(void)
 {
-	return last_error[0] ? last_error : "unknown error";
+	static _Thread_local char shown[sizeof(last.who) + sizeof(last.plugin) + 2];
+
+	if (!last.plugin[0])
+		return "unknown error";
+	snprintf(shown, sizeof(shown), "%s: %s", last.who, last.plugin);
+	return shown;
 }
 
 void host_clear_error(void)
 {
-	last_error[0] = 0;
+	last.who[0] = 0;
+	last.plugin[0] = 0;
+	last.core[0] = 0;
+	last.core_rc = 0;
+}
+
+/* The reason a call that returned rc < 0 failed: the plugin's message,
+ * followed by that of the host entry that failed with the same code when
+ * there is one (the core's message is never silently replaced); else the
+ * host entry's; else strerror. */
+static const char *reason(int rc, char *buf, size_t len)
+{
+	int core = last.core[0] && last.core_rc == rc;
+
+	if (last.plugin[0] && core)
+		snprintf(buf, len, "%s: %s", last.plugin, last.core);
+	else if (last.plugin[0])
+		snprintf(buf, len, "%s", last.plugin);
+	else if (core)
+		snprintf(buf, len, "%s", last.core);
+	else
+		snprintf(buf, len, "%s", strerror(-rc));
+	return buf;
+}
+
+static int ctx_verbose(const smolvm_ctx *ctx)
+{
+	return ctx && ctx->vm ? ctx->vm->verbose : 0;
+}
+
+/* A set_error() message that is no failure's reason. */
+static void dropped(int verbose, const char *name, const char *what)
+{
+	if (verbose >= 2)
+		fprintf(stderr, "smolvm: %s: debug: %s; its set_error message is dropped: %s\r\n",
+			name, what, last.plugin);
+	last.plugin[0] = 0;
+}
+
+int plugin_result(int rc, const smolvm_ctx *ctx, const char *doing, struct err *e)
+{
+	char why[sizeof(e->msg)];
+
+	if (rc >= 0) {
+		/* (a device's op only: a backend's vcpu_run describes a
+		 * triple fault with set_error() and 0) */
+		if (doing && last.plugin[0]) {
+			char what[96];
+			snprintf(what, sizeof(what), "%s succeeded", doing);
+			dropped(ctx_verbose(ctx), ctx->name, what);
+		}
+		return rc;
+	}
+	reason(rc, why, sizeof(why));
+	if (doing)
+		return err_set(e, rc, "cannot %s %s: %s", doing, ctx->name, why);
+	return err_set(e, rc, "%s: %s", ctx->name, why);
+}
+
+int plugin_fail(const smolvm_ctx *ctx, const char *doing, int rc, struct err *e,
+		const char *fmt, ...)
+{
+	char why[sizeof(e->msg)];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	if (doing)
+		return err_set(e, rc, "cannot %s %s: %s", doing, ctx->name, why);
+	return err_set(e, rc, "%s: %s", ctx->name, why);
+}
+
+void plugin_hook_done(int verbose, const char *hook)
+{
+	if (last.plugin[0]) {
+		char what[96];
+		snprintf(what, sizeof(what), "%s cannot fail", hook);
+		dropped(verbose, last.who, what);
+	}
 }
 
 static void h_log(smolvm_ctx *ctx, enum smolvm_log_level level, const char *fmt, ...)
@@ -40,13 +135,35 @@ static void h_log(smolvm_ctx *ctx, enum smolvm_log_level level, const char *fmt,
 
 static void h_set_error(smolvm_ctx *ctx, const char *fmt, ...)
 {
-	char msg[sizeof(last_error) - 80];
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	vsnprintf(last.plugin, sizeof(last.plugin), fmt, ap);
 	va_end(ap);
-	snprintf(last_error, sizeof(last_error), "%s: %s", ctx->name, msg);
+	snprintf(last.who, sizeof(last.who), "%s", ctx->name);
+}
+
+/* A host entry's own failure: why, for the message of the call it fails
+ * (see reason()). Returns rc. */
+static int entry_fail(int rc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int entry_fail(int rc, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(last.core, sizeof(last.core), fmt, ap);
+	va_end(ap);
+	last.core_rc = rc;
+	return rc;
+}
+
+/* A host entry that succeeded: an earlier entry's failure was handled. */
+static int entry_ok(void)
+{
+	last.core[0] = 0;
+	last.core_rc = 0;
+	return 0;
 }
 
 static const char *h_config_get(smolvm_ctx *ctx, const char *key)
@@ -65,18 +182,14 @@ static int claim(smolvm_ctx *ctx, uint32_t gsi)
 	struct vm *vm = ctx->vm;
 	const smolvm_ctx *owner;
 
-	if (gsi >= sizeof(vm->irq_owner) / sizeof(vm->irq_owner[0])) {
-		h_set_error(ctx, "interrupt line %u: there are 24 (0-23)", gsi);
-		return -EINVAL;
-	}
+	if (gsi >= sizeof(vm->irq_owner) / sizeof(vm->irq_owner[0]))
+		return entry_fail(-EINVAL, "interrupt line %u: there are 24 (0-23)", gsi);
 	owner = vm->irq_owner[gsi];
-	if (owner && owner != ctx) {
-		h_set_error(ctx, "interrupt line %u is %s's already: give this device another "
-			    "(its irq option)", gsi, owner->name);
-		return -EBUSY;
-	}
+	if (owner && owner != ctx)
+		return entry_fail(-EBUSY, "interrupt line %u is %s's already: give this device "
+				  "another (its irq option)", gsi, owner->name);
 	vm->irq_owner[gsi] = ctx;
-	return 0;
+	return entry_ok();
 }
 
 static int h_irq_claim(smolvm_ctx *ctx, uint32_t gsi)
@@ -103,19 +216,13 @@ static int h_io_register(smolvm_ctx *ctx, enum smolvm_space space, uint64_t base
 			: space == SMOLVM_SPACE_MMIO ? &ctx->vm->mmio : NULL;
 	int rc;
 
-	if (!b) {
-		h_set_error(ctx, "unknown address space %d", space);
-		return -EINVAL;
-	}
-	if (space == SMOLVM_SPACE_PIO && base + len > 0x10000) {
-		h_set_error(ctx, "port range 0x%llx+%llu beyond 0xffff",
-			    (unsigned long long)base, (unsigned long long)len);
-		return -EINVAL;
-	}
+	if (!b)
+		return entry_fail(-EINVAL, "unknown address space %d", space);
+	if (space == SMOLVM_SPACE_PIO && base + len > 0x10000)
+		return entry_fail(-EINVAL, "port range 0x%llx+%llu beyond 0xffff",
+				  (unsigned long long)base, (unsigned long long)len);
 	rc = bus_add(b, base, len, ops, opaque, ctx->name, &e);
-	if (rc)
-		h_set_error(ctx, "%s", e.msg);
-	return rc;
+	return rc ? entry_fail(rc, "%s", e.msg) : entry_ok();
 }
 
 static int h_fd_watch(smolvm_ctx *ctx, int fd, uint32_t events, smolvm_fd_cb cb, void *opaque)
@@ -137,9 +244,9 @@ static int h_console_write(smolvm_ctx *ctx, const void *buf, size_t len)
 static int h_console_attach(smolvm_ctx *ctx, smolvm_console_rx rx, void *opaque)
 {
 	int rc = console_attach(&ctx->vm->console, rx, opaque);
-	if (rc)
-		h_set_error(ctx, "the console is already attached to another device");
-	return rc;
+
+	return rc ? entry_fail(rc, "the console is already attached to another device")
+		  : entry_ok();
 }
 
 static void h_console_kick(smolvm_ctx *ctx)
@@ -161,18 +268,15 @@ static int h_resource_alloc(smolvm_ctx *ctx, uint64_t size, uint64_t *base, uint
 	uint64_t at = vm->next_mmio ? vm->next_mmio : BOARD_MMIO_BASE;
 
 	size = (size + 0xfff) & ~0xfffull;
-	if (!size || size > BOARD_MMIO_END - at) {
-		h_set_error(ctx, "no room for a %llu-byte MMIO window", (unsigned long long)size);
-		return -ENOSPC;
-	}
+	if (!size || size > BOARD_MMIO_END - at)
+		return entry_fail(-ENOSPC, "no room for a %llu-byte MMIO window",
+				  (unsigned long long)size);
 	/* (a line a device claimed by number is not handed out) */
 	while (vm->next_gsi < sizeof(free_gsis) && vm->irq_owner[free_gsis[vm->next_gsi]])
 		vm->next_gsi++;
-	if (vm->next_gsi >= sizeof(free_gsis)) {
-		h_set_error(ctx, "no free interrupt line (at most %zu such devices)",
-			    sizeof(free_gsis));
-		return -ENOSPC;
-	}
+	if (vm->next_gsi >= sizeof(free_gsis))
+		return entry_fail(-ENOSPC, "no free interrupt line (at most %zu such devices)",
+				  sizeof(free_gsis));
 	*base = at;
 	*gsi = free_gsis[vm->next_gsi++];
 	vm->next_mmio = at + size;
@@ -185,15 +289,13 @@ static int h_cmdline_append(smolvm_ctx *ctx, const char *text)
 	size_t old = vm->dev_cmdline ? strlen(vm->dev_cmdline) : 0;
 	char *s = realloc(vm->dev_cmdline, old + strlen(text) + 2);
 
-	if (!s) {
-		h_set_error(ctx, "out of memory");
-		return -ENOMEM;
-	}
+	if (!s)
+		return entry_fail(-ENOMEM, "out of memory");
 	if (old)
 		s[old++] = ' ';
 	strcpy(s + old, text);
 	vm->dev_cmdline = s;
-	return 0;
+	return entry_ok();
 }
 
 static int h_ioeventfd(smolvm_ctx *ctx, uint64_t gpa, uint32_t len, uint64_t datamatch,
@@ -225,6 +327,11 @@ static int h_restoring(smolvm_ctx *ctx)
 	return ctx->vm->opts.restore;
 }
 
+static const char *h_instance_name(smolvm_ctx *ctx)
+{
+	return ctx->name;
+}
+
 const struct smolvm_host_api host_api = {
 	.struct_size = sizeof(struct smolvm_host_api),
 	.abi_major = SMOLVM_ABI_MAJOR,
@@ -254,4 +361,5 @@ const struct smolvm_host_api host_api = {
 	.config_path = h_config_path,
 	.restoring = h_restoring,
 	.irq_claim = h_irq_claim,
+	.instance_name = h_instance_name,
 };

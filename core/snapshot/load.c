@@ -131,8 +131,11 @@ int snapshot_check_plugins(const struct restore_plan *p, const struct machine_co
 
 typedef int (*restore_fn)(void *obj, struct smolvm_state_reader *r, uint32_t version);
 
+/* Section `name` into `obj`, through `fn`, for instance `who`: a device
+ * (`dev`), or the backend (its sections vm and cpu.N). */
 static int apply_state(const struct restore_plan *p, const char *name, restore_fn fn,
-		       void *obj, uint32_t version, struct err *e)
+		       void *obj, const smolvm_ctx *who, int dev, uint32_t version,
+		       struct err *e)
 {
 	const struct bundle_section *s = bundle_find(&p->b, name);
 	struct smolvm_state_reader r;
@@ -146,11 +149,11 @@ static int apply_state(const struct restore_plan *p, const char *name, restore_f
 		rc = state_reader_init(&r, data, s->size, e);
 	if (rc)
 		return err_wrap(e, rc, "%s", name);
-	rc = PLUGIN_CALL(e, fn(obj, &r, version));
-	if (rc < 0)
+	rc = PLUGIN_CALL(e, who, dev ? "restore" : NULL, fn(obj, &r, version));
+	if (rc >= 0 && (rc = state_reader_check(&r, e)) < 0 && dev)
+		rc = err_wrap(e, rc, "cannot restore %s", who->name);
+	if (rc < 0 && !dev)
 		rc = err_wrap(e, rc, "%s: cannot restore", name);
-	else
-		rc = state_reader_check(&r, e);
 	state_reader_free(&r);
 	return rc;
 }
@@ -196,14 +199,15 @@ static int apply_all(struct vm *vm, const struct restore_plan *p, struct err *e)
 	 * interrupt a device raises while it restores (virtio-vsock's
 	 * transport reset) must land in a LAPIC that is already restored,
 	 * not be overwritten by KVM_SET_LAPIC. */
-	rc = apply_state(p, "vm", vm_restore_fn, vm, 0, e);
+	rc = apply_state(p, "vm", vm_restore_fn, vm, &vm->be_ctx, 0, 0, e);
 	for (uint32_t i = 0; !rc && i < vm->ncpus; i++) {
 		snprintf(name, sizeof(name), "cpu.%u", i);
-		rc = apply_state(p, name, vcpu_restore_fn, &vm->vcpus[i], 0, e);
+		rc = apply_state(p, name, vcpu_restore_fn, &vm->vcpus[i], &vm->be_ctx, 0, 0, e);
 	}
 	for (size_t i = 0; !rc && i < vm->ndevs; i++) {
 		snprintf(name, sizeof(name), "dev.%s", vm->devs[i].ctx.name);
-		rc = apply_state(p, name, dev_restore_fn, &vm->devs[i], p->m.devs[i].state_version, e);
+		rc = apply_state(p, name, dev_restore_fn, &vm->devs[i], &vm->devs[i].ctx, 1,
+				 p->m.devs[i].state_version, e);
 	}
 	return rc;
 }

@@ -20,20 +20,23 @@
 
 typedef int (*save_fn)(void *obj, struct smolvm_state_writer *w);
 
-/* One state section: whatever `fn` writes for `obj`. */
+/* One state section: whatever `fn` writes for `obj`, for instance `who`:
+ * a device (`dev`), or the backend (its sections vm and cpu.N). */
 static int add_state(struct bundle_writer *bw, const char *name, uint32_t type,
-		     save_fn fn, void *obj, struct err *e)
+		     save_fn fn, void *obj, const smolvm_ctx *who, int dev, struct err *e)
 {
+	const char *doing = dev ? "save" : NULL;
 	struct smolvm_state_writer w;
 	int rc;
 
 	state_writer_init(&w);
-	rc = PLUGIN_CALL(e, fn(obj, &w));
+	rc = PLUGIN_CALL(e, who, doing, fn(obj, &w));
 	if (!rc && w.failed)
-		rc = err_set(e, w.failed, "%s", strerror(-w.failed));
-	if (rc < 0)
+		rc = plugin_fail(who, doing, w.failed, e, "writing its state: %s",
+				 strerror(-w.failed));
+	if (rc < 0 && !dev)
 		rc = err_wrap(e, rc, "%s: cannot save state", name);
-	else
+	else if (rc >= 0)
 		rc = bundle_add(bw, name, type, w.buf, w.len, e);
 	state_writer_free(&w);
 	return rc;
@@ -179,14 +182,15 @@ static int write_bundle(struct vm *vm, const char *path, const void *kept, size_
 	if (!rc && kept_len)
 		rc = bundle_add(&bw, "kept", SEC_KEPT, kept, kept_len, e);
 	if (!rc)
-		rc = add_state(&bw, "vm", SEC_VM, vm_save_fn, vm, e);
+		rc = add_state(&bw, "vm", SEC_VM, vm_save_fn, vm, &vm->be_ctx, 0, e);
 	for (size_t i = 0; !rc && i < vm->ndevs; i++) {
 		snprintf(name, sizeof(name), "dev.%s", vm->devs[i].ctx.name);
-		rc = add_state(&bw, name, SEC_DEVICE, dev_save_fn, &vm->devs[i], e);
+		rc = add_state(&bw, name, SEC_DEVICE, dev_save_fn, &vm->devs[i], &vm->devs[i].ctx, 1,
+			       e);
 	}
 	for (uint32_t i = 0; !rc && i < vm->ncpus; i++) {
 		snprintf(name, sizeof(name), "cpu.%u", i);
-		rc = add_state(&bw, name, SEC_CPU, vcpu_save_fn, &vm->vcpus[i], e);
+		rc = add_state(&bw, name, SEC_CPU, vcpu_save_fn, &vm->vcpus[i], &vm->be_ctx, 0, e);
 	}
 	clean = rc ? NULL : clean_chunks(vm, e, &rc);
 	base.v = o ? &o->v : NULL;

@@ -76,6 +76,7 @@ static void layout(void)
 	F(smolvm_host_api, config_path, 192),
 	F(smolvm_host_api, restoring, 200), /* ABI 1.1 */
 	F(smolvm_host_api, irq_claim, 208), /* ABI 1.2 */
+	F(smolvm_host_api, instance_name, 216), /* ABI 1.3 */
 	F(smolvm_device_ops, struct_size, 0),
 	F(smolvm_device_ops, state_version, 4),
 	F(smolvm_device_ops, min_state_version, 8),
@@ -197,6 +198,12 @@ static const char *fake_path(smolvm_ctx *ctx, const char *key)
 	return key;
 }
 
+static const char *fake_name(smolvm_ctx *ctx)
+{
+	(void)ctx;
+	return "tally0";
+}
+
 static void has(void)
 {
 	struct smolvm_host_api api;
@@ -222,6 +229,18 @@ static void has(void)
 	api.config_path = NULL;
 	if (SMOLVM_HAS(&api, config_path)) {
 		printf("FAIL: SMOLVM_HAS: an entry that is NULL\n");
+		failures++;
+	}
+	/* ABI 1.3's entry, from a 1.2 host (a table that ends at irq_claim) */
+	api.instance_name = fake_name;
+	if (!SMOLVM_HAS(&api, instance_name)) {
+		printf("FAIL: SMOLVM_HAS: instance_name in a full table\n");
+		failures++;
+	}
+	api.struct_size = (uint32_t)(offsetof(struct smolvm_host_api, irq_claim) +
+				     sizeof(api.irq_claim));
+	if (SMOLVM_HAS(&api, instance_name)) {
+		printf("FAIL: SMOLVM_HAS: instance_name past a 1.2 host's table\n");
 		failures++;
 	}
 }

@@ -61,6 +61,7 @@ char *unit_read_file(const char *path, size_t *len)
 	buf = malloc((size_t)n + 1);
 	ck_assert_ptr_nonnull(buf);
 	ck_assert(fread(buf, 1, (size_t)n, f) == (size_t)n);
+	buf[n] = 0;
 	fclose(f);
 	*len = (size_t)n;
 	return buf;
@@ -115,6 +116,7 @@ int main(void)
 		state_suite,  uart_suite,   console_suite,  machine_suite,
 		blk_suite,    agent_suite,    bundle_suite,   snapshot_suite,
 		rootfs_suite,   bringup_suite,  dirs_suite,     options_suite,
+		host_api_suite,
 	};
 	SRunner *sr = srunner_create(NULL);
 	int failed;

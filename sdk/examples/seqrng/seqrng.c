@@ -18,8 +18,9 @@
  * from 0); a version-1 build refuses version-2 state.
  *
  * Build (only the installed SDK is needed):
- *   cc -shared -fPIC -fvisibility=hidden $(pkg-config --cflags smolvm-plugin) \
- *      seqrng.c -o seqrng.so $(pkg-config --libs smolvm-plugin)
+ *   cc -std=c11 -D_GNU_SOURCE -shared -fPIC -fvisibility=hidden \
+ *      $(pkg-config --cflags smolvm-plugin) seqrng.c -o seqrng.so \
+ *      $(pkg-config --libs smolvm-plugin)
  * Use: devices = { { type = "uart" }, { type = "seqrng", start = 0x40 } }
  */
 #include <errno.h>

@@ -16,8 +16,8 @@
  * version-1 build refuses a version-2 bundle before anything runs.
  *
  * Build (only the installed SDK is needed):
- *   cc -shared -fPIC -fvisibility=hidden $(pkg-config --cflags smolvm-plugin) \
- *      tally.c -o tally.so
+ *   cc -std=c11 -D_GNU_SOURCE -shared -fPIC -fvisibility=hidden \
+ *      $(pkg-config --cflags smolvm-plugin) tally.c -o tally.so
  * Use: devices = { { type = "uart" }, { type = "tally", port = 0x700 } }
  */
 #include <errno.h>
@@ -166,7 +166,14 @@ static int tally_create(smolvm_ctx *ctx, const struct smolvm_host_api *api, void
 		free(t);
 		return rc;
 	}
-	api->log(ctx, SMOLVM_LOG_DEBUG, "tally %s at port %#lx", TALLY_VERSION, port);
+	/* ABI 1.3: the instance's name ("tally0"). log() and the core's
+	 * messages start with it already; here it names what the core calls
+	 * this device elsewhere. A host before 1.3 lacks the entry: test it. */
+	if (SMOLVM_HAS(api, instance_name))
+		api->log(ctx, SMOLVM_LOG_DEBUG, "tally %s at port %#lx (state: bundle section dev.%s)",
+			 TALLY_VERSION, port, api->instance_name(ctx));
+	else
+		api->log(ctx, SMOLVM_LOG_DEBUG, "tally %s at port %#lx", TALLY_VERSION, port);
 	*out = t;
 	return 0;
 }

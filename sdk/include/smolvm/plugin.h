@@ -24,7 +24,7 @@ extern "C" {
 #endif
 
 #define SMOLVM_ABI_MAJOR 1
-#define SMOLVM_ABI_MINOR 2
+#define SMOLVM_ABI_MINOR 3
 
 #define SMOLVM_EXPORT __attribute__((visibility("default")))
 #define SMOLVM_PRINTF(f, a) __attribute__((format(printf, f, a)))
@@ -87,8 +87,13 @@ struct smolvm_host_api {
 
 	void (*log)(smolvm_ctx *ctx, enum smolvm_log_level level,
 		    const char *fmt, ...) SMOLVM_PRINTF(3, 4);
-	/* Records why the current call fails; the core shows it to the user
-	 * prefixed with the instance name. Return -errno after calling it. */
+	/* Records why the current call fails; return -errno after it. The
+	 * core shows it as the reason, after what it was doing and the
+	 * instance ("cannot restore tally0: step 300 out of range"), then
+	 * the message of a host entry that failed with the same -errno.
+	 * Without it the reason is that entry's message, else strerror. A
+	 * device's message with a result of 0, or from a hook that returns
+	 * nothing, is dropped (docs/plugin-guide.md, "Messages"). */
 	void (*set_error)(smolvm_ctx *ctx, const char *fmt, ...) SMOLVM_PRINTF(2, 3);
 
 	/* Configuration of this instance (its table in the machine script),
@@ -164,6 +169,11 @@ struct smolvm_host_api {
 	 * -EBUSY, with a message naming the other device, when another
 	 * device has it; lines from resource_alloc are claimed already. */
 	int (*irq_claim)(smolvm_ctx *ctx, uint32_t gsi);
+
+	/* ABI 1.3: this instance's name ("tally0", "virtio-blk1"; a
+	 * backend's is its plugin's), the one log() lines and the core's
+	 * messages use; valid until destroy. */
+	const char *(*instance_name)(smolvm_ctx *ctx);
 };
 
 /* ---- devices ---------------------------------------------------------- */
