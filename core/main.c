@@ -71,6 +71,8 @@ static void usage(FILE *f)
 #define TRUST_OPTIONS                                                                \
 	"Host resources of a bundle you did not pack here (docs/security.md):\n"      \
 	"      --disk NAME=PATH[:ro]  the host file behind its disk NAME (repeatable)\n" \
+	"      --bind DEV.OPTION=PATH  the host file behind a file option of device\n"  \
+	"                         DEV (tally0.log=out.txt; relative to here; repeatable)\n" \
 	"      --publish HOSTPORT:GUESTPORT  open 127.0.0.1:HOSTPORT to the guest's\n"  \
 	"                         GUESTPORT (repeatable; replaces the bundle's)\n"     \
 	"      --net none|nat|nat+host  its network: nothing outside, the outside\n"  \
@@ -193,15 +195,16 @@ static void usage_inspect(FILE *f)
 /* run and exec: what a restored machine may use of the host. */
 #define GRANT_LONG_OPTIONS                                                                \
 	{ "trust", no_argument, NULL, 'T' }, { "disk", required_argument, NULL, 'D' },  \
-	{ "publish", required_argument, NULL, 'P' }, { "net", required_argument, NULL, 'N' }
+	{ "publish", required_argument, NULL, 'P' }, { "net", required_argument, NULL, 'N' }, \
+	{ "bind", required_argument, NULL, 'B' }
 
 struct strv {
 	char **v;
 	size_t n;
 };
 
-/* --disk and --publish values (the process's lifetime). */
-static struct strv disks, publish;
+/* --disk, --publish and --bind values (the process's lifetime). */
+static struct strv disks, publish, binds;
 
 static int strv_add(struct strv *s, char *x)
 {
@@ -233,10 +236,13 @@ static int session_option(int c, struct session_opts *o, struct strv *vars)
 	case 'H': o->hooks_path = optarg; return 1;
 	case 'T': o->trust = 1; return 1;
 	case 'D':
-	case 'P': {
+	case 'P':
+	case 'B': {
 		struct err e;
-		struct strv *l = c == 'D' ? &disks : &publish;
-		if ((c == 'D' ? grant_check_disk(optarg, &e) : grant_check_publish(optarg, &e))) {
+		struct strv *l = c == 'D' ? &disks : c == 'P' ? &publish : &binds;
+		int rc = c == 'D' ? grant_check_disk(optarg, &e)
+			 : c == 'P' ? grant_check_publish(optarg, &e) : grant_check_bind(optarg, &e);
+		if (rc) {
 			fprintf(stderr, "smolvm: %s\n", e.msg);
 			return -1;
 		}
@@ -245,9 +251,12 @@ static int session_option(int c, struct session_opts *o, struct strv *vars)
 		if (c == 'D') {
 			o->grants.disks = (const char **)l->v;
 			o->grants.ndisks = l->n;
-		} else {
+		} else if (c == 'P') {
 			o->grants.publish = (const char **)l->v;
 			o->grants.npublish = l->n;
+		} else {
+			o->grants.binds = (const char **)l->v;
+			o->grants.nbinds = l->n;
 		}
 		return 1;
 	}

@@ -31,7 +31,7 @@ static void take_requested_snapshots(struct session *ss)
 	if (kept_snapshot_save(vm, ss->save_to, pack, &ss->kept, &e))
 		vm_request_stop(vm, VM_STOP_ERROR, e.msg);
 	else
-		trust_saved(ss->save_to, ss->trusted);
+		trust_saved(ss->save_to, ss->trusted, vm->cfg->script);
 }
 
 static void on_wake(void *opaque)

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Device types whose options smolvm knows: any other plugin may name host
  * resources in ways only --trust can vouch for. */
@@ -196,6 +197,130 @@ static int grant_net(struct dev_config *d, const struct grants *g, int trusted, 
 	return 0;
 }
 
+/* "DEV.OPTION=PATH" -> its parts, in the buffers. */
+static int split_bind(const char *arg, char *dev, size_t dlen, char *opt, size_t olen,
+		      const char **path, struct err *e)
+{
+	const char *dot = strchr(arg, '.'), *eq = strchr(arg, '=');
+
+	if (!dot || !eq || dot > eq || dot == arg || eq == dot + 1 || !eq[1] ||
+	    (size_t)(dot - arg) >= dlen || (size_t)(eq - dot - 1) >= olen)
+		return err_set(e, -EINVAL, "--bind \"%s\": expected DEVICE.OPTION=PATH (DEVICE as "
+			       "smolvm names it, e.g. tally0.log=out.txt)", arg);
+	snprintf(dev, dlen, "%.*s", (int)(dot - arg), arg);
+	snprintf(opt, olen, "%.*s", (int)(eq - dot - 1), dot + 1);
+	*path = eq + 1;
+	return 0;
+}
+
+int grant_check_bind(const char *arg, struct err *e)
+{
+	char dev[64], opt[72];
+	const char *path;
+
+	return split_bind(arg, dev, sizeof(dev), opt, sizeof(opt), &path, e);
+}
+
+static const struct smolvm_option *declared(const struct plugin_set *set,
+					    const struct dev_config *d)
+{
+	const struct plugin *p = plugins_find(set, d->type, SMOLVM_PLUGIN_DEVICE);
+
+	return p ? p->ops.dev.options : NULL;
+}
+
+/* The file options `opts` declares, for a message. */
+static void file_options(const struct smolvm_option *opts, char *out, size_t len)
+{
+	size_t used = 0;
+
+	out[0] = 0;
+	for (size_t i = 0; opts && opts[i].name && used < len; i++)
+		if (opts[i].type == SMOLVM_OPT_PATH)
+			used += (size_t)snprintf(out + used, len - used, "%s%s", used ? ", " : "",
+						 opts[i].name);
+	if (!out[0])
+		snprintf(out, len, "none");
+}
+
+static int bind_one(struct machine_config *cfg, const char *arg, const struct plugin_set *set,
+		    const char *bundle, struct err *e)
+{
+	char dev[64], opt[72], cwd[PATH_MAX], files[256];
+	const char *path;
+	struct dev_config *d = NULL;
+	const struct smolvm_option *opts, *o = NULL;
+
+	if (split_bind(arg, dev, sizeof(dev), opt, sizeof(opt), &path, e))
+		return -EINVAL;
+	for (size_t i = 0; i < cfg->ndevices && !d; i++)
+		if (!strcmp(cfg->devices[i].name, dev))
+			d = &cfg->devices[i];
+	if (!d)
+		return err_set(e, -ENOENT, "%s: --bind %s: its machine has no device %s "
+			       "(smolvm inspect names them)", bundle, arg, dev);
+	opts = declared(set, d);
+	for (size_t i = 0; opts && opts[i].name && !o; i++)
+		if (!strcmp(opts[i].name, opt))
+			o = &opts[i];
+	file_options(opts, files, sizeof(files));
+	if (!o || o->type != SMOLVM_OPT_PATH)
+		return err_set(e, -EINVAL, "%s: --bind %s: %s has no file option \"%s\" (its "
+			       "plugin %s declares %s as file options)", bundle, arg, d->name, opt,
+			       d->type, opts ? files : "no options, so nothing");
+	/* relative to where the user runs smolvm */
+	if (path[0] != '/') {
+		if (!getcwd(cwd, sizeof(cwd)) || strlen(cwd) + strlen(path) + 2 > sizeof(cwd))
+			return err_set(e, -ENAMETOOLONG, "--bind %s: the path is too long", arg);
+		strcat(strcat(cwd, "/"), path);
+		path = cwd;
+	}
+	return dev_config_set(d, opt, path) ? err_set(e, -ENOMEM, "out of memory") : 0;
+}
+
+int grants_bind(struct machine_config *cfg, const struct grants *g, int trusted,
+		const char *bundle, const struct plugin_set *set, struct err *e)
+{
+	for (size_t i = 0; i < g->nbinds; i++) {
+		int rc = bind_one(cfg, g->binds[i], set, bundle, e);
+		if (rc)
+			return rc;
+	}
+	if (trusted)
+		return 0;
+	/* The devices without rules of their own: their file options are
+	 * host resources, the rest are values. */
+	for (size_t i = 0; i < cfg->ndevices; i++) {
+		struct dev_config *d = &cfg->devices[i];
+		const struct smolvm_option *opts;
+		if (known(d->type))
+			continue;
+		opts = declared(set, d);
+		if (!opts)
+			return err_set(e, -EPERM, "%s was not packed by you on this host, and its "
+				       "device %s comes from a plugin that does not declare its "
+				       "options, so smolvm cannot tell which name host files: run "
+				       "it with --trust if you trust the bundle", bundle, d->name);
+		for (size_t k = 0; opts[k].name; k++) {
+			char key[80];
+			int bound = 0;
+			if (opts[k].type != SMOLVM_OPT_PATH || !dev_config_get(d, opts[k].name))
+				continue;
+			snprintf(key, sizeof(key), "%s.%s=", d->name, opts[k].name);
+			for (size_t b = 0; b < g->nbinds; b++)
+				bound |= !strncmp(g->binds[b], key, strlen(key));
+			if (!bound)
+				return err_set(e, -EPERM, "%s was not packed by you on this host, and "
+					       "its device %s would use the host file %s (option %s): "
+					       "give it one with --bind %s.%s=PATH (or, if you trust "
+					       "the bundle, --trust)", bundle, d->name,
+					       dev_config_path(d, opts[k].name, cfg->script),
+					       opts[k].name, d->name, opts[k].name);
+		}
+	}
+	return 0;
+}
+
 int grants_apply(struct machine_config *cfg, const struct grants *g, int trusted,
 		 const char *bundle, struct runtime *rt, struct err *e)
 {
@@ -204,11 +329,6 @@ int grants_apply(struct machine_config *cfg, const struct grants *g, int trusted
 	for (size_t i = 0; !rc && i < cfg->ndevices; i++) {
 		struct dev_config *d = &cfg->devices[i];
 
-		if (!trusted && !known(d->type))
-			return err_set(e, -EPERM, "%s was not packed by you on this host, and its "
-				       "device %s comes from a plugin whose options smolvm cannot "
-				       "check: run it with --trust if you trust the bundle",
-				       bundle, d->name);
 		if (!strcmp(d->type, "virtio-blk")) {
 			/* its own root filesystem: from the cache, by content */
 			if (i == 0 && cfg->rootfs)

@@ -237,7 +237,7 @@ static int op_snapshot(void *o, const char *path, struct err *e)
 	rc = vm_call(h->vm, do_save, &a, e);
 
 	if (!rc)
-		trust_saved(path, h->o.trusted);
+		trust_saved(path, h->o.trusted, h->vm->cfg->script);
 	return rc;
 }
 
@@ -391,7 +391,7 @@ static void save_now(struct hooks *h, const char *path, int then_stop)
 			fail(h, e.msg);
 		return;
 	}
-	trust_saved(path, h->o.trusted);
+	trust_saved(path, h->o.trusted, h->vm->cfg->script);
 }
 
 static const char *stop_name(enum vm_stop why)

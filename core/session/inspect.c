@@ -24,7 +24,7 @@ static void print_asks(const char *path, const struct restore_plan *plan)
 	struct script *sc = NULL;
 	struct err e;
 	struct sig_verdict sv;
-	int t = trust_check(path, &e), any = 0;
+	int t = trust_check(path, NULL, 0, &e), any = 0;
 
 	if (signatures_judge(&plan->b, &sv, 0, &e) == 0 && sv.bad)
 		printf("trust: none: a signature does not match (changed after it was signed); "

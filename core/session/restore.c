@@ -74,7 +74,8 @@ static int bind_image(const char *path, struct restored *r, struct session *ss, 
  * here, trust.h, or signed by a trusted key, signing.h) or says --trust;
  * a bundle whose signature does not match is not run at all. Otherwise its script state is closed (it can make no
  * finalizers); --hooks run in a state of their own either way. */
-static int trust_bundle(const char *path, const struct bundle *b, struct session *ss)
+static int trust_bundle(const char *path, const struct bundle *b, const char *named_script,
+			struct session *ss, char *script, size_t len)
 {
 	struct sig_verdict v;
 	struct err e;
@@ -94,7 +95,11 @@ static int trust_bundle(const char *path, const struct bundle *b, struct session
 	else if (v.unknown && ss->o->verbose)
 		fprintf(stderr, "smolvm: %s: signed, but by no key you trust (smolvm verify says "
 			"which)\n", path);
-	rc = v.trusted ? 1 : trust_check(path, &e);
+	script[0] = 0;
+	rc = v.trusted ? 1 : trust_check(path, script, len, &e);
+	/* an older record names no script: the manifest's, as packed here */
+	if (rc == 1 && !v.trusted && !script[0])
+		snprintf(script, len, "%s", named_script);
 	if (rc < 0) {
 		fprintf(stderr, "smolvm: %s; taking %s as not yours\n", e.msg, path);
 		rc = 0;
@@ -108,6 +113,29 @@ static int trust_bundle(const char *path, const struct bundle *b, struct session
 			v.unknown ? " nor signed by a key you trust" : "");
 	script_close(ss->script);
 	ss->script = NULL;
+	return 0;
+}
+
+/* Where the script's relative device paths start: a bundle packed here
+ * resolves them where its script was (the trust record knows; bundles
+ * older than that name it in their manifest); any other from where the
+ * user runs smolvm, never from a path of the machine that packed it. */
+static int rebase_script(struct machine_config *cfg, const char *named, const char *recorded,
+			 struct err *e)
+{
+	char cwd[4096], *at;
+	const char *base = strrchr(named, '/') ? strrchr(named, '/') + 1 : named;
+
+	if (recorded[0] == '/')
+		at = strdup(recorded);
+	else if (!getcwd(cwd, sizeof(cwd)))
+		return err_set(e, -errno, "the working directory: %s", strerror(errno));
+	else if ((at = malloc(strlen(cwd) + strlen(base) + 2)))
+		sprintf(at, "%s/%s", cwd, base);
+	if (!at)
+		return err_set(e, -ENOMEM, "out of memory");
+	free(cfg->script);
+	cfg->script = at;
 	return 0;
 }
 
@@ -142,8 +170,15 @@ static int restore(const char *path, struct restored *r, struct session *ss, int
 		fprintf(stderr, "smolvm: %s: its script: %s\n", path, e.msg);
 		return -1;
 	}
-	if (trust_bundle(path, &r->plan.b, ss))
+	char packed_from[4200];
+	e.msg[0] = 0;
+	if (trust_bundle(path, &r->plan.b, r->plan.m.script, ss, packed_from,
+			 sizeof(packed_from)) ||
+	    rebase_script(&r->cfg, r->plan.m.script, packed_from, &e)) {
+		if (e.msg[0])
+			fprintf(stderr, "smolvm: %s: %s\n", path, e.msg);
 		return -1;
+	}
 	if (session_load_hooks(ss))
 		return -1;
 	if (grants_apply(&r->cfg, &ss->o->grants, ss->trusted || ss->o->trust, path, &ss->rt,
@@ -160,6 +195,10 @@ static int restore(const char *path, struct restored *r, struct session *ss, int
 	}
 	r->cfg.quirk_mode = r->hc.quirk_mode;
 	plugins_scan(&r->set, r->hc.plugin_dirs, r->hc.nplugin_dirs, session_refusal, &verbose);
+	if (grants_bind(&r->cfg, &ss->o->grants, ss->trusted || ss->o->trust, path, &r->set, &e)) {
+		fprintf(stderr, "smolvm: %s\n", e.msg);
+		return -1;
+	}
 	/* (before any memory is mapped or filled) */
 	if (vm_check_devices(&r->cfg, &r->set, &e)) {
 		fprintf(stderr, "smolvm: %s: %s\n", path, e.msg);

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,7 +16,10 @@
 #define HASH_BYTES crypto_generichash_BYTES /* BLAKE2b-256 */
 
 /* The records:
- *   b-<hash>           a bundle of this content is trusted (empty)
+ *   b-<hash>           a bundle of this content is trusted; "script PATH"
+ *                      when known: the script it was packed from, whose
+ *                      directory its relative device paths start from
+ *                      (bundles carry no host path of their own)
  *   s-<size>           some trusted bundle has this size (empty)
  *   i-<dev>-<ino>      "<size> <mtime s.ns> <ctime s.ns> <hash>": the
  *                      file that was that bundle when it was recorded */
@@ -76,6 +80,29 @@ static int has(const char *dir, const char *name)
 	return access(path, F_OK) == 0;
 }
 
+/* A b- record: 1 when it exists, its script (or "") in `script`. */
+static int trusted_hash(const char *dir, const char *hex, char *script, size_t len)
+{
+	char path[4400], text[4200];
+	ssize_t n;
+	int fd;
+
+	if (script && len)
+		script[0] = 0;
+	snprintf(path, sizeof(path), "%s/b-%s", dir, hex);
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return 0;
+	n = read(fd, text, sizeof(text) - 1);
+	close(fd);
+	text[n > 0 ? n : 0] = 0;
+	if (script && len && !strncmp(text, "script /", 8)) {
+		text[strcspn(text, "\n")] = 0;
+		snprintf(script, len, "%s", text + 7);
+	}
+	return 1;
+}
+
 static int open_dir(char *dir, size_t len, struct err *e)
 {
 	if (sodium_init() < 0)
@@ -83,9 +110,9 @@ static int open_dir(char *dir, size_t len, struct err *e)
 	return data_dir_private(dir, len, "trusted", e);
 }
 
-int trust_record(const char *path, struct err *e)
+int trust_record(const char *path, const char *script, struct err *e)
 {
-	char dir[4096], hex[2 * HASH_BYTES + 1], name[128], id[256];
+	char dir[4096], hex[2 * HASH_BYTES + 1], name[128], id[256], line[4200] = "";
 	struct stat st;
 	int rc = open_dir(dir, sizeof(dir), e);
 
@@ -98,7 +125,12 @@ int trust_record(const char *path, struct err *e)
 		return err_set(e, -errno, "%s: %s", path, strerror(errno));
 	identity(&st, hex, id, sizeof(id));
 	snprintf(name, sizeof(name), "b-%s", hex);
-	rc = put(dir, name, NULL, e);
+	char abs[PATH_MAX];
+	if (script && realpath(script, abs))
+		script = abs;
+	if (script && script[0] == '/' && !strchr(script, '\n'))
+		snprintf(line, sizeof(line), "script %s\n", script);
+	rc = put(dir, name, line, e);
 	snprintf(name, sizeof(name), "s-%" PRIu64, (uint64_t)st.st_size);
 	if (!rc)
 		rc = put(dir, name, NULL, e);
@@ -107,7 +139,7 @@ int trust_record(const char *path, struct err *e)
 	return rc ? rc : put(dir, name, id, e);
 }
 
-int trust_check(const char *path, struct err *e)
+int trust_check(const char *path, char *script, size_t len, struct err *e)
 {
 	char dir[4096], hex[2 * HASH_BYTES + 1], name[128], want[256], got[256] = "";
 	struct stat st;
@@ -132,8 +164,7 @@ int trust_check(const char *path, struct err *e)
 			memcpy(hex, sp + 1, 2 * HASH_BYTES);
 			hex[2 * HASH_BYTES] = 0;
 			identity(&st, hex, want, sizeof(want));
-			snprintf(name, sizeof(name), "b-%s", hex);
-			if (!strcmp(want, got) && has(dir, name))
+			if (!strcmp(want, got) && trusted_hash(dir, hex, script, len))
 				return 1;
 		}
 	}
@@ -144,20 +175,22 @@ int trust_check(const char *path, struct err *e)
 	rc = hash_file(path, hex, e);
 	if (rc)
 		return rc;
-	snprintf(name, sizeof(name), "b-%s", hex);
-	if (!has(dir, name))
+	char recorded[4200];
+	if (!trusted_hash(dir, hex, recorded, sizeof(recorded)))
 		return 0;
 	/* found: remember this file too (best effort) */
 	struct err ignored;
-	(void)!trust_record(path, &ignored);
+	(void)!trust_record(path, recorded, &ignored);
+	if (script && len)
+		snprintf(script, len, "%s", recorded);
 	return 1;
 }
 
-void trust_saved(const char *path, int trusted)
+void trust_saved(const char *path, int trusted, const char *script)
 {
 	struct err e;
 
-	if (trusted && trust_record(path, &e))
+	if (trusted && trust_record(path, script, &e))
 		fprintf(stderr, "smolvm: %s is not recorded as yours (%s): restoring it will need "
 			"--trust to run its hooks\n", path, e.msg);
 }

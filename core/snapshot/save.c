@@ -45,7 +45,6 @@ static int add_state(struct bundle_writer *bw, const char *name, uint32_t type,
 static void fill_manifest(struct vm *vm, struct manifest *m)
 {
 	const struct machine_config *cfg = vm->cfg;
-	char abs[PATH_MAX];
 	time_t now = time(NULL);
 	struct tm tm;
 
@@ -57,8 +56,9 @@ static void fill_manifest(struct vm *vm, struct manifest *m)
 	snprintf(m->arch, sizeof(m->arch), "x86_64");
 	m->cpus = vm->ncpus;
 	m->memory = vm->mem.size;
+	/* its name only: a bundle carries no path of the host that made it */
 	snprintf(m->script, sizeof(m->script), "%s",
-		 realpath(cfg->script, abs) ? abs : cfg->script);
+		 strrchr(cfg->script, '/') ? strrchr(cfg->script, '/') + 1 : cfg->script);
 	if (cfg->rootfs_id)
 		snprintf(m->rootfs, sizeof(m->rootfs), "%s", cfg->rootfs_id);
 	snprintf(m->backend, sizeof(m->backend), "%s", vm->backend->desc.name);

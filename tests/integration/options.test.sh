@@ -93,3 +93,64 @@ t_options_listed() {
 		{ show "$log"; return 1; }
 	grep -q '^declares no options' "$log" || { show "$log"; return 1; }
 }
+
+# A device's file option (declared SMOLVM_OPT_PATH) at restore: the bundle
+# names no path of the host that packed it; a restore here finds the file
+# where the script was, --bind gives another (relative to where smolvm
+# runs), and a bundle that is not yours needs --bind (or --trust, and then
+# its relative paths start where you run it, never where it was packed).
+t_options_bind_at_restore() {
+	need_kvm || return
+	local dir=$WORK/bind-plugins src=$WORK/bind-src away=$WORK/bind-away b log=$WORK/bind.log
+	[ -f build/tests/plugins/hostfile.so ] || { echo "missing hostfile.so (make test-plugins)"; return 1; }
+	rm -rf "$dir" "$src" "$away" && mkdir -p "$dir" "$src" "$away"
+	cp build/tests/plugins/hostfile.so "$dir/"
+	b=$src/m.smolmachine
+	printf 'machine { name = "bind", memory = "16M", kernel = "guest:ticker.elf", cmdline = "ticks=4",\n  ready = "tick 1",\n  devices = { { type = "uart" },\n    { type = "hostfile-test", log = "first.log", label = "x" } } }\n' > "$src/m.lua"
+	export SMOLVM_PLUGIN_PATH=$dir SMOLVM_DATA_DIR=$WORK/bind-data SMOLVM_CACHE_DIR=$WORK/cache
+	local bin
+	bin=$(realpath "$SMOLVM")
+	bind_run() { # LOG DIR ARGS...: smolvm in DIR
+		local l=$1 d=$2
+		shift 2
+		(cd "$d" && timeout -k 5 30 "$bin" "$@") > "$l" 2>&1 < /dev/null
+	}
+	local rc=0
+	{
+		bind_run "$log" "$src" pack m.lua -o "$b" || { echo "pack:"; show "$log"; return 1; }
+		[ "$(cat "$src/first.log")" = created ] || { echo "first.log: $(cat "$src/first.log")"; return 1; }
+		# no host path of the packing machine in the bundle
+		! grep -qaF "$src" "$b" || { echo "the bundle names $src"; return 1; }
+		"$SMOLVM" inspect "$b" | grep -qx 'script = m.lua' || { "$SMOLVM" inspect "$b" | head -20; return 1; }
+		# yours, run from elsewhere: the file where the script was
+		bind_run "$log" "$away" run --pristine "$b" && grep -q '^tick 3' "$log" &&
+			[ "$(tail -1 "$src/first.log")" = restored ] && [ ! -e "$away/first.log" ] ||
+			{ echo "run from elsewhere:"; show "$log"; ls "$away"; return 1; }
+		# --bind: another file, relative to where smolvm runs
+		bind_run "$log" "$away" run --pristine "$b" --bind hostfile-test0.log=second.log &&
+			[ "$(cat "$away/second.log")" = restored ] && [ "$(grep -c restored "$src/first.log")" = 1 ] ||
+			{ echo "--bind:"; show "$log"; return 1; }
+		# its mistakes
+		! bind_run "$log" "$away" run --pristine "$b" --bind hostfile-test0.label=x.txt &&
+			grep -qF 'hostfile-test0 has no file option "label" (its plugin hostfile-test declares log as file options)' "$log" ||
+			{ echo "--bind of a non-file option:"; show "$log"; return 1; }
+		! bind_run "$log" "$away" run --pristine "$b" --bind tally0.log=x.txt &&
+			grep -qF -- '--bind tally0.log=x.txt: its machine has no device tally0' "$log" ||
+			{ echo "--bind of no device:"; show "$log"; return 1; }
+		! bind_run "$log" "$away" run --pristine "$b" --bind hostfile-test0=x.txt &&
+			grep -qF 'expected DEVICE.OPTION=PATH' "$log" || { echo "--bind syntax:"; show "$log"; return 1; }
+		# not yours: the file must be granted, or the bundle trusted
+		export SMOLVM_DATA_DIR=$WORK/bind-other
+		! bind_run "$log" "$away" run --pristine "$b" &&
+			grep -qF 'its device hostfile-test0 would use the host file' "$log" &&
+			grep -qF -- '--bind hostfile-test0.log=PATH' "$log" ||
+			{ echo "not yours, no --bind:"; show "$log"; return 1; }
+		bind_run "$log" "$away" run --pristine "$b" --bind hostfile-test0.log=third.log &&
+			[ "$(cat "$away/third.log")" = restored ] || { echo "not yours, --bind:"; show "$log"; return 1; }
+		bind_run "$log" "$away" run --pristine "$b" --trust && [ "$(cat "$away/first.log")" = restored ] &&
+			[ "$(grep -c restored "$src/first.log")" = 1 ] ||
+			{ echo "not yours, --trust: relative to here"; show "$log"; return 1; }
+	} || rc=1
+	unset SMOLVM_PLUGIN_PATH SMOLVM_DATA_DIR SMOLVM_CACHE_DIR
+	return $rc
+}
