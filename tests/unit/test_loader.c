@@ -258,8 +258,9 @@ START_TEST(test_scan)
 	plugins_scan(&set, dirs, 2, log_refusal, &rlog);
 
 	/* Exactly the good ones, the first "dup" among them. */
-	ck_assert_uint_eq(set.n, 4);
+	ck_assert_uint_eq(set.n, 5);
 	ck_assert_ptr_nonnull(plugins_find(&set, "escape-test", SMOLVM_PLUGIN_DEVICE));
+	ck_assert_ptr_nonnull(plugins_find(&set, "hostfile-test", SMOLVM_PLUGIN_DEVICE));
 	p = plugins_find(&set, "dup", SMOLVM_PLUGIN_DEVICE);
 	ck_assert_ptr_nonnull(p);
 	ck_assert_str_eq(p->desc.version, "a");
@@ -323,7 +324,7 @@ START_TEST(test_scan_first_dir_wins)
 	ck_assert_ptr_nonnull(why);
 	ck_assert_str_contains(why, copy);
 	ck_assert_ptr_nonnull(why_for(&rlog, "dup_b"));
-	ck_assert_uint_eq(set.n, 4);
+	ck_assert_uint_eq(set.n, 5);
 	plugins_free(&set);
 	free(copy);
 	free(src);
