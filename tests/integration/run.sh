@@ -3,6 +3,8 @@
 #
 #   tests/integration/run.sh [PATTERN]    run the tests whose name matches
 #   TEST_FILES="tests/apps/*.test.sh" tests/integration/run.sh   other tests
+#   SMOLVM_TEST_JOBS=1 tests/integration/run.sh   one test at a time (default:
+#                                         2 lanes side by side, see below)
 #
 # Each test is a function t_NAME in tests/integration/*.test.sh or
 # tests/security/*.test.sh; it returns 0 (pass), 1 (fail) or 77
