@@ -87,6 +87,8 @@ int cache_list(struct cache_entry **out, size_t *n, uint64_t *total, struct err 
 	snprintf(sub, sizeof(sub), "%s/rootfs", dir);
 	rc = scan(dir, "mem-", ".raw", "memory", out, n, &cap, total, e);
 	if (!rc)
+		rc = scan(dir, "disk-", ".raw", "disk", out, n, &cap, total, e);
+	if (!rc)
 		rc = scan(sub, "", ".ext4", "rootfs", out, n, &cap, total, e);
 	if (rc) {
 		cache_list_free(*out, *n);

@@ -16,6 +16,7 @@ struct dev_config {
 	char **keys, **vals;
 	char **paths; /* config_path() results, parallel to vals, made on demand */
 	int line;     /* the script's line of its table (for messages), or 0 */
+	int from_bundle; /* a disk whose image came out of the bundle */
 };
 
 /* Where a root filesystem comes from (docs/rootfs.md). */

@@ -133,6 +133,10 @@ static int grant_disk(struct dev_config *d, const struct grants *g, int trusted,
 
 	if (rc < 0)
 		return rc;
+	/* its image came in the bundle: nothing of the host's, and the
+	 * overlay its script names was made for another file */
+	if (!rc && d->from_bundle)
+		return private_overlay(d, rt, e);
 	if (!rc) {
 		const char *want = dev_config_path(d, "path", script);
 		if (trusted)

@@ -53,7 +53,16 @@ static void print_asks(const char *path, const struct restore_plan *plan)
 	for (size_t i = 0; i < cfg.ndevices; i++) {
 		struct dev_config *d = &cfg.devices[i];
 		const char *v;
-		if (!strcmp(d->type, "virtio-blk") && !(i == 0 && cfg.rootfs)) {
+		char sec[80];
+		snprintf(sec, sizeof(sec), "disk.%s", d->name);
+		const struct bundle_section *own = bundle_find(&plan->b, sec);
+		if (!strcmp(d->type, "virtio-blk") && own) {
+			const char *name = dev_config_get(d, "serial");
+			printf("  %-14s disk \"%s\": its own, in the bundle (%.1f MiB, %.1f MiB stored; "
+			       "--disk %s=PATH gives another)\n", d->name, name ? name : d->name,
+			       own->raw_size / 1048576.0, own->size / 1048576.0, name ? name : d->name);
+			any++;
+		} else if (!strcmp(d->type, "virtio-blk") && !(i == 0 && cfg.rootfs)) {
 			const char *name = dev_config_get(d, "serial");
 			const char *ro = dev_config_get(d, "readonly");
 			if (!name)

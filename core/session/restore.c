@@ -20,6 +20,7 @@
 #include "session/syscalls.h"
 #include "session/signing.h"
 #include "session/trust.h"
+#include "snapshot/disks.h"
 #include "snapshot/snapshot.h"
 
 /* What a restore holds on to until the machine is destroyed. */
@@ -181,13 +182,30 @@ static int restore(const char *path, struct restored *r, struct session *ss, int
 	}
 	if (session_load_hooks(ss))
 		return -1;
+	double disk_ms;
+	unsigned unpacked;
+	if (disks_bind(&r->plan, &r->cfg, &disk_ms, &unpacked, &e)) {
+		fprintf(stderr, "smolvm: %s\n", e.msg);
+		return -1;
+	}
+	if (verbose && unpacked)
+		fprintf(stderr, "smolvm: unpacked %u disk%s of the bundle into the cache in %.1f ms\n",
+			unpacked, unpacked == 1 ? "" : "s", disk_ms);
 	if (grants_apply(&r->cfg, &ss->o->grants, ss->trusted || ss->o->trust, path, &ss->rt,
 			 &e)) {
 		fprintf(stderr, "smolvm: %s\n", e.msg);
 		return -1;
 	}
-	if (r->cfg.rootfs && bind_image(path, r, ss, &e))
+	if (r->cfg.rootfs && r->cfg.ndevices && r->cfg.devices[0].from_bundle) {
+		char image[4200];
+		snprintf(image, sizeof(image), "%s", dev_config_get(&r->cfg.devices[0], "path"));
+		if (bind_rootfs(&r->cfg, image, r->plan.m.rootfs, &ss->rt, &e)) {
+			fprintf(stderr, "smolvm: %s\n", e.msg);
+			return -1;
+		}
+	} else if (r->cfg.rootfs && bind_image(path, r, ss, &e)) {
 		return -1;
+	}
 	/* an untrusted bundle's socket path is not its to choose */
 	if (bind_vsock(&r->cfg, force_vsock || !(ss->trusted || ss->o->trust), &ss->rt, &e)) {
 		fprintf(stderr, "smolvm: %s\n", e.msg);

@@ -27,6 +27,7 @@ const char *bundle_type_name(uint32_t type)
 	case SEC_DEVICE: return "device";
 	case SEC_MEMORY: return "memory";
 	case SEC_KEPT: return "kept";
+	case SEC_DISK: return "disk";
 	}
 	return "unknown";
 }
@@ -382,12 +383,14 @@ static int parse(struct bundle *b, struct err *e)
 		if (version >= 2) {
 			s->covered = get_u64(p + 112);
 			memcpy(s->digest, p + 128, BUNDLE_HASH_SIZE);
-			/* Only the memory section's hash may cover less than all
-			 * of it (its chunks carry their own): any other section is
-			 * read whole, so every byte of it must be covered. */
+			/* Only the memory and disk sections' hashes may cover
+			 * less than all of them (their chunks carry their own):
+			 * any other section is read whole, so every byte of it
+			 * must be covered. */
 			if (get_u32(p + 108) || get_u64(p + 120) || s->covered > s->size ||
 			    (s->covered < s->size &&
-			     (s->type != SEC_MEMORY || strcmp(s->name, "memory"))))
+			     !(s->type == SEC_MEMORY && !strcmp(s->name, "memory")) &&
+			     !(s->type == SEC_DISK && !strncmp(s->name, "disk.", 5))))
 				return err_set(e, -EBADMSG, "%s: section %s: malformed entry", b->path,
 					       s->name);
 		}

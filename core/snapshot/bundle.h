@@ -38,6 +38,7 @@ enum bundle_section_type {
 	SEC_DEVICE = 5,   /* one device's state */
 	SEC_MEMORY = 6,   /* guest RAM, chunked zstd */
 	SEC_KEPT = 7,     /* values hooks keep across a snapshot (vm:keep) */
+	SEC_DISK = 8,     /* a disk's base image ("disk.NAME"), chunked as memory */
 };
 
 enum bundle_compression { COMP_NONE = 0, COMP_ZSTD = 1 };

@@ -37,6 +37,12 @@ static int fill(int fd, const struct bundle *b, const struct bundle_section *s,
 
 int cache_image_path(const struct bundle_section *s, uint64_t mem_size, char *path, size_t len)
 {
+	return cache_kind_path("mem", s, mem_size, path, len);
+}
+
+int cache_kind_path(const char *kind, const struct bundle_section *s, uint64_t mem_size,
+		    char *path, size_t len)
+{
 	static int warned;
 	char dir[4000];
 	struct err e;
@@ -54,10 +60,11 @@ int cache_image_path(const struct bundle_section *s, uint64_t mem_size, char *pa
 	if (memcmp(s->digest, none, sizeof(none))) {
 		char hex[2 * BUNDLE_HASH_SIZE + 1];
 		sodium_bin2hex(hex, sizeof(hex), s->digest, sizeof(s->digest));
-		snprintf(path, len, "%s/mem-%s-%llu.raw", dir, hex, (unsigned long long)mem_size);
-	} else {
-		snprintf(path, len, "%s/mem-%016llx-%llu.raw", dir, (unsigned long long)s->hash,
+		snprintf(path, len, "%s/%s-%s-%llu.raw", dir, kind, hex,
 			 (unsigned long long)mem_size);
+	} else {
+		snprintf(path, len, "%s/%s-%016llx-%llu.raw", dir, kind,
+			 (unsigned long long)s->hash, (unsigned long long)mem_size);
 	}
 	return 0;
 }
@@ -70,18 +77,29 @@ int cache_image_open(const char *path, uint64_t mem_size)
 int cache_memory(const struct bundle *b, const struct bundle_section *s,
 		 uint64_t mem_size, struct cache_result *r, struct err *e)
 {
+	return cache_image(b, s, "mem", mem_size, r, NULL, 0, e);
+}
+
+int cache_image(const struct bundle *b, const struct bundle_section *s, const char *kind,
+		uint64_t mem_size, struct cache_result *r, char *where, size_t wlen,
+		struct err *e)
+{
 	char path[4200], *tmp;
 	double t0 = clock_ms();
 	int fd, rc;
 
 	memset(r, 0, sizeof(*r));
 	r->fd = -1;
-	if (cache_image_path(s, mem_size, path, sizeof(path)) == 0) {
+	if (where && wlen)
+		where[0] = 0;
+	if (cache_kind_path(kind, s, mem_size, path, sizeof(path)) == 0) {
 		fd = cache_image_open(path, mem_size);
 		if (fd >= 0) {
 			cache_touch(fd);
 			r->fd = fd;
 			r->hit = 1;
+			if (where && wlen)
+				snprintf(where, wlen, "%s", path);
 			r->ms = clock_ms() - t0;
 			return 0;
 		}
@@ -105,6 +123,8 @@ int cache_memory(const struct bundle *b, const struct bundle_section *s,
 			} else {
 				free(tmp);
 				cache_added(path);
+				if (where && wlen)
+					snprintf(where, wlen, "%s", path);
 				r->fd = fd;
 				r->ms = clock_ms() - t0;
 				return 0;

@@ -28,5 +28,12 @@ int cache_image_open(const char *path, uint64_t mem_size);
  * usable cache directory it falls back to a memfd (nothing persists). */
 int cache_memory(const struct bundle *b, const struct bundle_section *s,
 		 uint64_t mem_size, struct cache_result *r, struct err *e) WARN_UNUSED;
+/* The same for a section of another kind ("disk": KIND-HASH-SIZE.raw);
+ * `where` gets the cached file's path ("" for a memfd). */
+int cache_kind_path(const char *kind, const struct bundle_section *s, uint64_t size,
+		    char *path, size_t len);
+int cache_image(const struct bundle *b, const struct bundle_section *s, const char *kind,
+		uint64_t size, struct cache_result *r, char *where, size_t wlen,
+		struct err *e) WARN_UNUSED;
 
 #endif

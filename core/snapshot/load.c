@@ -52,10 +52,11 @@ int snapshot_open(const char *path, struct restore_plan *p, struct err *e)
 		goto fail;
 	p->lua = (const char *)data;
 	p->lua_len = lua->size;
-	/* Every small section now; memory is verified as it is read. */
+	/* Every small section now; memory and disks are verified as they
+	 * are read. */
 	for (size_t i = 0; i < p->b.n; i++) {
 		const struct bundle_section *s = &p->b.secs[i];
-		if (s->type == SEC_MEMORY)
+		if (s->type == SEC_MEMORY || s->type == SEC_DISK)
 			continue;
 		rc = bundle_section_data(&p->b, s, &data, e);
 		if (rc)

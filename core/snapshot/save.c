@@ -15,6 +15,7 @@
 #include "machine/state.h"
 #include "machine/vm.h"
 #include "snapshot/dirty.h"
+#include "snapshot/disks.h"
 #include "snapshot/lazy.h"
 #include "snapshot/snapmem.h"
 
@@ -156,7 +157,7 @@ static uint8_t *clean_chunks(struct vm *vm, struct err *e, int *rc)
 }
 
 static int write_bundle(struct vm *vm, const char *path, const void *kept, size_t kept_len,
-			struct snapmem_stats *st, struct err *e)
+			struct snapmem_stats *st, struct snapmem_stats *disks, struct err *e)
 {
 	const struct origin *o = vm->mem_origin;
 	struct snapmem_base base;
@@ -199,6 +200,8 @@ static int write_bundle(struct vm *vm, const char *path, const void *kept, size_
 		rc = snapmem_write(&bw, &vm->mem, clean ? &base : NULL, st, e);
 	free(clean);
 	if (!rc)
+		rc = disks_save(&bw, vm->cfg, disks, e);
+	if (!rc)
 		rc = bundle_writer_commit(&bw, e);
 	else
 		bundle_writer_abort(&bw); /* the previous bundle stays as it was */
@@ -208,7 +211,8 @@ static int write_bundle(struct vm *vm, const char *path, const void *kept, size_
 int snapshot_save(struct vm *vm, const char *path, int then_stop, const void *kept,
 		  size_t kept_len, struct err *e)
 {
-	struct snapmem_stats st = { 0 };
+	struct snapmem_stats st = { 0 }, disks = { 0 };
+	char disk_text[160] = "";
 	double t0 = clock_ms(), t1;
 	int rc;
 
@@ -219,16 +223,20 @@ int snapshot_save(struct vm *vm, const char *path, int then_stop, const void *ke
 	if (rc)
 		return rc;
 	t1 = clock_ms();
-	rc = write_bundle(vm, path, kept, kept_len, &st, e);
+	rc = write_bundle(vm, path, kept, kept_len, &st, &disks, e);
+	if (disks.chunks)
+		snprintf(disk_text, sizeof(disk_text), "; disks: %llu chunks of 1 MiB (%llu zero), "
+			 "%.1f MiB stored", (unsigned long long)disks.chunks,
+			 (unsigned long long)disks.zero_chunks, disks.stored_bytes / 1048576.0);
 	/* Said while the guest is still stopped, so the message sits exactly
 	 * between its output before and after the snapshot. */
 	if (!rc)
 		fprintf(stderr,
 			"\r\nsmolvm: saved %s: %llu MiB RAM in %llu chunks (%llu zero, %llu unchanged), "
-			"%.1f MiB stored; paused %.1f ms, wrote in %.1f ms\r\n",
+			"%.1f MiB stored%s; paused %.1f ms, wrote in %.1f ms\r\n",
 			path, (unsigned long long)(vm->mem.size >> 20), (unsigned long long)st.chunks,
 			(unsigned long long)st.zero_chunks, (unsigned long long)st.reused_chunks,
-			st.stored_bytes / 1048576.0,
+			st.stored_bytes / 1048576.0, disk_text,
 			clock_ms() - t0, clock_ms() - t1);
 	if (!rc && then_stop)
 		vm_request_stop(vm, VM_STOP_PACKED, NULL);

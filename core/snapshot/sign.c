@@ -17,7 +17,7 @@ int snapshot_verify(const struct bundle *b, struct err *e)
 
 	for (size_t i = 0; !rc && i < b->n; i++) {
 		const struct bundle_section *s = &b->secs[i];
-		if (s->type == SEC_MEMORY)
+		if (s->type == SEC_MEMORY || s->type == SEC_DISK)
 			rc = snapmem_verify(b->map + s->offset, s->size, s->covered, e);
 	}
 	return rc;

@@ -40,7 +40,8 @@ static int all_zero(const uint8_t *p, size_t n)
 }
 
 struct cjob {
-	const struct guest_mem *m;
+	const uint8_t *data;
+	uint64_t size;
 	const struct snapmem_base *base;
 	uint32_t nchunks;
 	atomic_uint next;
@@ -68,8 +69,8 @@ static void *compress_worker(void *arg)
 		if (i >= j->nchunks || atomic_load(&j->failed))
 			break;
 		uint64_t off = (uint64_t)i * SNAPMEM_CHUNK;
-		size_t len = j->m->size - off < SNAPMEM_CHUNK ? (size_t)(j->m->size - off) : SNAPMEM_CHUNK;
-		const uint8_t *src = j->m->base + off;
+		size_t len = j->size - off < SNAPMEM_CHUNK ? (size_t)(j->size - off) : SNAPMEM_CHUNK;
+		const uint8_t *src = j->data + off;
 		if (j->base && j->base->clean[i]) {
 			const uint8_t *p;
 			uint32_t plen;
@@ -107,7 +108,14 @@ static void *compress_worker(void *arg)
 int snapmem_write(struct bundle_writer *w, const struct guest_mem *m,
 		  const struct snapmem_base *base, struct snapmem_stats *st, struct err *e)
 {
-	struct cjob j = { .m = m };
+	return snapmem_write_bytes(w, "memory", SEC_MEMORY, m->base, m->size, base, st, e);
+}
+
+int snapmem_write_bytes(struct bundle_writer *w, const char *name, uint32_t type,
+			const uint8_t *data, uint64_t size, const struct snapmem_base *base,
+			struct snapmem_stats *st, struct err *e)
+{
+	struct cjob j = { .data = data, .size = size };
 	unsigned nt = ncpus();
 	pthread_t th[16];
 	uint8_t *table = NULL;
@@ -115,7 +123,7 @@ int snapmem_write(struct bundle_writer *w, const struct guest_mem *m,
 	uint64_t off;
 	int rc = 0;
 
-	j.nchunks = (uint32_t)((m->size + SNAPMEM_CHUNK - 1) / SNAPMEM_CHUNK);
+	j.nchunks = (uint32_t)((size + SNAPMEM_CHUNK - 1) / SNAPMEM_CHUNK);
 	j.out = calloc(j.nchunks, sizeof(*j.out));
 	j.out_len = calloc(j.nchunks, sizeof(*j.out_len));
 	j.borrowed = calloc(j.nchunks, 1);
@@ -123,7 +131,7 @@ int snapmem_write(struct bundle_writer *w, const struct guest_mem *m,
 	table_len = SNAPMEM_HDR + (size_t)j.nchunks * SNAPMEM_ENTRY;
 	table = calloc(1, table_len);
 	/* A base of another shape cannot lend chunks. */
-	if (base && (base->v->mem_size != m->size || base->v->nchunks != j.nchunks))
+	if (base && (base->v->mem_size != size || base->v->nchunks != j.nchunks))
 		base = NULL;
 	j.base = base;
 	if (!j.out || !j.out_len || !j.borrowed || !j.digest || !table || sodium_init() < 0) {
@@ -137,13 +145,13 @@ int snapmem_write(struct bundle_writer *w, const struct guest_mem *m,
 	for (unsigned t = 0; t < nt; t++)
 		pthread_join(th[t], NULL);
 	if (atomic_load(&j.failed)) {
-		rc = err_set(e, atomic_load(&j.failed), "memory: compression failed");
+		rc = err_set(e, atomic_load(&j.failed), "%s: compression failed", name);
 		goto out;
 	}
 
 	memcpy(table, "SMEM", 4);
 	put_u32(table + 4, SNAPMEM_VERSION);
-	put_u64(table + 8, m->size);
+	put_u64(table + 8, size);
 	put_u32(table + 16, SNAPMEM_CHUNK);
 	put_u32(table + 20, j.nchunks);
 	off = table_len;
@@ -161,7 +169,7 @@ int snapmem_write(struct bundle_writer *w, const struct guest_mem *m,
 		memcpy(ent + 16, j.digest[i], 32);
 		off += j.out_len[i];
 	}
-	rc = bundle_section_begin(w, "memory", SEC_MEMORY, COMP_ZSTD, m->size, e);
+	rc = bundle_section_begin(w, name, type, COMP_ZSTD, size, e);
 	if (!rc)
 		rc = bundle_section_write(w, table, table_len, e);
 	if (!rc)

@@ -46,6 +46,10 @@ struct snapmem_base {
 int snapmem_write(struct bundle_writer *w, const struct guest_mem *m,
 		  const struct snapmem_base *base, struct snapmem_stats *st,
 		  struct err *e) WARN_UNUSED;
+/* The same for any `size` bytes at `data` (a disk image: SEC_DISK). */
+int snapmem_write_bytes(struct bundle_writer *w, const char *name, uint32_t type,
+			const uint8_t *data, uint64_t size, const struct snapmem_base *base,
+			struct snapmem_stats *st, struct err *e) WARN_UNUSED;
 /* A memory section of sec_size bytes whose first `covered` bytes the
  * caller verified (bundle_section_data): chunks beyond them must carry
  * hashes (version 2), checked as each is decompressed. */
