@@ -178,12 +178,15 @@ static void usage_exec(FILE *f)
 static void usage_inspect(FILE *f)
 {
 	fprintf(f,
-		"usage: smolvm inspect BUNDLE\n"
+		"usage: smolvm inspect BUNDLE [--json]\n"
 		"\n"
 		"Prints the bundle's manifest; whether you trust it, its hooks and what it\n"
 		"asks of the host (disks, ports, sockets: docs/security.md); its sections;\n"
-		"and verifies every checksum and that its memory decompresses. Exit status 1\n"
-		"if anything is wrong.\n");
+		"and verifies every checksum and that its memory and disks decompress. Exit\n"
+		"status 1 if anything is wrong.\n"
+		"      --json             the same facts as one JSON object: manifest, trust\n"
+		"                         and signatures, memory and disks (size, stored\n"
+		"                         bytes, chunks), sections, ok\n");
 }
 
 /* The end of every machine command's long options. */
@@ -696,7 +699,11 @@ static int cmd_inspect(int argc, char **argv)
 		usage_inspect(stdout);
 		return 0;
 	}
-	if (argc != 2) {
+	if (argc == 3 && !strcmp(argv[1], "--json"))
+		return session_inspect_json(argv[2]);
+	if (argc == 3 && !strcmp(argv[2], "--json"))
+		return session_inspect_json(argv[1]);
+	if (argc != 2 || argv[1][0] == '-') {
 		usage_inspect(stderr);
 		return 2;
 	}

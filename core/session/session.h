@@ -39,6 +39,8 @@ int session_pack(const char *script, const struct machine_overrides *ov, const c
 int session_run(const char *bundle, int pristine, const char *out, const struct session_opts *o);
 int session_exec(const char *bundle, struct exec_job *job, const struct session_opts *o);
 int session_inspect(const char *bundle);
+/* The same as one JSON object on stdout (inspect --json). */
+int session_inspect_json(const char *bundle);
 /* The script's root filesystem, built or found; prints the image's path. */
 int session_build(const char *script, const struct session_opts *o);
 int session_plugins(void);

@@ -315,6 +315,17 @@ LUA
 		--ready "PASS: blk write/read/flush") < /dev/null > "$log" 2>&1 ||
 		{ echo "pack:"; show "$log"; return 1; }
 	grep -q 'disks: 48 chunks of 1 MiB (45 zero)' "$log" || { echo "the disk's chunks:"; show "$log" 3; return 1; }
+	# inspect --json says what the disk costs
+	"$SMOLVM" inspect --json "$d/m.smolmachine" > "$WORK/carry.json" &&
+		python3 - "$WORK/carry.json" <<'PY' || { echo "inspect --json:"; head -40 "$WORK/carry.json"; return 1; }
+import json, sys
+j = json.load(open(sys.argv[1]))
+d, = j["disks"]
+assert j["ok"] is True and j["trust"] == "yours" and j["manifest"]["script"] == "m.lua", j
+assert d["device"] == "virtio-blk0" and d["size"] == 48 << 20, d
+assert d["chunks"] == 48 and d["zero_chunks"] == 45 and 3 << 20 < d["stored"] < 4 << 20, d
+assert [s["type"] for s in j["sections"] if s["name"] == "disk.virtio-blk0"] == ["disk"]
+PY
 	mv "$d/m.smolmachine" "$away/" && cp "$away/m.smolmachine" "$away/m2.smolmachine" && rm -rf "$d"
 	(cd "$away" && SMOLVM_CACHE_DIR=$away/cache SMOLVM_DATA_DIR=$away/data timeout -k 5 60 \
 		"$OLDPWD/$SMOLVM" run -p -v m.smolmachine) < /dev/null > "$log" 2>&1
@@ -348,6 +359,8 @@ for c in range(n):
         break
 open(p, "wb").write(d)
 PY
+	! "$SMOLVM" inspect --json "$away/m.smolmachine" > "$WORK/carry.json" &&
+		grep -q '"ok": false' "$WORK/carry.json" || { echo "inspect --json of a corrupt disk"; return 1; }
 	rm -rf "$away/cache"
 	(cd "$away" && SMOLVM_CACHE_DIR=$away/cache SMOLVM_DATA_DIR=$away/data timeout -k 5 60 \
 		"$OLDPWD/$SMOLVM" run -p m.smolmachine) < /dev/null > "$log" 2>&1
