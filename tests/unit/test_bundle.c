@@ -753,6 +753,7 @@ START_TEST(test_section_covered)
 	put32(entry(&im, 1) + 64, SEC_DISK);
 	seal(&im);
 	ck_assert_msg(bundle_open_mem(&b, im.d, im.len, &e) == 0, "%s", e.msg);
+	bundle_close(&b);
 	put32(entry(&im, 1) + 64, SEC_DEVICE);
 	seal(&im);
 	ck_assert_int_eq(bundle_open_mem(&b, im.d, im.len, &e), -EBADMSG);
@@ -989,10 +990,9 @@ START_TEST(test_disk_section)
 	 * chunk's hash does not */
 	buf = unit_read_file(path, &len);
 	buf[at] ^= 0x01;
-	unit_write_file(dir, "d2.smolmachine", buf, len);
-	free(buf);
 	free(path);
-	ck_assert(asprintf(&path, "%s/d2.smolmachine", dir) > 0);
+	path = unit_write_file(dir, "d2.smolmachine", buf, len);
+	free(buf);
 	if (bundle_open(&b, path, &e) == 0) {
 		ck_assert_int_eq(snapshot_verify(&b, &e), -EBADMSG);
 		bundle_close(&b);
