@@ -194,8 +194,9 @@ t_blk_snapshot() {
 		timeout -k 5 300 "$SMOLVM" pack "$s" --ready pack-now -o "$b" > "$log" 2>&1; then
 		echo "pack failed"; show "$log"; return 1
 	fi
+	# (the bundle carries its disks: a file given with --disk is checked)
 	truncate -s 32M "$WORK/snap-raw.img"
-	run "$log" 60 run -p "$b"
+	run "$log" 60 run -p "$b" --disk raw="$WORK/snap-raw.img:ro"
 	rc=$?
 	if [ $rc -ne 1 ] ||
 	   ! grep -qF 'virtio-blk1: snapshot has a disk of 32768 sectors, this one has 65536' "$log"; then
@@ -221,7 +222,7 @@ SH
 # holds the overlay's content, so a restored machine does not depend on the
 # configured overlay (changed by a later boot, or deleted) and two restores
 # of one bundle run at once, each on its own private overlay. A writable raw
-# disk refuses pack; a changed base refuses run.
+# disk refuses pack; a changed base given with --disk refuses run.
 t_blk_snapshot_overlay() {
 	need_kvm || return
 	local k=$GUEST/virtio.elf b=$WORK/blkov.smolmachine log=$WORK/blkov.log ov_sum rc1 rc2 i
