@@ -274,7 +274,10 @@ static int bind_one(struct machine_config *cfg, const char *arg, const struct pl
 			       d->type, opts ? files : "no options, so nothing");
 	/* relative to where the user runs smolvm */
 	if (path[0] != '/') {
-		if (!getcwd(cwd, sizeof(cwd)) || strlen(cwd) + strlen(path) + 2 > sizeof(cwd))
+		if (!getcwd(cwd, sizeof(cwd)))
+			return err_set(e, -errno, "--bind %s: the working directory: %s", arg,
+				       strerror(errno));
+		if (strlen(cwd) + strlen(path) + 2 > sizeof(cwd))
 			return err_set(e, -ENAMETOOLONG, "--bind %s: the path is too long", arg);
 		strcat(strcat(cwd, "/"), path);
 		path = cwd;

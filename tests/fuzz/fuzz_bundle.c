@@ -170,15 +170,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			continue;
 		if (s->type == SEC_MANIFEST)
 			(void)manifest_parse((const char *)p, s->size, &m, &e);
-		else if (s->type == SEC_MEMORY)
-			read_memory(p, s);
+		else if (s->type == SEC_MEMORY || s->type == SEC_DISK)
+			read_memory(p, s); /* a disk's section has memory's layout */
 	}
 	/* Every section and chunk, as inspect, verify and sign do, where
 	 * the memory sections are small (a table that fails snapmem_size
 	 * fails snapmem_verify as fast). */
 	for (size_t i = 0; small && i < b.n; i++) {
 		uint64_t mem;
-		if (b.secs[i].type == SEC_MEMORY &&
+		if ((b.secs[i].type == SEC_MEMORY || b.secs[i].type == SEC_DISK) &&
 		    !snapmem_size(b.map + b.secs[i].offset, b.secs[i].size, &mem, &e) &&
 		    mem > MEM_LIMIT)
 			small = 0;

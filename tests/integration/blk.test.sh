@@ -303,8 +303,9 @@ LUA
 # chunk is refused before the guest reads anything.
 t_blk_bundle_carries_disk() {
 	need_kvm || return
-	local k=$GUEST/virtio.elf d=$WORK/carry away=$WORK/carry-away log=$WORK/carry.log rc
+	local k=$GUEST/virtio.elf d=$WORK/carry away=$WORK/carry-away log=$WORK/carry.log rc bin
 	[ -f "$k" ] || { echo "missing $k: run 'make test-guests'"; return 1; }
+	bin=$(realpath "$SMOLVM")
 	rm -rf "$d" "$away" && mkdir -p "$d" "$away"
 	truncate -s 48M "$d/base.img"
 	head -c 3M /dev/urandom | dd of="$d/base.img" bs=1M seek=40 conv=notrunc status=none
@@ -312,7 +313,7 @@ t_blk_bundle_carries_disk() {
 machine { memory = "64M", kernel = "guest:virtio.elf", cmdline = "blkseed=7",
   devices = { { type = "uart" }, { type = "virtio-blk", path = "base.img", overlay = "base.cow" } } }
 LUA
-	(cd "$d" && SMOLVM_CACHE_DIR=$d/cache timeout -k 5 60 "$OLDPWD/$SMOLVM" pack m.lua -o m.smolmachine \
+	(cd "$d" && SMOLVM_CACHE_DIR=$d/cache timeout -k 5 60 "$bin" pack m.lua -o m.smolmachine \
 		--ready "PASS: blk write/read/flush") < /dev/null > "$log" 2>&1 ||
 		{ echo "pack:"; show "$log"; return 1; }
 	grep -q 'disks: 48 chunks of 1 MiB (45 zero)' "$log" || { echo "the disk's chunks:"; show "$log" 3; return 1; }
@@ -329,7 +330,7 @@ assert [s["type"] for s in j["sections"] if s["name"] == "disk.virtio-blk0"] == 
 PY
 	mv "$d/m.smolmachine" "$away/" && cp "$away/m.smolmachine" "$away/m2.smolmachine" && rm -rf "$d"
 	(cd "$away" && SMOLVM_CACHE_DIR=$away/cache SMOLVM_DATA_DIR=$away/data timeout -k 5 60 \
-		"$OLDPWD/$SMOLVM" run -p -v m.smolmachine) < /dev/null > "$log" 2>&1
+		"$bin" run -p -v m.smolmachine) < /dev/null > "$log" 2>&1
 	rc=$?
 	[ $rc = 0 ] && grep -q '^virtio: done' "$log" && ! grep -q '^FAIL' "$log" &&
 		grep -q 'unpacked 1 disk of the bundle into the cache' "$log" ||
@@ -340,7 +341,7 @@ PY
 	used=$(du -k "$away"/cache/disk-* | cut -f1)
 	[ "$n" = 1 ] && [ "$used" -lt 8192 ] || { echo "$n disk images, $used KiB"; return 1; }
 	(cd "$away" && SMOLVM_CACHE_DIR=$away/cache SMOLVM_DATA_DIR=$away/data timeout -k 5 60 \
-		"$OLDPWD/$SMOLVM" run -p -v m2.smolmachine) < /dev/null > "$log" 2>&1 &&
+		"$bin" run -p -v m2.smolmachine) < /dev/null > "$log" 2>&1 &&
 		! grep -q 'unpacked' "$log" && [ "$(ls "$away/cache" | grep -c '^disk-')" = 1 ] ||
 		{ echo "the second bundle of that disk:"; show "$log"; return 1; }
 	# one byte of a stored disk chunk changed: refused, naming the disk
@@ -364,7 +365,7 @@ PY
 		grep -q '"ok": false' "$WORK/carry.json" || { echo "inspect --json of a corrupt disk"; return 1; }
 	rm -rf "$away/cache"
 	(cd "$away" && SMOLVM_CACHE_DIR=$away/cache SMOLVM_DATA_DIR=$away/data timeout -k 5 60 \
-		"$OLDPWD/$SMOLVM" run -p m.smolmachine) < /dev/null > "$log" 2>&1
+		"$bin" run -p m.smolmachine) < /dev/null > "$log" 2>&1
 	rc=$?
 	[ $rc != 0 ] && grep -q 'its disk virtio-blk0' "$log" && grep -q 'does not match its hash' "$log" &&
 		! grep -q '^virtio:' "$log" && [ -z "$(ls "$away/cache" 2>/dev/null | grep '^disk-')" ] ||

@@ -164,7 +164,7 @@ t_sdk_installed_scripts() {
 		{ echo "installed scripts: $(ls "$dir")"; return 1; }
 	(cd / && timeout -k 5 30 "$SMOLVM_BIN" boot "$dir/ticker.lua" --append ticks=2) > "$log" 2>&1 &&
 		grep -q '^tick 1' "$log" || { echo "ticker.lua:"; show "$log"; return 1; }
-	[ -f "$GUEST/vmlinux" ] || { echo "no $GUEST/vmlinux (make guest): linux.lua not tried"; return 0; }
+	[ -f "$GUEST/vmlinux" ] || { echo "missing $GUEST/vmlinux: run 'make guest'"; return 1; }
 	# the kernel's first lines reach the console once it is set up (seconds
 	# to a minute where the guest kernel is emulated): stopped once seen
 	(cd / && exec timeout -k 5 120 "$SMOLVM_BIN" boot "$dir/linux.lua" < /dev/null) > "$log" 2>&1 &
