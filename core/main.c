@@ -34,6 +34,7 @@ static void usage(FILE *f)
 		"  inspect BUNDLE             print a bundle's manifest and sections, verify its hashes\n"
 		"  sign BUNDLE                sign a bundle with your key (Ed25519)\n"
 		"  verify BUNDLE              check a bundle's hashes and signatures\n"
+		"  flatten BUNDLE -o OUT      one self-contained bundle from a child and its parents\n"
 		"  key generate|list|export|trust|untrust   your signing keys, keys you trust\n"
 		"  plugins                    list the backend and device plugins found, and refusals\n"
 		"  plugins --options NAME     the options a device plugin takes\n"
@@ -60,6 +61,12 @@ static void usage(FILE *f)
 	"      --rebuild          build the script's root filesystem afresh, even\n"  \
 	"                         when the cache holds it\n"                          \
 	HOOK_OPTIONS
+/* run and exec: what a save of a restored machine holds. */
+#define FLAT_OPTION                                                                  \
+	"      --flat             save all of the machine: by default a save holds only\n" \
+	"                         what changed since BUNDLE and names it as its parent\n" \
+	"                         (found next to the save or in the cache); a save\n"   \
+	"                         that replaces BUNDLE names BUNDLE's parent, if any\n"
 #define VERBOSE_OPTION                                                               \
 	"  -v, --verbose          say what smolvm does and how long it takes, and the\n" \
 	"                         devices' INFO messages (twice: their DEBUG messages\n" \
@@ -131,6 +138,7 @@ static void usage_run(FILE *f)
 		"  -p, --pristine         never write BUNDLE (SIGUSR1 then needs -o)\n"
 		"  -o, --output BUNDLE    where SIGUSR1 saves the running machine\n"
 		"                         (default: back into BUNDLE, unless --pristine)\n"
+		FLAT_OPTION
 		VERBOSE_OPTION
 		HOOK_OPTIONS
 		TRUST_OPTIONS
@@ -165,6 +173,7 @@ static void usage_exec(FILE *f)
 		"                         beyond it nothing is written\n"
 		"  -k, --keep             save the machine afterwards (needs -o)\n"
 		"  -o, --output BUNDLE    where --keep saves it\n"
+		FLAT_OPTION
 		VERBOSE_OPTION
 		"                         (exec: the guest console on stderr too)\n"
 		HOOK_OPTIONS
@@ -199,7 +208,7 @@ static void usage_inspect(FILE *f)
 #define GRANT_LONG_OPTIONS                                                                \
 	{ "trust", no_argument, NULL, 'T' }, { "disk", required_argument, NULL, 'D' },  \
 	{ "publish", required_argument, NULL, 'P' }, { "net", required_argument, NULL, 'N' }, \
-	{ "bind", required_argument, NULL, 'B' }
+	{ "bind", required_argument, NULL, 'B' }, { "flat", no_argument, NULL, 'F' }
 
 struct strv {
 	char **v;
@@ -238,6 +247,7 @@ static int session_option(int c, struct session_opts *o, struct strv *vars)
 	case 'v': o->verbose++; return 1;
 	case 'H': o->hooks_path = optarg; return 1;
 	case 'T': o->trust = 1; return 1;
+	case 'F': o->flat = 1; return 1;
 	case 'D':
 	case 'P':
 	case 'B': {
@@ -839,6 +849,31 @@ static void usage_verify(FILE *f)
 		"signature does not match (the bundle was changed after it was signed).\n");
 }
 
+static void usage_flatten(FILE *f)
+{
+	fprintf(f,
+		"usage: smolvm flatten BUNDLE -o OUT\n"
+		"\n"
+		"Writes BUNDLE, a child saved from a restored machine (it names its parent\n"
+		"and holds only what changed), together with its parents as one bundle\n"
+		"without a parent: OUT runs alone, anywhere. Every chunk is checked against\n"
+		"its hash; none is compressed again. OUT may be BUNDLE (replaced atomically).\n"
+		"A bundle without a parent is copied as it is.\n");
+}
+
+static int cmd_flatten(int argc, char **argv)
+{
+	if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+		usage_flatten(stdout);
+		return 0;
+	}
+	if (argc == 4 && (!strcmp(argv[2], "-o") || !strcmp(argv[2], "--output")) &&
+	    argv[1][0] != '-')
+		return session_flatten(argv[1], argv[3]);
+	usage_flatten(stderr);
+	return 2;
+}
+
 static int cmd_verify(int argc, char **argv)
 {
 	if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
@@ -921,6 +956,7 @@ int main(int argc, char **argv)
 		{ "cache", cmd_cache, usage_cache },
 		{ "sign", cmd_sign, usage_sign },
 		{ "verify", cmd_verify, usage_verify },
+		{ "flatten", cmd_flatten, usage_flatten },
 		{ "key", cmd_key, usage_key },
 	};
 	const char *cmd = argc > 1 ? argv[1] : NULL;

@@ -76,6 +76,8 @@ struct vm_opts {
 			      * goes to stderr only when verbose */
 	int teardown_behind; /* the process exits after vm_destroy(): leave the
 			      * kernel's VM teardown to a child */
+	int save_flat;       /* saves of a restored machine name no parent
+			      * (snapshot/lineage.h): self-contained bundles */
 	struct vm_events events;
 };
 

@@ -152,6 +152,7 @@ static int grant_disk(struct dev_config *d, const struct grants *g, int trusted,
 			       strerror(errno));
 	if (dev_config_set(d, "path", abs) || (ro && dev_config_set(d, "readonly", "true")))
 		return err_set(e, -ENOMEM, "out of memory");
+	d->from_bundle = 0; /* (a save reads this file, not the bundle's) */
 	return trusted ? 0 : private_overlay(d, rt, e);
 }
 

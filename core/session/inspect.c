@@ -92,6 +92,45 @@ static void print_asks(const char *path, const struct restore_plan *plan)
 	machine_config_free(&cfg);
 }
 
+/* Its parents, and where each chunked section's chunks are stored. */
+static void print_lineage(const struct restore_plan *plan)
+{
+	struct chunked *c = malloc(sizeof(*c));
+	struct chunk_costs cc;
+	struct parent_ref ref;
+	struct err e;
+
+	for (size_t k = 0; k < plan->up.n; k++) {
+		const struct bundle *child = k ? &plan->up.up[k - 1] : &plan->b;
+		char id[2 * BUNDLE_HASH_SIZE + 1];
+		if (lineage_parent(child, &ref, &e) != 1)
+			break;
+		sodium_bin2hex(id, sizeof(id), ref.id, sizeof(ref.id));
+		printf("%*sparent: %s (id %.16s..., %llu bytes), found at %s\n", (int)(2 * k), "",
+		       ref.name, id, (unsigned long long)plan->up.up[k].size,
+		       plan->up.up[k].path);
+	}
+	for (size_t i = 0; c && i < plan->b.n; i++) {
+		const struct bundle_section *s = &plan->b.secs[i];
+		if (s->type != SEC_MEMORY && s->type != SEC_DISK)
+			continue;
+		if (lineage_view(&plan->b, &plan->up, s, c, &e)) {
+			printf("%s: %s\n", s->name, e.msg);
+			continue;
+		}
+		lineage_costs(c, &cc);
+		printf("%s: %u chunks of 1 MiB, %llu zero; stored here: %llu (%.1f MiB)", s->name,
+		       c->v[0].nchunks, (unsigned long long)cc.zero,
+		       (unsigned long long)cc.chunks[0], cc.bytes[0] / 1048576.0);
+		for (size_t k = 1; k <= plan->up.n; k++)
+			if (cc.chunks[k])
+				printf("; in %s: %llu (%.1f MiB)", plan->up.up[k - 1].path,
+				       (unsigned long long)cc.chunks[k], cc.bytes[k] / 1048576.0);
+		printf("\n");
+	}
+	free(c);
+}
+
 int session_inspect(const char *path)
 {
 	struct restore_plan plan;
@@ -110,6 +149,7 @@ int session_inspect(const char *path)
 		sodium_bin2hex(id, sizeof(id), plan.b.id, sizeof(plan.b.id));
 		printf("bundle id %s\n", id);
 	}
+	print_lineage(&plan);
 	printf("\n");
 	man = bundle_find(&plan.b, "manifest");
 	printf("%.*s\n", (int)man->size, (const char *)plan.b.map + man->offset);

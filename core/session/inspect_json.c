@@ -4,6 +4,7 @@
 #include <jansson.h>
 #include <sodium.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "session/signing.h"
@@ -20,20 +21,52 @@ static json_t *hex(const uint8_t *p, size_t n)
 	return json_string(h);
 }
 
-/* A chunked section (memory, a disk): its size and what its chunks cost. */
-static json_t *chunked(const struct bundle *b, const struct bundle_section *s)
+/* A chunked section (memory, a disk): its size and what its chunks cost,
+ * here and in each ancestor ("generations": 0 is this bundle). */
+static json_t *chunked(const struct restore_plan *p, const struct bundle_section *s)
 {
-	struct snapmem_view v;
+	struct chunked *c = malloc(sizeof(*c));
+	struct chunk_costs cc;
 	struct err e;
-	uint64_t zero = 0;
+	json_t *gens, *o;
 
-	if (snapmem_open(b->map + s->offset, s->size, s->covered, &v, &e))
+	if (!c)
+		return json_pack("{s:s}", "error", "out of memory");
+	if (lineage_view(&p->b, &p->up, s, c, &e)) {
+		free(c);
 		return json_pack("{s:s}", "error", e.msg);
-	for (uint32_t i = 0; i < v.nchunks; i++)
-		zero += (uint64_t)snapmem_chunk_zero(&v, i);
-	return json_pack("{s:I, s:I, s:i, s:I, s:I}", "size", (json_int_t)v.mem_size,
-			 "stored", (json_int_t)s->size, "chunk_size", SNAPMEM_CHUNK,
-			 "chunks", (json_int_t)v.nchunks, "zero_chunks", (json_int_t)zero);
+	}
+	lineage_costs(c, &cc);
+	gens = json_array();
+	for (size_t k = 0; k <= p->up.n; k++)
+		json_array_append_new(gens, json_pack("{s:s, s:I, s:I}", "bundle",
+						      k ? p->up.up[k - 1].path : p->b.path,
+						      "chunks", (json_int_t)cc.chunks[k],
+						      "stored", (json_int_t)cc.bytes[k]));
+	o = json_pack("{s:I, s:I, s:i, s:I, s:I, s:o}", "size", (json_int_t)c->v[0].mem_size,
+		      "stored", (json_int_t)s->size, "chunk_size", SNAPMEM_CHUNK,
+		      "chunks", (json_int_t)c->v[0].nchunks, "zero_chunks", (json_int_t)cc.zero,
+		      "generations", gens);
+	free(c);
+	return o;
+}
+
+/* Its ancestors, parent first: the name each child recorded, the
+ * identity, and where it was found. */
+static json_t *lineage(const struct restore_plan *p)
+{
+	json_t *a = json_array();
+	struct parent_ref ref;
+	struct err e;
+
+	for (size_t k = 0; k < p->up.n; k++) {
+		if (lineage_parent(k ? &p->up.up[k - 1] : &p->b, &ref, &e) != 1)
+			break;
+		json_array_append_new(a, json_pack("{s:s, s:o, s:I, s:s}", "name", ref.name, "id",
+						   hex(ref.id, sizeof(ref.id)), "size",
+						   (json_int_t)ref.size, "found", p->up.up[k].path));
+	}
+	return a;
 }
 
 static json_t *sections(const struct bundle *b)
@@ -112,7 +145,7 @@ int session_inspect_json(const char *path)
 		const struct bundle_section *s = &plan.b.secs[i];
 		if (s->type != SEC_DISK)
 			continue;
-		json_t *d = chunked(&plan.b, s);
+		json_t *d = chunked(&plan, s);
 		json_object_set_new(d, "device", json_string(s->name + strlen("disk.")));
 		json_array_append_new(disks, d);
 	}
@@ -122,7 +155,8 @@ int session_inspect_json(const char *path)
 		json_object_set_new(o, "id", hex(plan.b.id, sizeof(plan.b.id)));
 	json_object_set_new(o, "manifest", manifest(&plan.m));
 	json_object_update_new(o, trust(path, &plan.b));
-	json_object_set_new(o, "memory", chunked(&plan.b, plan.memory));
+	json_object_set_new(o, "lineage", lineage(&plan));
+	json_object_set_new(o, "memory", chunked(&plan, plan.memory));
 	json_object_set_new(o, "disks", disks);
 	json_object_set_new(o, "sections", sections(&plan.b));
 	rc = snapshot_verify(&plan.b, &e);

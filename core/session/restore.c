@@ -241,7 +241,7 @@ static int restore(const char *path, struct restored *r, struct session *ss, int
 int session_run(const char *bundle, int pristine, const char *out, const struct session_opts *o)
 {
 	struct session ss = { .o = o, .save_to = out ? out : pristine ? NULL : bundle };
-	struct vm_opts vo = { .verbose = o->verbose };
+	struct vm_opts vo = { .verbose = o->verbose, .save_flat = o->flat };
 	struct restored r;
 	struct vm vm;
 	int status = 1;
@@ -259,7 +259,8 @@ int session_run(const char *bundle, int pristine, const char *out, const struct 
 int session_exec(const char *bundle, struct exec_job *job, const struct session_opts *o)
 {
 	struct session ss = { .o = o, .job = job, .save_to = job->keep_to };
-	struct vm_opts vo = { .verbose = o->verbose, .detached = 1, .teardown_behind = 1 };
+	struct vm_opts vo = { .verbose = o->verbose, .detached = 1, .teardown_behind = 1,
+			      .save_flat = o->flat };
 	struct restored r;
 	struct vm vm;
 	int status = 1;

@@ -29,6 +29,7 @@ struct session_opts {
 				 * user's */
 	struct grants grants;   /* --disk, --publish, --net */
 	const char *sign_key;   /* pack --sign: sign the bundle with this key */
+	int flat;               /* --flat: saves name no parent */
 };
 
 int session_boot(const char *script, const struct machine_overrides *ov, const char *save_to,
@@ -39,6 +40,8 @@ int session_pack(const char *script, const struct machine_overrides *ov, const c
 int session_run(const char *bundle, int pristine, const char *out, const struct session_opts *o);
 int session_exec(const char *bundle, struct exec_job *job, const struct session_opts *o);
 int session_inspect(const char *bundle);
+/* One bundle without a parent from `bundle` and its ancestors. */
+int session_flatten(const char *bundle, const char *out);
 /* The same as one JSON object on stdout (inspect --json). */
 int session_inspect_json(const char *bundle);
 /* The script's root filesystem, built or found; prints the image's path. */

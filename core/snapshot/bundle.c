@@ -28,6 +28,7 @@ const char *bundle_type_name(uint32_t type)
 	case SEC_MEMORY: return "memory";
 	case SEC_KEPT: return "kept";
 	case SEC_DISK: return "disk";
+	case SEC_PARENT: return "parent";
 	}
 	return "unknown";
 }

@@ -39,6 +39,7 @@ enum bundle_section_type {
 	SEC_MEMORY = 6,   /* guest RAM, chunked zstd */
 	SEC_KEPT = 7,     /* values hooks keep across a snapshot (vm:keep) */
 	SEC_DISK = 8,     /* a disk's base image ("disk.NAME"), chunked as memory */
+	SEC_PARENT = 9,   /* the parent of a child bundle (snapshot/lineage.h) */
 };
 
 enum bundle_compression { COMP_NONE = 0, COMP_ZSTD = 1 };

@@ -18,7 +18,7 @@
 
 /* Decompresses into `fd` (already sized) through a shared mapping. */
 static int fill(int fd, const struct bundle *b, const struct bundle_section *s,
-		uint64_t mem_size, struct err *e)
+		const struct snapmem_view *v, uint64_t mem_size, struct err *e)
 {
 	const uint8_t *sec;
 	void *dst;
@@ -27,10 +27,18 @@ static int fill(int fd, const struct bundle *b, const struct bundle_section *s,
 	rc = bundle_section_data(b, s, &sec, e);
 	if (rc)
 		return rc;
+	struct snapmem_view own;
+	if (!v && (rc = snapmem_open(sec, s->size, s->covered, &own, e)))
+		return rc;
+	if (!v)
+		v = &own;
+	if (v->mem_size != mem_size || v->sec != sec)
+		return err_set(e, -EBADMSG, "%s section holds %llu bytes, expected %llu", s->name,
+			       (unsigned long long)v->mem_size, (unsigned long long)mem_size);
 	dst = mmap(NULL, mem_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (dst == MAP_FAILED)
-		return err_set(e, -errno, "memory image: %s", strerror(errno));
-	rc = snapmem_read(sec, s->size, s->covered, dst, mem_size, 0, e);
+		return err_set(e, -errno, "%s image: %s", s->name, strerror(errno));
+	rc = snapmem_read_view(v, dst, 0, e);
 	munmap(dst, mem_size);
 	return rc;
 }
@@ -75,13 +83,14 @@ int cache_image_open(const char *path, uint64_t mem_size)
 }
 
 int cache_memory(const struct bundle *b, const struct bundle_section *s,
-		 uint64_t mem_size, struct cache_result *r, struct err *e)
+		 const struct snapmem_view *v, uint64_t mem_size, struct cache_result *r,
+		 struct err *e)
 {
-	return cache_image(b, s, "mem", mem_size, r, NULL, 0, e);
+	return cache_image(b, s, v, "mem", mem_size, r, NULL, 0, e);
 }
 
-int cache_image(const struct bundle *b, const struct bundle_section *s, const char *kind,
-		uint64_t mem_size, struct cache_result *r, char *where, size_t wlen,
+int cache_image(const struct bundle *b, const struct bundle_section *s,
+		const struct snapmem_view *v, const char *kind, uint64_t mem_size, struct cache_result *r, char *where, size_t wlen,
 		struct err *e)
 {
 	char path[4200], *tmp;
@@ -108,7 +117,7 @@ int cache_image(const struct bundle *b, const struct bundle_section *s, const ch
 		if (fd >= 0) {
 			rc = ftruncate(fd, (off_t)mem_size) < 0 ? -errno : 0;
 			if (!rc)
-				rc = fill(fd, b, s, mem_size, e);
+				rc = fill(fd, b, s, v, mem_size, e);
 			/* Durable before it is trusted by later restores. */
 			if (!rc && fdatasync(fd) < 0)
 				rc = -errno;
@@ -137,10 +146,11 @@ int cache_image(const struct bundle *b, const struct bundle_section *s, const ch
 		return err_set(e, -errno, "memfd_create: %s", strerror(errno));
 	rc = ftruncate(fd, (off_t)mem_size) < 0 ? -errno : 0;
 	if (!rc)
-		rc = fill(fd, b, s, mem_size, e);
+		rc = fill(fd, b, s, v, mem_size, e);
 	if (rc) {
 		close(fd);
-		return rc < 0 && !e->msg[0] ? err_set(e, rc, "memory image: %s", strerror(-rc)) : rc;
+		return rc < 0 && !e->msg[0] ? err_set(e, rc, "%s image: %s", s->name, strerror(-rc))
+					    : rc;
 	}
 	r->fd = fd;
 	r->ms = clock_ms() - t0;

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "snapshot/bundle.h"
+#include "snapshot/snapmem.h"
 
 struct cache_result {
 	int fd;      /* read-only image of guest RAM (-1: filled lazily) */
@@ -26,14 +27,17 @@ int cache_image_open(const char *path, uint64_t mem_size);
 
 /* A file descriptor holding the section's decompressed memory. Without a
  * usable cache directory it falls back to a memfd (nothing persists). */
+/* v: the section's view, linked to its parents' (lineage.h), or NULL for
+ * a section with no chunks in a parent. */
 int cache_memory(const struct bundle *b, const struct bundle_section *s,
-		 uint64_t mem_size, struct cache_result *r, struct err *e) WARN_UNUSED;
+		 const struct snapmem_view *v, uint64_t mem_size, struct cache_result *r,
+		 struct err *e) WARN_UNUSED;
 /* The same for a section of another kind ("disk": KIND-HASH-SIZE.raw);
  * `where` gets the cached file's path ("" for a memfd). */
 int cache_kind_path(const char *kind, const struct bundle_section *s, uint64_t size,
 		    char *path, size_t len);
-int cache_image(const struct bundle *b, const struct bundle_section *s, const char *kind,
-		uint64_t size, struct cache_result *r, char *where, size_t wlen,
+int cache_image(const struct bundle *b, const struct bundle_section *s,
+		const struct snapmem_view *v, const char *kind, uint64_t size, struct cache_result *r, char *where, size_t wlen,
 		struct err *e) WARN_UNUSED;
 
 #endif

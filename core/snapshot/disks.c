@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -16,18 +17,65 @@ static int is_disk(const struct dev_config *d)
 	return !strcmp(d->type, "virtio-blk") && dev_config_get(d, "path");
 }
 
+/* What a disk's section can take from bundles already written: the one
+ * the machine was restored from (its disk came out of it: every chunk is
+ * as it was) and the one the new bundle names as its parent. */
+struct disk_base {
+	struct chunked from, parent;
+	struct snapmem_base base;
+	uint8_t *clean;
+};
+
+static int disk_base(const struct restore_plan *plan, const struct bundle *parent,
+		     const struct dev_config *d, const char *name, struct disk_base *db,
+		     struct err *e)
+{
+	int rc;
+
+	memset(&db->base, 0, sizeof(db->base));
+	db->clean = NULL;
+	if (!plan)
+		return 0;
+	if (d->from_bundle) {
+		rc = lineage_view_of(&plan->b, &plan->up, &plan->b, name, &db->from, e);
+		if (rc && rc != -ENOENT)
+			return rc;
+		if (!rc) {
+			db->clean = malloc(db->from.v[0].nchunks ? db->from.v[0].nchunks : 1);
+			if (!db->clean)
+				return err_set(e, -ENOMEM, "out of memory");
+			memset(db->clean, 1, db->from.v[0].nchunks);
+			db->base.v = &db->from.v[0];
+			db->base.clean = db->clean;
+		}
+	}
+	if (parent == &plan->b && db->base.v) {
+		db->base.parent = db->base.v;
+	} else if (parent) {
+		rc = lineage_view_of(&plan->b, &plan->up, parent, name, &db->parent, e);
+		if (rc && rc != -ENOENT)
+			return rc;
+		if (!rc)
+			db->base.parent = &db->parent.v[0];
+	}
+	return 0;
+}
+
 static int save_one(struct bundle_writer *w, struct dev_config *d, const char *script,
+		    const struct restore_plan *plan, const struct bundle *parent,
 		    struct snapmem_stats *st, struct err *e)
 {
 	const char *path = dev_config_path(d, "path", script);
 	char name[80];
 	struct snapmem_stats one;
+	struct disk_base *db;
 	struct stat sb;
-	void *map;
+	void *map = NULL;
 	int fd, rc;
 
 	if (!path)
 		return err_set(e, -ENOMEM, "out of memory");
+	snprintf(name, sizeof(name), "disk.%s", d->name);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return err_set(e, -errno, "%s: its disk %s: %s", d->name, path, strerror(errno));
@@ -35,30 +83,46 @@ static int save_one(struct bundle_writer *w, struct dev_config *d, const char *s
 		close(fd);
 		return 0; /* a device file or an empty one: the plugin says what it thinks */
 	}
-	map = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	db = calloc(1, sizeof(*db));
+	if (!db) {
+		close(fd);
+		return err_set(e, -ENOMEM, "out of memory");
+	}
+	rc = disk_base(plan, parent, d, name, db, e);
+	/* (a disk taken whole from the bundle is not read at all) */
+	if (!rc && !db->clean) {
+		map = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+		if (map == MAP_FAILED)
+			rc = err_set(e, -errno, "%s: its disk %s: %s", d->name, path, strerror(errno));
+		else /* read ahead: the chunks are compressed in order by several threads */
+			madvise(map, (size_t)sb.st_size, MADV_SEQUENTIAL);
+	}
 	close(fd);
-	if (map == MAP_FAILED)
-		return err_set(e, -errno, "%s: its disk %s: %s", d->name, path, strerror(errno));
-	/* read ahead: the chunks are compressed in order by several threads */
-	madvise(map, (size_t)sb.st_size, MADV_SEQUENTIAL);
-	snprintf(name, sizeof(name), "disk.%s", d->name);
-	rc = snapmem_write_bytes(w, name, SEC_DISK, map, (uint64_t)sb.st_size, NULL, &one, e);
-	munmap(map, (size_t)sb.st_size);
+	if (!rc)
+		rc = snapmem_write_bytes(w, name, SEC_DISK, map == MAP_FAILED ? NULL : map,
+					 (uint64_t)sb.st_size, &db->base, &one, e);
+	if (map && map != MAP_FAILED)
+		munmap(map, (size_t)sb.st_size);
+	free(db->clean);
+	free(db);
 	if (rc)
 		return err_wrap(e, rc, "%s: its disk %s", d->name, path);
 	st->chunks += one.chunks;
 	st->zero_chunks += one.zero_chunks;
 	st->stored_bytes += one.stored_bytes;
+	st->reused_chunks += one.reused_chunks;
+	st->parent_chunks += one.parent_chunks;
 	return 0;
 }
 
 int disks_save(struct bundle_writer *w, const struct machine_config *cfg,
+	       const struct restore_plan *plan, const struct bundle *parent,
 	       struct snapmem_stats *st, struct err *e)
 {
 	memset(st, 0, sizeof(*st));
 	for (size_t i = 0; i < cfg->ndevices; i++) {
 		struct dev_config *d = &cfg->devices[i];
-		int rc = is_disk(d) ? save_one(w, d, cfg->script, st, e) : 0;
+		int rc = is_disk(d) ? save_one(w, d, cfg->script, plan, parent, st, e) : 0;
 		if (rc)
 			return rc;
 	}
@@ -84,12 +148,12 @@ int disks_bind(const struct restore_plan *p, struct machine_config *cfg, double 
 			continue;
 		if (s->type != SEC_DISK)
 			return err_set(e, -EBADMSG, "%s: section %s is not a disk", p->b.path, name);
-		const uint8_t *sec;
-		rc = bundle_section_data(&p->b, s, &sec, e);
+		struct chunked *c = malloc(sizeof(*c));
+		rc = c ? lineage_view(&p->b, &p->up, s, c, e) : err_set(e, -ENOMEM, "out of memory");
+		size = rc ? 0 : c->v[0].mem_size;
 		if (!rc)
-			rc = snapmem_size(sec, s->size, &size, e);
-		if (!rc)
-			rc = cache_image(&p->b, s, "disk", size, &r, path, sizeof(path), e);
+			rc = cache_image(&p->b, s, &c->v[0], "disk", size, &r, path, sizeof(path), e);
+		free(c);
 		if (rc)
 			return err_wrap(e, rc, "%s: its disk %s", p->b.path, d->name);
 		*unpacked += !r.hit;

@@ -15,8 +15,13 @@
 #include "snapshot/snapshot.h"
 
 /* Writes a "disk.NAME" section for each virtio-blk device of cfg whose
- * image is a regular file; st adds up what they stored. */
+ * image is a regular file; st adds up what they stored. plan: what the
+ * machine was restored from (NULL after a boot): a disk that came out of
+ * it is taken from its section, not read again; parent: the bundle the
+ * new one names as its parent (NULL: none), whose chunks are not stored
+ * again. */
 int disks_save(struct bundle_writer *w, const struct machine_config *cfg,
+	       const struct restore_plan *plan, const struct bundle *parent,
 	       struct snapmem_stats *st, struct err *e) WARN_UNUSED;
 
 /* Points each virtio-blk device of cfg that has a disk section at that

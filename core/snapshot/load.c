@@ -92,6 +92,13 @@ int snapshot_open(const char *path, struct restore_plan *p, struct err *e)
 			     path, p->m.page_size, sysconf(_SC_PAGESIZE));
 		goto fail;
 	}
+	/* A child's parents, and its memory's chunk tables checked against
+	 * theirs (each chunk is checked by its hash as it is read). */
+	rc = lineage_open(&p->b, &p->up, e);
+	if (!rc)
+		rc = lineage_view(&p->b, &p->up, p->memory, &p->memv, e);
+	if (rc)
+		goto fail;
 	return 0;
 fail:
 	snapshot_close(p);
@@ -245,7 +252,7 @@ static int map_memory(const struct restore_plan *p, struct cache_result *mem, st
 	}
 	/* (cache_memory starts from a clean result: the reason is kept) */
 	snprintf(why.msg, sizeof(why.msg), "%s", mem->why_eager);
-	int rc = cache_memory(&p->b, p->memory, p->m.memory, mem, e);
+	int rc = cache_memory(&p->b, p->memory, &p->memv.v[0], p->m.memory, mem, e);
 	snprintf(mem->why_eager, sizeof(mem->why_eager), "%s", why.msg);
 	return rc;
 }
@@ -289,16 +296,14 @@ static int track_origin(const struct restore_plan *p, struct vm *vm, int lazy,
 	if (!o)
 		return err_set(e, -ENOMEM, "out of memory");
 	o->vm = vm;
+	o->plan = p;
 	o->track_fd = -1;
-	/* Format 2: the chunk table against the section's hash, each chunk
-	 * against its own as it is read (format 1 bundles: the section's
-	 * checksum once the lazy fill has read it all). */
-	const uint8_t *data;
-	rc = p->b.version >= 2 ? bundle_section_data(&p->b, p->memory, &data, e) : 0;
-	if (!rc)
-		rc = snapmem_open(p->b.map + p->memory->offset, p->memory->size,
-				  p->b.version >= 2 ? p->memory->covered : p->memory->size, &o->v, e);
-	if (!rc && o->v.mem_size != vm->mem.size)
+	/* (checked by snapshot_open: format 2, the chunk tables against the
+	 * sections' hashes, each chunk against its own as it is read; format
+	 * 1, the section's checksum once the lazy fill has read it all) */
+	o->v = p->memv.v[0];
+	rc = 0;
+	if (o->v.mem_size != vm->mem.size)
 		rc = err_set(e, -EBADMSG, "memory section holds %llu bytes, expected %llu",
 			     (unsigned long long)o->v.mem_size, (unsigned long long)vm->mem.size);
 	if (!rc && lazy)
@@ -370,6 +375,7 @@ int snapshot_load(const struct restore_plan *p, struct machine_config *cfg,
 
 void snapshot_close(struct restore_plan *p)
 {
+	lineage_close(&p->up);
 	bundle_close(&p->b);
 	memset(p, 0, sizeof(*p));
 }

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <zstd.h>
@@ -156,16 +157,49 @@ static uint8_t *clean_chunks(struct vm *vm, struct err *e, int *rc)
 	return d;
 }
 
-static int write_bundle(struct vm *vm, const char *path, const void *kept, size_t kept_len,
-			struct snapmem_stats *st, struct snapmem_stats *disks, struct err *e)
+/* 1 when path names the file b was opened from: a save over it must not
+ * name it as its parent (the rename replaces it). */
+static int same_file(const char *path, const struct bundle *b)
+{
+	struct stat a, o;
+
+	return !stat(path, &a) && !fstat(b->fd, &o) && a.st_dev == o.st_dev && a.st_ino == o.st_ino;
+}
+
+/* The parent a save of this machine names: the bundle it was restored
+ * from; when the save replaces that file, the parent of that one (if it
+ * has one); none after a boot, with save_flat, or past LINEAGE_MAX. */
+static const struct bundle *parent_of_save(const struct vm *vm, const char *path)
 {
 	const struct origin *o = vm->mem_origin;
-	struct snapmem_base base;
+	const struct restore_plan *p = o ? o->plan : NULL;
+
+	if (!p || vm->opts.save_flat || p->b.version < 2)
+		return NULL;
+	if (same_file(path, &p->b))
+		return p->up.n ? &p->up.up[0] : NULL;
+	return p->up.n < LINEAGE_MAX ? &p->b : NULL;
+}
+
+static int write_bundle(struct vm *vm, const char *path, const void *kept, size_t kept_len,
+			struct snapmem_stats *st, struct snapmem_stats *disks,
+			const struct bundle **parent_out, struct err *e)
+{
+	const struct origin *o = vm->mem_origin;
+	const struct bundle *parent = parent_of_save(vm, path);
+	struct snapmem_base base = { 0 };
+	struct chunked *pc = NULL;
+	struct parent_ref ref;
 	uint8_t *clean;
 	struct bundle_writer bw;
 	struct manifest m;
 	char *text, name[80];
 	int rc;
+
+	/* the parent stays findable where its children are used: in the cache */
+	if (parent && lineage_keep(parent, e) && vm->verbose)
+		fprintf(stderr, "smolvm: %s\r\n", e->msg);
+	*parent_out = parent;
 
 	fill_manifest(vm, &m);
 	text = manifest_format(&m);
@@ -178,6 +212,14 @@ static int write_bundle(struct vm *vm, const char *path, const void *kept, size_
 	}
 	rc = bundle_add(&bw, "manifest", SEC_MANIFEST, text, strlen(text), e);
 	free(text);
+	if (!rc && parent) {
+		if (parent == &o->plan->b)
+			lineage_ref_of(parent, &ref);
+		else /* the one it replaces named it: as it did */
+			rc = lineage_parent(&o->plan->b, &ref, e) == 1 ? 0 : -EINVAL;
+		if (!rc)
+			rc = lineage_write(&bw, &ref, e);
+	}
 	if (!rc)
 		rc = bundle_add(&bw, "lua", SEC_LUA, vm->cfg->script_src, vm->cfg->script_len, e);
 	if (!rc && kept_len)
@@ -196,11 +238,21 @@ static int write_bundle(struct vm *vm, const char *path, const void *kept, size_
 	clean = rc ? NULL : clean_chunks(vm, e, &rc);
 	base.v = o ? &o->v : NULL;
 	base.clean = clean;
+	if (!rc && parent && parent == &o->plan->b) {
+		base.parent = &o->v;
+	} else if (!rc && parent) {
+		pc = malloc(sizeof(*pc));
+		rc = pc ? lineage_view_of(&o->plan->b, &o->plan->up, parent, "memory", pc, e)
+			: err_set(e, -ENOMEM, "out of memory");
+		base.parent = rc ? NULL : &pc->v[0];
+		rc = rc == -ENOENT ? 0 : rc;
+	}
 	if (!rc)
-		rc = snapmem_write(&bw, &vm->mem, clean ? &base : NULL, st, e);
+		rc = snapmem_write(&bw, &vm->mem, &base, st, e);
 	free(clean);
+	free(pc);
 	if (!rc)
-		rc = disks_save(&bw, vm->cfg, disks, e);
+		rc = disks_save(&bw, vm->cfg, o ? o->plan : NULL, parent, disks, e);
 	if (!rc)
 		rc = bundle_writer_commit(&bw, e);
 	else
@@ -212,7 +264,8 @@ int snapshot_save(struct vm *vm, const char *path, int then_stop, const void *ke
 		  size_t kept_len, struct err *e)
 {
 	struct snapmem_stats st = { 0 }, disks = { 0 };
-	char disk_text[160] = "";
+	const struct bundle *parent = NULL;
+	char disk_text[160] = "", parent_text[600] = "";
 	double t0 = clock_ms(), t1;
 	int rc;
 
@@ -223,20 +276,24 @@ int snapshot_save(struct vm *vm, const char *path, int then_stop, const void *ke
 	if (rc)
 		return rc;
 	t1 = clock_ms();
-	rc = write_bundle(vm, path, kept, kept_len, &st, &disks, e);
+	rc = write_bundle(vm, path, kept, kept_len, &st, &disks, &parent, e);
 	if (disks.chunks)
-		snprintf(disk_text, sizeof(disk_text), "; disks: %llu chunks of 1 MiB (%llu zero), "
-			 "%.1f MiB stored", (unsigned long long)disks.chunks,
-			 (unsigned long long)disks.zero_chunks, disks.stored_bytes / 1048576.0);
+		snprintf(disk_text, sizeof(disk_text), "; disks: %llu chunks of 1 MiB (%llu zero, "
+			 "%llu in the parent), %.1f MiB stored", (unsigned long long)disks.chunks,
+			 (unsigned long long)disks.zero_chunks,
+			 (unsigned long long)disks.parent_chunks, disks.stored_bytes / 1048576.0);
+	if (parent)
+		snprintf(parent_text, sizeof(parent_text), "; %llu chunks left in its parent %s",
+			 (unsigned long long)st.parent_chunks, parent->path);
 	/* Said while the guest is still stopped, so the message sits exactly
 	 * between its output before and after the snapshot. */
 	if (!rc)
 		fprintf(stderr,
 			"\r\nsmolvm: saved %s: %llu MiB RAM in %llu chunks (%llu zero, %llu unchanged), "
-			"%.1f MiB stored%s; paused %.1f ms, wrote in %.1f ms\r\n",
+			"%.1f MiB stored%s%s; paused %.1f ms, wrote in %.1f ms\r\n",
 			path, (unsigned long long)(vm->mem.size >> 20), (unsigned long long)st.chunks,
 			(unsigned long long)st.zero_chunks, (unsigned long long)st.reused_chunks,
-			st.stored_bytes / 1048576.0, disk_text,
+			st.stored_bytes / 1048576.0, parent_text, disk_text,
 			clock_ms() - t0, clock_ms() - t1);
 	if (!rc && then_stop)
 		vm_request_stop(vm, VM_STOP_PACKED, NULL);

@@ -9,17 +9,32 @@
 #include <unistd.h>
 
 #include "lib/dirs.h"
+#include "snapshot/lineage.h"
 #include "snapshot/snapmem.h"
 
 int snapshot_verify(const struct bundle *b, struct err *e)
 {
-	int rc = bundle_verify_all(b, e);
+	struct chunked *c = malloc(sizeof(*c));
+	struct lineage l;
+	int rc = c ? bundle_verify_all(b, e) : err_set(e, -ENOMEM, "out of memory");
 
+	/* a child's chunks in its parents are part of it */
+	if (!rc)
+		rc = lineage_open(b, &l, e);
+	if (rc) {
+		free(c);
+		return rc;
+	}
 	for (size_t i = 0; !rc && i < b->n; i++) {
 		const struct bundle_section *s = &b->secs[i];
-		if (s->type == SEC_MEMORY || s->type == SEC_DISK)
-			rc = snapmem_verify(b->map + s->offset, s->size, s->covered, e);
+		if (s->type != SEC_MEMORY && s->type != SEC_DISK)
+			continue;
+		rc = lineage_view(b, &l, s, c, e);
+		if (!rc)
+			rc = snapmem_verify_view(&c->v[0], e);
 	}
+	lineage_close(&l);
+	free(c);
 	return rc;
 }
 

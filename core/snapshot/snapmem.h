@@ -5,9 +5,15 @@
  * Section layout (little-endian):
  *   "SMEM" u32 version(2) u64 mem_size u32 chunk_size u32 nchunks
  *   nchunks x { u64 offset (from the section start, 0 = zero chunk),
- *               u32 compressed size, u32 reserved (0),
+ *               u32 compressed size, u32 flags,
  *               BLAKE2b-256 of the frame (zero for a zero chunk) }
  *   zstd frames, in chunk order
+ * flags (version 3 only; 0 before): SNAPMEM_IN_PARENT, the chunk is the
+ * frame of the same chunk in the same section of the parent bundle
+ * (snapshot/lineage.h): offset 0, size and hash those of that frame, which
+ * must match when the two are linked (snapmem_link). A child bundle stores
+ * only the chunks that changed. Version 3 is written only when a section
+ * has such chunks, so other bundles stay readable by older builds.
  * The section's digest in the TOC covers the header and the chunk table
  * only; each frame is checked against its hash when it is decompressed, so
  * a lazy restore verifies only what it reads. Version 1 (format 1 bundles)
@@ -24,22 +30,29 @@
 #define SNAPMEM_CHUNK (1u << 20)
 #define SNAPMEM_HDR 24
 #define SNAPMEM_VERSION 2
+#define SNAPMEM_VERSION_CHILD 3 /* with chunks in the parent */
+#define SNAPMEM_IN_PARENT 1u
 #define SNAPMEM_ENTRY 48
 #define SNAPMEM_ENTRY_V1 16
 
 struct snapmem_stats {
 	uint64_t chunks, zero_chunks, stored_bytes;
 	uint64_t reused_chunks; /* taken as they were from the base */
+	uint64_t parent_chunks; /* left in the parent (of reused or not) */
 };
 
 struct snapmem_view;
 
-/* What a save from a restored machine starts from: the memory section it
- * was restored from, and which chunks are unchanged since (their frames
- * are copied as they are, not compressed again). */
+/* What a save from a restored machine starts from: the section it was
+ * restored from (v), and which chunks are unchanged since (clean: their
+ * frames are copied as they are, not compressed again; NULL: none known).
+ * parent: the same section of the bundle the new one names as its parent
+ * (v itself, or v's own parent), or NULL for a bundle without one: chunks
+ * the parent holds as they are now are written as "in the parent". */
 struct snapmem_base {
 	const struct snapmem_view *v;
-	const uint8_t *clean; /* per chunk */
+	const uint8_t *clean; /* per chunk, or NULL */
+	const struct snapmem_view *parent;
 };
 
 /* Compresses `m` into a memory section named "memory"; base may be NULL. */
@@ -64,15 +77,32 @@ struct snapmem_view {
 	uint64_t sec_size, mem_size;
 	uint32_t nchunks;
 	uint32_t entry; /* size of a table entry: version 1 or 2 */
+	uint32_t version;
+	uint32_t in_parent; /* chunks flagged SNAPMEM_IN_PARENT */
+	const char *name;   /* for messages (NULL: "memory") */
+	const struct snapmem_view *parent; /* snapmem_link */
 };
 
 int snapmem_open(const uint8_t *sec, uint64_t sec_size, uint64_t covered,
 		 struct snapmem_view *v, struct err *e) WARN_UNUSED;
+/* Links v to the same section of its parent bundle: every chunk v says is
+ * in the parent must be there with the same size and hash (else the
+ * parent is not the one v was saved from). Without a link such chunks do
+ * not read. */
+int snapmem_link(struct snapmem_view *v, const struct snapmem_view *parent,
+		 struct err *e) WARN_UNUSED;
+/* 1 when chunk i is stored in the parent (SNAPMEM_IN_PARENT). */
+int snapmem_chunk_in_parent(const struct snapmem_view *v, uint32_t i);
+/* Decompresses/verifies a whole view, its parent's chunks included. */
+int snapmem_read_view(const struct snapmem_view *v, void *dst, unsigned threads,
+		      struct err *e) WARN_UNUSED;
+int snapmem_verify_view(const struct snapmem_view *v, struct err *e) WARN_UNUSED;
 /* Bytes of guest memory chunk i covers. */
 size_t snapmem_chunk_len(const struct snapmem_view *v, uint32_t i);
 /* 1 when chunk i is all zero (stored as nothing). */
 int snapmem_chunk_zero(const struct snapmem_view *v, uint32_t i);
-/* The stored frame of chunk i (NULL, 0 for a zero chunk). */
+/* The stored frame of chunk i, found in the parent if it is there (NULL,
+ * 0 for a zero chunk, or one in a parent that is not linked). */
 void snapmem_chunk_frame(const struct snapmem_view *v, uint32_t i, const uint8_t **p,
 			 uint32_t *len);
 /* Checks chunk i against its hash and decompresses it into dst

@@ -9,6 +9,7 @@
 #include "machine/vm.h"
 #include "snapshot/bundle.h"
 #include "snapshot/cache.h"
+#include "snapshot/lineage.h"
 #include "snapshot/manifest.h"
 #include "snapshot/snapmem.h"
 
@@ -21,8 +22,10 @@ int snapshot_save(struct vm *vm, const char *path, int then_stop, const void *ke
 /* Where a restored machine's memory came from (vm->mem_origin): the
  * memory section of its bundle, kept open by the restore_plan. */
 struct lazy_mem;
+struct restore_plan;
 struct origin {
 	struct vm *vm;
+	const struct restore_plan *plan; /* the bundle it came from */
 	struct snapmem_view v;
 	struct lazy_mem *lazy; /* filled on demand, or NULL */
 	int tracked;           /* dirty.h tracks its writes */
@@ -35,12 +38,15 @@ struct restore_plan {
 	const char *lua;
 	size_t lua_len;
 	const struct bundle_section *memory;
+	struct lineage up;    /* its ancestors, when it is a child */
+	struct chunked memv;  /* its memory section, linked to theirs (not to be moved) */
 	const uint8_t *kept; /* the "kept" section (verified), or NULL */
 	size_t kept_len;
 };
 
 /* Opens and verifies a bundle: header, table of contents, manifest, script
- * and every state section (checksums), before anything is built. */
+ * and every state section (checksums), and finds its ancestors, before
+ * anything is built. */
 int snapshot_open(const char *path, struct restore_plan *p, struct err *e) WARN_UNUSED;
 /* The machine described by the bundle must match the plugins on this host:
  * names, types and state versions. */

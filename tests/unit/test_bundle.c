@@ -1897,7 +1897,7 @@ struct smem_breakage {
 static void s_short(void) { smem_len = SNAPMEM_HDR - 1; }
 static void s_magic(void) { smem[0] = 'Z'; }
 static void s_version0(void) { put32(smem + 4, 0); }
-static void s_version3(void) { put32(smem + 4, 3); }
+static void s_version4(void) { put32(smem + 4, 4); }
 static void s_chunk_size(void) { put32(smem + 16, 4096); }
 static void s_too_big(void) { put64(smem + 8, MEM_MAX_SIZE + MIB); put32(smem + 20, (MEM_MAX_SIZE + MIB) / MIB); }
 static void s_more_chunks(void) { put32(smem + 20, 4); }
@@ -1918,6 +1918,24 @@ static void s_len_huge(void) { put32(ent(0) + 8, UINT32_MAX); }
 /* Version 2: a zero chunk has no frame, so no hash. */
 static void s_zero_with_hash(void) { ent(1)[16 + 31] = 1; }
 static void s_zero_with_hash_first(void) { ent(1)[16] = 0x80; }
+/* Version 3 (a child's): only flag 1, "in the parent", with a size and
+ * a hash of the parent's frame but no offset of its own. */
+static void s_v3_flag2(void) { put32(smem + 4, 3); put32(ent(0) + 12, 2); }
+static void s_v3_parent_offset(void) { put32(smem + 4, 3); put32(ent(0) + 12, 1); }
+static void s_v3_parent_no_len(void)
+{
+	put32(smem + 4, 3);
+	put32(ent(0) + 12, 1);
+	put64(ent(0), 0);
+	put32(ent(0) + 8, 0);
+}
+static void s_v3_parent_no_hash(void)
+{
+	put32(smem + 4, 3);
+	put32(ent(0) + 12, 1);
+	put64(ent(0), 0);
+	memset(ent(0) + 16, 0, 32);
+}
 /* A version 2 table relabelled version 1: its hash covers only the
  * table, which version 1 does not allow (and the entries misread). */
 static void s_relabelled_v1(void) { put32(smem + 4, 1); }
@@ -1926,7 +1944,7 @@ static const struct smem_breakage smem_breakages[] = {
 	{ "23 bytes", s_short, "memory section: bad header", ALL },
 	{ "magic", s_magic, "memory section: bad header", ALL },
 	{ "version 0", s_version0, "memory section: bad header (version 0)", ALL },
-	{ "version 3", s_version3, "memory section: bad header (version 3)", ALL },
+	{ "version 4", s_version4, "memory section: bad header (version 4)", ALL },
 	{ "4 KiB chunks", s_chunk_size, "memory section: bad header", ALL },
 	{ "over MEM_MAX_SIZE", s_too_big, "chunks is inconsistent", ALL },
 	{ "4 chunks", s_more_chunks, "memory section: 2621440 bytes in 4 chunks is inconsistent", ALL },
@@ -1946,6 +1964,10 @@ static const struct smem_breakage smem_breakages[] = {
 	{ "length 2^32-1", s_len_huge, "memory section: chunk 0 out of range", ALL },
 	{ "zero chunk with a hash", s_zero_with_hash, "memory section: chunk 1 out of range", V2 },
 	{ "zero chunk with a hash (first byte)", s_zero_with_hash_first, "memory section: chunk 1 out of range", V2 },
+	{ "version 3, flag 2", s_v3_flag2, "memory section: chunk 0 out of range", V2 },
+	{ "in the parent, with an offset", s_v3_parent_offset, "memory section: chunk 0 out of range", V2 },
+	{ "in the parent, no size", s_v3_parent_no_len, "memory section: chunk 0 out of range", V2 },
+	{ "in the parent, no hash", s_v3_parent_no_hash, "memory section: chunk 0 out of range", V2 },
 	{ "version 2 table read as version 1", s_relabelled_v1,
 	  "memory section: its chunks are not covered by its hash", V2 },
 };
@@ -2248,7 +2270,7 @@ START_TEST(test_cache_refuses_bad_memory)
 		ck_assert_msg(bundle_open(&b, path, &e) == 0, "%s", e.msg);
 		ck_assert_uint_eq(b.secs[0].covered, whole ? smem_len : SMEM_TABLE);
 		e.msg[0] = 0;
-		ck_assert_int_eq(cache_memory(&b, &b.secs[0], SMEM_SIZE, &r, &e), -EBADMSG);
+		ck_assert_int_eq(cache_memory(&b, &b.secs[0], NULL, SMEM_SIZE, &r, &e), -EBADMSG);
 		ck_assert_str_eq(e.msg, rehashed ? "memory section: chunk 2 does not decompress"
 						 : "memory section: chunk 2 does not match its hash "
 						   "(corrupt or modified)");
@@ -2267,7 +2289,7 @@ START_TEST(test_cache_refuses_bad_memory)
 	free(unit_write_file(dir, "bad.smolmachine", img, len));
 	free(img);
 	ck_assert_msg(bundle_open(&b, path, &e) == 0, "%s", e.msg);
-	ck_assert_int_eq(cache_memory(&b, &b.secs[0], SMEM_SIZE, &r, &e), -EBADMSG);
+	ck_assert_int_eq(cache_memory(&b, &b.secs[0], NULL, SMEM_SIZE, &r, &e), -EBADMSG);
 	ck_assert_str_contains(e.msg, "section memory does not match its hash (corrupt or modified)");
 	ck_assert_int_eq(rmdir(cache), 0);
 	bundle_close(&b);
@@ -2300,7 +2322,7 @@ START_TEST(test_cache_good_memory)
 	write_smem_bundle(path, 0);
 	ck_assert_msg(bundle_open(&b, path, &e) == 0, "%s", e.msg);
 	for (int hit = 0; hit < 2; hit++) {
-		ck_assert_msg(cache_memory(&b, &b.secs[0], SMEM_SIZE, &r, &e) == 0, "%s", e.msg);
+		ck_assert_msg(cache_memory(&b, &b.secs[0], NULL, SMEM_SIZE, &r, &e) == 0, "%s", e.msg);
 		ck_assert_int_eq(r.hit, hit);
 		ck_assert_int_eq(pread(r.fd, img, SMEM_SIZE, 0), SMEM_SIZE);
 		ck_assert_int_eq(memcmp(img, smem_mem, SMEM_SIZE), 0);
@@ -2351,13 +2373,13 @@ START_TEST(test_cache_without_dir)
 		ck_assert_msg(bundle_open(&b, path, &e) == 0, "%s", e.msg);
 		e.msg[0] = 0;
 		if (!bad) {
-			ck_assert_msg(cache_memory(&b, &b.secs[0], SMEM_SIZE, &r, &e) == 0, "%s", e.msg);
+			ck_assert_msg(cache_memory(&b, &b.secs[0], NULL, SMEM_SIZE, &r, &e) == 0, "%s", e.msg);
 			ck_assert_int_eq(r.hit, 0);
 			ck_assert_int_eq(pread(r.fd, img, SMEM_SIZE, 0), SMEM_SIZE);
 			ck_assert_int_eq(memcmp(img, smem_mem, SMEM_SIZE), 0);
 			close(r.fd);
 		} else {
-			ck_assert_int_eq(cache_memory(&b, &b.secs[0], SMEM_SIZE, &r, &e), -EBADMSG);
+			ck_assert_int_eq(cache_memory(&b, &b.secs[0], NULL, SMEM_SIZE, &r, &e), -EBADMSG);
 			ck_assert_str_eq(e.msg, bad == 1 ? "memory section: chunk 0 does not match its "
 							   "hash (corrupt or modified)"
 							 : "memory section: chunk 0 does not decompress");
