@@ -43,13 +43,14 @@ static int fill(int fd, const struct bundle *b, const struct bundle_section *s,
 	return rc;
 }
 
-int cache_image_path(const struct bundle_section *s, uint64_t mem_size, char *path, size_t len)
+int cache_image_path(const struct bundle_section *s, const struct snapmem_view *v,
+		     uint64_t mem_size, char *path, size_t len)
 {
-	return cache_kind_path("mem", s, mem_size, path, len);
+	return cache_kind_path("mem", s, v, mem_size, path, len);
 }
 
-int cache_kind_path(const char *kind, const struct bundle_section *s, uint64_t mem_size,
-		    char *path, size_t len)
+int cache_kind_path(const char *kind, const struct bundle_section *s,
+		    const struct snapmem_view *v, uint64_t mem_size, char *path, size_t len)
 {
 	static int warned;
 	char dir[4000];
@@ -62,12 +63,16 @@ int cache_kind_path(const char *kind, const struct bundle_section *s, uint64_t m
 			fprintf(stderr, "smolvm: cache %s; restoring without the cache\n", e.msg);
 		return rc;
 	}
-	/* Format 2: named by the hash of its chunk table, which holds the
-	 * hash of every chunk: a name no other content can have. */
+	/* Format 2: named by what it holds (the hash of every chunk's hash:
+	 * a name no other content can have, the same for a child's section
+	 * and its parent's when they hold the same), else by the hash of its
+	 * chunk table. */
 	static const uint8_t none[BUNDLE_HASH_SIZE];
-	if (memcmp(s->digest, none, sizeof(none))) {
+	uint8_t id[BUNDLE_HASH_SIZE];
+	if ((v && !snapmem_content_id(v, id)) || memcmp(memcpy(id, s->digest, sizeof(id)), none,
+							   sizeof(none))) {
 		char hex[2 * BUNDLE_HASH_SIZE + 1];
-		sodium_bin2hex(hex, sizeof(hex), s->digest, sizeof(s->digest));
+		sodium_bin2hex(hex, sizeof(hex), id, sizeof(id));
 		snprintf(path, len, "%s/%s-%s-%llu.raw", dir, kind, hex,
 			 (unsigned long long)mem_size);
 	} else {
@@ -90,8 +95,8 @@ int cache_memory(const struct bundle *b, const struct bundle_section *s,
 }
 
 int cache_image(const struct bundle *b, const struct bundle_section *s,
-		const struct snapmem_view *v, const char *kind, uint64_t mem_size, struct cache_result *r, char *where, size_t wlen,
-		struct err *e)
+		const struct snapmem_view *v, const char *kind, uint64_t mem_size,
+		struct cache_result *r, char *where, size_t wlen, struct err *e)
 {
 	char path[4200], *tmp;
 	double t0 = clock_ms();
@@ -101,7 +106,11 @@ int cache_image(const struct bundle *b, const struct bundle_section *s,
 	r->fd = -1;
 	if (where && wlen)
 		where[0] = 0;
-	if (cache_kind_path(kind, s, mem_size, path, sizeof(path)) == 0) {
+	/* (named by its content: a view of it without a parent will do) */
+	struct snapmem_view own;
+	if (!v && !snapmem_open(b->map + s->offset, s->size, s->covered, &own, e))
+		v = &own;
+	if (cache_kind_path(kind, s, v, mem_size, path, sizeof(path)) == 0) {
 		fd = cache_image_open(path, mem_size);
 		if (fd >= 0) {
 			cache_touch(fd);

@@ -20,8 +20,8 @@ struct cache_result {
 
 /* Where the image of this section lives in the cache; -ENOENT without a
  * usable cache directory (created here if missing). */
-int cache_image_path(const struct bundle_section *s, uint64_t mem_size, char *path,
-		     size_t len);
+int cache_image_path(const struct bundle_section *s, const struct snapmem_view *v,
+		     uint64_t mem_size, char *path, size_t len);
 /* The cached image at path, read-only, or -errno (-ENOENT: not there). */
 int cache_image_open(const char *path, uint64_t mem_size);
 
@@ -34,8 +34,8 @@ int cache_memory(const struct bundle *b, const struct bundle_section *s,
 		 struct err *e) WARN_UNUSED;
 /* The same for a section of another kind ("disk": KIND-HASH-SIZE.raw);
  * `where` gets the cached file's path ("" for a memfd). */
-int cache_kind_path(const char *kind, const struct bundle_section *s, uint64_t size,
-		    char *path, size_t len);
+int cache_kind_path(const char *kind, const struct bundle_section *s,
+		    const struct snapmem_view *v, uint64_t size, char *path, size_t len);
 int cache_image(const struct bundle *b, const struct bundle_section *s,
 		const struct snapmem_view *v, const char *kind, uint64_t size, struct cache_result *r, char *where, size_t wlen,
 		struct err *e) WARN_UNUSED;

@@ -234,7 +234,7 @@ static int map_memory(const struct restore_plan *p, struct cache_result *mem, st
 
 	memset(mem, 0, sizeof(*mem));
 	mem->fd = -1;
-	if (cache_image_path(p->memory, p->m.memory, path, sizeof(path)) == 0 &&
+	if (cache_image_path(p->memory, &p->memv.v[0], p->m.memory, path, sizeof(path)) == 0 &&
 	    (fd = cache_image_open(path, p->m.memory)) >= 0) {
 		cache_touch(fd);
 		mem->fd = fd;
@@ -308,7 +308,7 @@ static int track_origin(const struct restore_plan *p, struct vm *vm, int lazy,
 			     (unsigned long long)o->v.mem_size, (unsigned long long)vm->mem.size);
 	if (!rc && lazy)
 		rc = lazy_mem_start(&o->v, vm->mem.base, &p->b, p->memory,
-				    cache_image_path(p->memory, o->v.mem_size, path, sizeof(path)) ? NULL : path,
+				    cache_image_path(p->memory, &o->v, o->v.mem_size, path, sizeof(path)) ? NULL : path,
 				    lazy_error, o, &o->lazy, e);
 	if (rc) {
 		free(o);

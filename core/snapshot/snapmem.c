@@ -329,6 +329,25 @@ int snapmem_open(const uint8_t *sec, uint64_t sec_size, uint64_t covered,
 	return check_table(sec, sec_size, covered, v, e);
 }
 
+int snapmem_content_id(const struct snapmem_view *v, uint8_t id[32])
+{
+	static const uint8_t zero[32];
+	crypto_generichash_state st;
+	uint8_t head[16];
+
+	if (v->entry != SNAPMEM_ENTRY)
+		return -ENOTSUP;
+	memcpy(head, "SMEMID\0\0", 8);
+	put_u64(head + 8, v->mem_size);
+	crypto_generichash_init(&st, NULL, 0, 32);
+	crypto_generichash_update(&st, head, sizeof(head));
+	for (uint32_t i = 0; i < v->nchunks; i++)
+		crypto_generichash_update(&st, snapmem_chunk_zero(v, i) ? zero : entry_of(v, i) + 16,
+					  32);
+	crypto_generichash_final(&st, id, 32);
+	return 0;
+}
+
 int snapmem_chunk_in_parent(const struct snapmem_view *v, uint32_t i)
 {
 	return v->version == SNAPMEM_VERSION_CHILD &&

@@ -97,6 +97,11 @@ int snapmem_chunk_in_parent(const struct snapmem_view *v, uint32_t i);
 int snapmem_read_view(const struct snapmem_view *v, void *dst, unsigned threads,
 		      struct err *e) WARN_UNUSED;
 int snapmem_verify_view(const struct snapmem_view *v, struct err *e) WARN_UNUSED;
+/* What the section holds, whatever bundle stores each chunk: a BLAKE2b
+ * of its size and every chunk's frame hash (zeros for a zero chunk), so a
+ * child's section and its parent's name one cache image when every chunk
+ * is the same. -ENOTSUP for version 1 (no chunk hashes). */
+int snapmem_content_id(const struct snapmem_view *v, uint8_t id[32]);
 /* Bytes of guest memory chunk i covers. */
 size_t snapmem_chunk_len(const struct snapmem_view *v, uint32_t i);
 /* 1 when chunk i is all zero (stored as nothing). */
