@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -94,6 +95,32 @@ int cache_memory(const struct bundle *b, const struct bundle_section *s,
 	return cache_image(b, s, v, "mem", mem_size, r, NULL, 0, e);
 }
 
+/* Whether the file system of `path` has room for the chunks of v that
+ * are not zero (the rest stay holes): 0, or -ENOSPC with e saying so. A
+ * full disk would fault the mapping being filled (SIGBUS), so this is
+ * asked first. */
+static int room_for(const char *path, const struct snapmem_view *v, const char *what,
+		    struct err *e)
+{
+	uint64_t need = 0, have;
+	struct statvfs sv;
+	char dir[4200];
+
+	snprintf(dir, sizeof(dir), "%s", path);
+	if (strrchr(dir, '/'))
+		*strrchr(dir, '/') = 0;
+	if (!v || statvfs(dir, &sv))
+		return 0; /* (not known: the fill says what went wrong) */
+	for (uint32_t i = 0; i < v->nchunks; i++)
+		need += snapmem_chunk_zero(v, i) ? 0 : snapmem_chunk_len(v, i);
+	have = (uint64_t)sv.f_bavail * sv.f_frsize;
+	if (need + (16u << 20) <= have)
+		return 0;
+	return err_set(e, -ENOSPC, "the cache %s has %.1f MiB free, and %s needs %.1f MiB there: "
+		       "make room (smolvm cache prune) or point SMOLVM_CACHE_DIR at a larger file "
+		       "system", dir, have / 1048576.0, what, need / 1048576.0);
+}
+
 int cache_image(const struct bundle *b, const struct bundle_section *s,
 		const struct snapmem_view *v, const char *kind, uint64_t mem_size,
 		struct cache_result *r, char *where, size_t wlen, struct err *e)
@@ -121,8 +148,13 @@ int cache_image(const struct bundle *b, const struct bundle_section *s,
 			r->ms = clock_ms() - t0;
 			return 0;
 		}
+		/* A disk image has nowhere else to go (a memory file would hold
+		 * it all in RAM); memory falls back to one. */
+		rc = room_for(path, v, s->name, e);
+		if (rc && strcmp(kind, "mem"))
+			return rc;
 		/* Build it beside its final name; rename makes it appear whole. */
-		fd = tmp_beside(path, &tmp);
+		fd = rc ? -ENOSPC : tmp_beside(path, &tmp);
 		if (fd >= 0) {
 			rc = ftruncate(fd, (off_t)mem_size) < 0 ? -errno : 0;
 			if (!rc)

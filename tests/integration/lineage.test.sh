@@ -209,3 +209,33 @@ LUA
 	[ "$(ls "$away/cache" | grep -c '^disk-')" = 1 ] && grep -q '^virtio: done' "$log" ||
 		{ echo "parent and child share one disk image?"; ls -la "$away/cache"; show "$log"; return 1; }
 }
+
+# A disk that does not fit in the cache's file system is refused before
+# anything is written there (filling a mapping on a full file system would
+# kill smolvm with SIGBUS): a tmpfs of 8 MiB as the cache (needs root).
+t_lineage_disk_cache_full() {
+	need_kvm || return
+	[ "$(id -u)" = 0 ] || { echo "SKIP: mounting a small tmpfs as the cache needs root"; return 77; }
+	local d=$WORK/lin-full log=$WORK/lin-full.log rc bin
+	bin=$(realpath "$SMOLVM")
+	rm -rf "$d" && mkdir -p "$d/small"
+	truncate -s 32M "$d/base.img"
+	head -c 4M /dev/urandom | dd of="$d/base.img" bs=1M seek=8 conv=notrunc status=none
+	cat > "$d/m.lua" <<LUA
+machine { memory = "64M", kernel = "guest:virtio.elf", cmdline = "blkseed=5",
+  devices = { { type = "uart" }, { type = "virtio-blk", path = "base.img", overlay = "base.cow" } } }
+LUA
+	(cd "$d" && SMOLVM_CACHE_DIR=$d/cache SMOLVM_DATA_DIR=$d/data timeout -k 5 60 "$bin" pack m.lua \
+		-o m.smolmachine --ready "PASS: blk write/read/flush") < /dev/null > "$log" 2>&1 ||
+		{ echo "pack:"; show "$log"; return 1; }
+	mount -t tmpfs -o size=8m,mode=0700 smolvm-test "$d/small" || { echo "SKIP: cannot mount a tmpfs"; return 77; }
+	(cd "$d" && SMOLVM_CACHE_DIR=$d/small/cache SMOLVM_DATA_DIR=$d/data timeout -k 5 60 "$bin" run -p \
+		m.smolmachine) < /dev/null > "$log" 2>&1
+	rc=$?
+	local left
+	left=$(ls "$d/small/cache" 2> /dev/null | grep -c '^disk-')
+	umount "$d/small"
+	[ $rc != 0 ] && grep -q 'its disk virtio-blk0: the cache .* MiB free, and disk.virtio-blk0 needs 4.0 MiB there' "$log" &&
+		grep -q 'smolvm cache prune' "$log" && ! grep -q '^virtio:' "$log" && [ "$left" = 0 ] ||
+		{ echo "a disk larger than the cache's room: exit $rc, $left images"; show "$log"; return 1; }
+}
