@@ -727,8 +727,9 @@ static void usage_cache(FILE *f)
 		"       smolvm cache prune [--max SIZE | --all]\n"
 		"\n"
 		"The cache ($SMOLVM_CACHE_DIR, else $XDG_CACHE_HOME/smolvm, else\n"
-		"~/.cache/smolvm, private to you) holds memory images of restored bundles and\n"
-		"root filesystem images. It is kept within $SMOLVM_CACHE_MAX (default 20G)\n"
+		"~/.cache/smolvm, private to you) holds memory and disk images of restored\n"
+		"bundles, root filesystem images, and links to the parents of child bundles\n"
+		"saved here (kind \"parent\"). It is kept within $SMOLVM_CACHE_MAX (default 20G)\n"
 		"by removing the least recently used entries whenever one is added.\n"
 		"  list                   every entry, least recently used first: kind, size\n"
 		"                         on disk, last use, path; then the total\n"
@@ -736,8 +737,9 @@ static void usage_cache(FILE *f)
 		"      --max SIZE         ... down to SIZE instead\n"
 		"      --all              remove every entry\n"
 		"A bundle whose root filesystem image was removed is refused until the image\n"
-		"is built again (smolvm build SCRIPT); a memory image is made again by the\n"
-		"next restore.\n");
+		"is built again (smolvm build SCRIPT); a memory or disk image is made again\n"
+		"by the next restore; a child bundle whose parent's link was removed needs\n"
+		"its parent next to it.\n");
 }
 
 static int cmd_cache(int argc, char **argv)
