@@ -173,23 +173,34 @@ assert j['ok'] is True
 	lin_json q.smolmachine "assert j['lineage'] == [], j['lineage']" || return 1
 }
 
-# A disk that came out of the parent bundle is not stored again.
-t_lineage_disk_in_parent() {
-	need_kvm || return
-	local k=$GUEST/virtio.elf d=$WORK/lin-disk away=$WORK/lin-disk-away log=$WORK/lin-disk.log rc bin
-	[ -f "$k" ] || { echo "missing $k: run 'make test-guests'"; return 1; }
+# lin_disk_machine DIR MIB AT: in a fresh DIR, the virtio test guest with a
+# 32 MiB disk holding MIB MiB of random data from MiB AT, packed into
+# DIR/m.smolmachine (cache DIR/cache) once its disk test passed; the log is
+# DIR.log.
+lin_disk_machine() {
+	local d=$1 k=$GUEST/virtio.elf bin
 	bin=$(realpath "$SMOLVM")
-	rm -rf "$d" "$away" && mkdir -p "$d" "$away"
+	[ -f "$k" ] || { echo "missing $k: run 'make test-guests'"; return 1; }
+	rm -rf "$d" && mkdir -p "$d"
 	truncate -s 32M "$d/base.img"
-	head -c 2M /dev/urandom | dd of="$d/base.img" bs=1M seek=20 conv=notrunc status=none
+	head -c "$2M" /dev/urandom | dd of="$d/base.img" bs=1M seek="$3" conv=notrunc status=none
 	cat > "$d/m.lua" <<LUA
 machine { memory = "64M", kernel = "guest:virtio.elf", cmdline = "blkseed=3",
   devices = { { type = "uart" }, { type = "virtio-blk", path = "base.img", overlay = "base.cow" } } }
 LUA
+	(cd "$d" && SMOLVM_CACHE_DIR=$d/cache SMOLVM_DATA_DIR=$d/data timeout -k 5 60 "$bin" \
+		pack m.lua -o m.smolmachine --ready "PASS: blk write/read/flush") < /dev/null > "$d.log" 2>&1 ||
+		{ echo "pack:"; show "$d.log"; return 1; }
+}
+
+# A disk that came out of the parent bundle is not stored again.
+t_lineage_disk_in_parent() {
+	need_kvm || return
+	local d=$WORK/lin-disk away=$WORK/lin-disk-away log=$WORK/lin-disk.log rc bin
+	bin=$(realpath "$SMOLVM")
+	rm -rf "$away" && mkdir -p "$away"
+	lin_disk_machine "$d" 2 20 || return 1
 	echo 'function after_restore(vm) print("SNAP", vm:snapshot("c.smolmachine")) end' > "$d/snap.lua"
-	(cd "$d" && SMOLVM_CACHE_DIR=$d/cache SMOLVM_DATA_DIR=$d/data timeout -k 5 60 "$bin" pack m.lua \
-		-o m.smolmachine --ready "PASS: blk write/read/flush") < /dev/null > "$log" 2>&1 ||
-		{ echo "pack:"; show "$log"; return 1; }
 	(cd "$d" && SMOLVM_CACHE_DIR=$d/cache SMOLVM_DATA_DIR=$d/data timeout -k 5 60 "$bin" run m.smolmachine \
 		-o out.smolmachine --hooks snap.lua) < /dev/null > "$log" 2>&1
 	grep -q 'SNAP.*true' "$log" &&
@@ -218,16 +229,8 @@ t_lineage_disk_cache_full() {
 	[ "$(id -u)" = 0 ] || { echo "SKIP: mounting a small tmpfs as the cache needs root"; return 77; }
 	local d=$WORK/lin-full log=$WORK/lin-full.log rc bin
 	bin=$(realpath "$SMOLVM")
-	rm -rf "$d" && mkdir -p "$d/small"
-	truncate -s 32M "$d/base.img"
-	head -c 4M /dev/urandom | dd of="$d/base.img" bs=1M seek=8 conv=notrunc status=none
-	cat > "$d/m.lua" <<LUA
-machine { memory = "64M", kernel = "guest:virtio.elf", cmdline = "blkseed=5",
-  devices = { { type = "uart" }, { type = "virtio-blk", path = "base.img", overlay = "base.cow" } } }
-LUA
-	(cd "$d" && SMOLVM_CACHE_DIR=$d/cache SMOLVM_DATA_DIR=$d/data timeout -k 5 60 "$bin" pack m.lua \
-		-o m.smolmachine --ready "PASS: blk write/read/flush") < /dev/null > "$log" 2>&1 ||
-		{ echo "pack:"; show "$log"; return 1; }
+	lin_disk_machine "$d" 4 8 || return 1
+	mkdir -p "$d/small"
 	mount -t tmpfs -o size=8m,mode=0700 smolvm-test "$d/small" || { echo "SKIP: cannot mount a tmpfs"; return 77; }
 	(cd "$d" && SMOLVM_CACHE_DIR=$d/small/cache SMOLVM_DATA_DIR=$d/data timeout -k 5 60 "$bin" run -p \
 		m.smolmachine) < /dev/null > "$log" 2>&1
