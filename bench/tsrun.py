@@ -32,7 +32,8 @@ peak_overhead_kib (max over samples), samples. (wait4's ru_maxrss is no use
 here: it also holds the RSS of the forked Python before `timeout` was exec'd.)
 
 --send-after NAME=TEXT writes TEXT to the VMM's stdin (a pipe) once mark NAME
-fired; --close-stdin-after NAME closes that pipe then (EOF).
+fired; --close-stdin-after NAME closes that pipe then (EOF). --signal-after
+NAME=SIG sends signal SIG (USR1, TERM, ...) to the VMM once mark NAME fired.
 
 Always leaves nothing behind: the whole process group is SIGKILLed at the end.
 """
@@ -62,6 +63,8 @@ def parse_args():
     ap.add_argument("--send-after", action="append", default=[], metavar="NAME=TEXT",
                     help="stdin is a pipe; TEXT (\\n for a newline) is written to "
                          "it once mark NAME fired")
+    ap.add_argument("--signal-after", action="append", default=[], metavar="NAME=SIG",
+                    help="send signal SIG (e.g. USR1) to the VMM once mark NAME fired")
     ap.add_argument("--sample-ms", type=float, default=0.0)
     ap.add_argument("--guest-mib", type=int, default=0)
     ap.add_argument("--max-lines", type=int, default=2000)
@@ -155,6 +158,10 @@ def main():
     for spec in a.send_after:
         name, _, text = spec.partition("=")
         sends[name] = text.replace("\\n", "\n").encode()
+    sigs = {}
+    for spec in a.signal_after:
+        name, _, sig = spec.partition("=")
+        sigs[name] = signal.Signals["SIG" + sig.upper().removeprefix("SIG")]
     stdin = subprocess.PIPE if a.close_stdin_after or sends else subprocess.DEVNULL
     t0 = time.monotonic()
     p = subprocess.Popen(["timeout", "-k", "5", str(a.timeout)] + a.cmd,
@@ -194,6 +201,11 @@ def main():
                 if name in sends and p.stdin and not p.stdin.closed:
                     try:
                         p.stdin.write(sends[name])
+                    except OSError:
+                        pass
+                if name in sigs and find_vmm() is not None:
+                    try:
+                        os.kill(vmm, sigs[name])
                     except OSError:
                         pass
                 if a.close_stdin_after == name and p.stdin and not p.stdin.closed:

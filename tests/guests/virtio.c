@@ -10,6 +10,19 @@
  *                and read from 1 MiB on (64 KiB requests, queue depth 8),
  *                then `blkbench4k=K` (default 2000) random 4 KiB reads at
  *                queue depth 1; the bulk runs in user mode.
+ *                `blkread=M`: a read-only bench (no writes: a read-only disk
+ *                does): M MiB sequential reads from sector 0 (64 KiB
+ *                requests, queue depth 8), then `blkread4k=K` (default 2000)
+ *                random 4 KiB reads at queue depth 1 over those M MiB, then
+ *                a hash of 4 KiB in every MiB (the MiB at i: bytes
+ *                i MiB + (i % 256) * 4 KiB on, FNV-1a over the 64-bit words,
+ *                bench/disk.sh computes the same on the host); the write
+ *                test is skipped. With `blkwait=1` it prints "blkread:
+ *                waiting" first and waits for a byte on the serial port
+ *                (a pack saves there; the reads start after the restore,
+ *                once bench/disk.sh sends the byte). With `blkhold=1` it
+ *                prints "blkread: holding" after the reads and waits for
+ *                another byte (a save of the machine after a small change).
  *   net (1)      ARP for the slirp gateway 10.0.2.2 (we are 10.0.2.15), then
  *                with `udpecho=PORT` a UDP datagram to 10.0.2.2:PORT and its
  *                echo.
@@ -195,7 +208,9 @@ struct bench_args {
 	uint64_t sector, region_sectors; /* region */
 	uint64_t count;                  /* requests */
 	uint32_t type, len, qd, random, flush;
-	uint64_t timeout, rng;
+	uint32_t hash;    /* fold each completed buffer into `sum` (FNV-1a, 64-bit words) */
+	uint64_t stride;  /* sectors from one sequential request to the next (0: len) */
+	uint64_t timeout, rng, sum;
 	uint64_t cycles; /* out */
 	int err;         /* out: 0, -1 timeout, -2 bad id, -3 bad status */
 	uint8_t slot_of[VQ_MAX];
@@ -226,7 +241,9 @@ USER_TEXT static uint64_t bench_run(void *arg)
 				a->rng ^= a->rng << 17;
 				sector = a->sector + (a->rng % (a->region_sectors / 8)) * 8;
 			} else {
-				sector = a->sector + submitted * (a->len / 512);
+				sector = a->sector + submitted * (a->stride ? a->stride : a->len / 512);
+				if (a->hash) /* a 4 KiB step within each stride, for the hash */
+					sector += (submitted % 256) * 8;
 			}
 			int head = blk_add(q, &a->reqs[s], a->type, sector, a->bufs[s], a->len);
 			if (head < 0) {
@@ -248,6 +265,11 @@ USER_TEXT static uint64_t bench_run(void *arg)
 		if (a->reqs[s].status != 0) {
 			a->err = -3;
 			return 0;
+		}
+		if (a->hash) {
+			const uint64_t *w = (const uint64_t *)a->bufs[s];
+			for (uint32_t i = 0; i < a->len / 8; i++)
+				a->sum = (a->sum ^ w[i]) * 0x100000001b3ull;
 		}
 		a->free_slots[nfree++] = (uint8_t)s;
 		done++;
@@ -331,6 +353,53 @@ out:
 	q->no_irq = 0;
 }
 
+/* `blkread=M`: sequential and random reads only, then the hash (see the top). */
+static void blk_read_bench(struct vdev *d, struct virtq *q, uint64_t capacity, unsigned long mib,
+			   unsigned long k4)
+{
+	uint64_t sectors = (uint64_t)mib * 2048, cr, c4, ch;
+	unsigned qd = q->num / 3 < BLK_SLOTS ? q->num / 3 : BLK_SLOTS;
+
+	if (capacity < sectors) {
+		FAILED("blkread: %lu MiB needs %lu sectors, the disk has %lu\n", mib,
+		       (unsigned long)sectors, (unsigned long)capacity);
+		return;
+	}
+	virtio_user_map(d);
+	bench_dev = d;
+	q->no_irq = 1;
+	bench = (struct bench_args){
+		.q = q, .reqs = blk_reqs, .bufs = blk_bufs, .sector = 0,
+		.region_sectors = sectors, .count = sectors / (BLK_REQ / 512), .type = BLK_T_IN,
+		.len = BLK_REQ, .qd = qd, .timeout = tsc_hz / 1000 * TIMEOUT_MS,
+		.rng = 0x2545f4914f6cdd1dull,
+	};
+	if (!blk_bench_phase("read", &cr))
+		goto out;
+	bench.count = k4;
+	bench.len = 4096;
+	bench.qd = 1;
+	bench.random = 1;
+	if (k4 && !blk_bench_phase("4k-read", &c4))
+		goto out;
+	bench.count = mib;
+	bench.random = 0;
+	bench.stride = 2048;
+	bench.hash = 1;
+	bench.sum = 0xcbf29ce484222325ull;
+	if (!blk_bench_phase("hash", &ch))
+		goto out;
+	uint64_t r = rate10((uint64_t)mib << 20, cr) / 1000000, z = k4 ? rate10(k4, c4) : 0;
+	kprintf("blkread: read %lu.%lu MB/s 4k-read %lu req/s\n", (unsigned long)(r / 10),
+		(unsigned long)(r % 10), (unsigned long)(z / 10));
+	kprintf("blkread: hash %lx (%lu x 4 KiB)\n", (unsigned long)bench.sum, mib);
+	kprintf("blkread: %lu MiB from sector 0 in 64 KiB requests at queue depth %u, %lu random "
+		"4 KiB reads at queue depth 1; driver in user mode; %lu kicks, %u irqs\n",
+		mib, qd, k4, (unsigned long)q->kicks, d->irqs);
+out:
+	q->no_irq = 0;
+}
+
 static void test_blk(struct vdev *d, const char *cmdline)
 {
 	const char *err;
@@ -359,10 +428,13 @@ static void test_blk(struct vdev *d, const char *cmdline)
 	else
 		kprintf("blk: GET_ID status %d\n", st);
 
-	unsigned long seed = 0;
+	unsigned long seed = 0, readmib = 0;
 	cmdline_uint(cmdline, "blkseed", &seed);
+	cmdline_uint(cmdline, "blkread", &readmib);
 	const uint32_t bytes = BLK_REQ;
-	if (d->features & BLK_F_RO) {
+	if (readmib) {
+		SKIP("blk write/read/flush (blkread: no writes)\n");
+	} else if (d->features & BLK_F_RO) {
 		SKIP("blk write/read/flush (read-only disk)\n");
 	} else if (cap < PATTERN_SECTOR + bytes / 512) {
 		FAILED("blk write/read/flush: disk of %lu sectors too small\n", (unsigned long)cap);
@@ -435,8 +507,19 @@ static void test_blk(struct vdev *d, const char *cmdline)
 		FAILED("blk read past the end: status %d, expected 1 (IOERR)\n", st);
 
 bench:;
-	unsigned long mib, k4 = 2000;
-	if (cmdline_uint(cmdline, "blkbench", &mib) && mib) {
+	unsigned long mib, k4 = 2000, wait = 0;
+	if (readmib) {
+		cmdline_uint(cmdline, "blkread4k", &k4);
+		if (cmdline_uint(cmdline, "blkwait", &wait) && wait) {
+			kprintf("blkread: waiting\n");
+			serial_getc();
+		}
+		blk_read_bench(d, q, cap, readmib, k4);
+		if (cmdline_uint(cmdline, "blkhold", &wait) && wait) {
+			kprintf("blkread: holding\n");
+			serial_getc();
+		}
+	} else if (cmdline_uint(cmdline, "blkbench", &mib) && mib) {
 		cmdline_uint(cmdline, "blkbench4k", &k4);
 		blk_bench(d, q, cap, mib, k4);
 	}
