@@ -29,7 +29,8 @@
 #          prints "blkread: waiting" (pack's --ready) and waits for a byte on
 #          the serial port; after a restore this script sends it once smolvm -v
 #          prints "restored", so the reads run in the restored machine. Raw and
-#          QEMU runs read at once. Every image and cache file is in the host's
+#          QEMU runs get the same command line and the byte as soon as the guest
+#          prints "blkread: waiting". Every image and cache file is in the host's
 #          page cache (it was just written or read): this compares the VMMs'
 #          I/O paths, not the disk.
 #   pack   the same P MiB of random data (default 64) at the start of an S MiB
@@ -166,7 +167,7 @@ machine {
 }
 LUA
 }
-script raw "$READ_ARGS" "path = \"$IMG\", readonly = true"
+script raw "$READ_ARGS blkwait=1" "path = \"$IMG\", readonly = true"
 script b-ro "$READ_ARGS blkwait=1" "path = \"$IMG\", readonly = true"
 script b-ov "$READ_ARGS blkwait=1" "path = \"$IMG\", overlay = \"$WORK/read.cow\""
 for size in small big; do
@@ -181,6 +182,8 @@ HAS_FLAT=0
 "$SMOLVM" run --help 2>&1 | grep -q -- '--flat' && HAS_FLAT=1
 
 done_marks=(--mark done='^virtio: done' --mark-err cl='^smolvm: cmdline: ')
+# raw file and QEMU: the same guest command line (blkwait=1), the byte at once
+wait_marks=(--mark wait='^blkread: waiting' --send-after wait=x)
 # pack NAME OUT-BUNDLE RAW-NAME
 pack() {
     rm -f "$2" "$WORK/$1.cow"
@@ -202,8 +205,10 @@ restore() {
 read_run() {      # config index
     local out=$RAW/read-$1-$2.json
     case "$1" in
-        raw) tsrun --timeout 120 "${done_marks[@]}" -- "$SMOLVM" boot "$WORK/raw.lua" -v > "$out" ;;
-        qemu) tsrun --timeout 120 "${done_marks[@]}" -- "${QEMU_BASE[@]}" -append "$QEMU_CL" \
+        raw) tsrun --timeout 120 "${done_marks[@]}" "${wait_marks[@]}" -- \
+                 "$SMOLVM" boot "$WORK/raw.lua" -v > "$out" ;;
+        qemu) tsrun --timeout 120 "${done_marks[@]}" "${wait_marks[@]}" -- \
+                  "${QEMU_BASE[@]}" -append "$QEMU_CL" \
                   -drive id=d0,file="$IMG",format=raw,if=none,readonly=on \
                   -device virtio-blk-device,drive=d0 > "$out" ;;
         first) rm -rf "$WORK/cache-first"
