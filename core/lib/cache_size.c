@@ -88,6 +88,8 @@ int cache_list(struct cache_entry **out, size_t *n, uint64_t *total, struct err 
 	rc = scan(dir, "mem-", ".raw", "memory", out, n, &cap, total, e);
 	if (!rc)
 		rc = scan(dir, "disk-", ".raw", "disk", out, n, &cap, total, e);
+	if (!rc)
+		rc = scan(dir, "image-", ".raw", "image", out, n, &cap, total, e);
 	/* links to the parents of child bundles saved here (lineage.h) */
 	if (!rc)
 		rc = scan(dir, "bundle-", ".smolmachine", "parent", out, n, &cap, total, e);

@@ -332,6 +332,55 @@ static const char *h_instance_name(smolvm_ctx *ctx)
 	return ctx->name;
 }
 
+/* "image.DEV.NAME", for a name of 1-31 of [a-z0-9_-]. */
+static int image_section(smolvm_ctx *ctx, const char *name, char *sec, size_t len)
+{
+	size_t n = name ? strlen(name) : 0;
+
+	if (!n || n > 31 || strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789_-") != n)
+		return entry_fail(-EINVAL, "image name \"%s\": 1-31 of a-z, 0-9, _ and -",
+				  name ? name : "(null)");
+	if ((size_t)snprintf(sec, len, "image.%s.%s", ctx->name, name) >= len)
+		return entry_fail(-ENAMETOOLONG, "image %s of %s: the name is too long", name,
+				  ctx->name);
+	return 0;
+}
+
+static int h_save_image(smolvm_ctx *ctx, const char *name, int fd, uint64_t offset,
+			uint64_t size)
+{
+	struct vm *vm = ctx->vm;
+	char sec[64];
+	struct err e;
+	int rc;
+
+	if (!vm->image_save)
+		return entry_fail(-ENOTSUP, "save_image: only during save");
+	if ((rc = image_section(ctx, name, sec, sizeof(sec))))
+		return rc;
+	rc = vm->image_save(vm->image_opaque, sec, fd, offset, size, &e);
+	return rc ? entry_fail(rc, "%s", e.msg) : entry_ok();
+}
+
+static int h_open_image(smolvm_ctx *ctx, const char *name, int *fd, uint64_t *size)
+{
+	struct vm *vm = ctx->vm;
+	char sec[64];
+	struct err e = { "" };
+	int rc;
+
+	*fd = -1;
+	*size = 0;
+	if (!vm->image_open)
+		return entry_fail(-ENOTSUP, "open_image: only during restore");
+	if ((rc = image_section(ctx, name, sec, sizeof(sec))))
+		return rc;
+	rc = vm->image_open(vm->image_opaque, sec, fd, size, &e);
+	if (rc == -ENOENT && !e.msg[0])
+		return entry_fail(rc, "the bundle has no image %s of %s", name, ctx->name);
+	return rc ? entry_fail(rc, "%s", e.msg) : entry_ok();
+}
+
 const struct smolvm_host_api host_api = {
 	.struct_size = sizeof(struct smolvm_host_api),
 	.abi_major = SMOLVM_ABI_MAJOR,
@@ -362,4 +411,6 @@ const struct smolvm_host_api host_api = {
 	.restoring = h_restoring,
 	.irq_claim = h_irq_claim,
 	.instance_name = h_instance_name,
+	.save_image = h_save_image,
+	.open_image = h_open_image,
 };

@@ -134,6 +134,14 @@ struct vm {
 	 * and before the memory goes. */
 	void *mem_origin;
 	void (*mem_release)(void *origin);
+	/* Device images (ABI 1.4 save_image/open_image), set by the snapshot
+	 * layer around a save or a restore: `section` is the bundle section's
+	 * name ("image.DEV.NAME"). NULL outside. */
+	int (*image_save)(void *opaque, const char *section, int fd, uint64_t offset,
+			  uint64_t size, struct err *e);
+	int (*image_open)(void *opaque, const char *section, int *fd, uint64_t *size,
+			  struct err *e);
+	void *image_opaque;
 
 	/* vm_call(): one call at a time from other threads. */
 	pthread_mutex_t call_lock;

@@ -112,7 +112,7 @@ static void print_lineage(const struct restore_plan *plan)
 	}
 	for (size_t i = 0; c && i < plan->b.n; i++) {
 		const struct bundle_section *s = &plan->b.secs[i];
-		if (s->type != SEC_MEMORY && s->type != SEC_DISK)
+		if (!bundle_chunked(s->type))
 			continue;
 		if (lineage_view(&plan->b, &plan->up, s, c, &e)) {
 			printf("%s: %s\n", s->name, e.msg);

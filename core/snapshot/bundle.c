@@ -29,6 +29,7 @@ const char *bundle_type_name(uint32_t type)
 	case SEC_KEPT: return "kept";
 	case SEC_DISK: return "disk";
 	case SEC_PARENT: return "parent";
+	case SEC_IMAGE: return "image";
 	}
 	return "unknown";
 }
@@ -391,7 +392,8 @@ static int parse(struct bundle *b, struct err *e)
 			if (get_u32(p + 108) || get_u64(p + 120) || s->covered > s->size ||
 			    (s->covered < s->size &&
 			     !(s->type == SEC_MEMORY && !strcmp(s->name, "memory")) &&
-			     !(s->type == SEC_DISK && !strncmp(s->name, "disk.", 5))))
+			     !(s->type == SEC_DISK && !strncmp(s->name, "disk.", 5)) &&
+			     !(s->type == SEC_IMAGE && !strncmp(s->name, "image.", 6))))
 				return err_set(e, -EBADMSG, "%s: section %s: malformed entry", b->path,
 					       s->name);
 		}

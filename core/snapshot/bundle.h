@@ -40,7 +40,15 @@ enum bundle_section_type {
 	SEC_KEPT = 7,     /* values hooks keep across a snapshot (vm:keep) */
 	SEC_DISK = 8,     /* a disk's base image ("disk.NAME"), chunked as memory */
 	SEC_PARENT = 9,   /* the parent of a child bundle (snapshot/lineage.h) */
+	SEC_IMAGE = 10,   /* a device's bulk data ("image.DEV.NAME"), chunked as memory */
 };
+
+/* The sections in the chunked layout of guest memory (snapmem.h), whose
+ * hash covers only their chunk table. */
+static inline int bundle_chunked(uint32_t type)
+{
+	return type == SEC_MEMORY || type == SEC_DISK || type == SEC_IMAGE;
+}
 
 enum bundle_compression { COMP_NONE = 0, COMP_ZSTD = 1 };
 

@@ -83,6 +83,12 @@ static int save_one(struct bundle_writer *w, struct dev_config *d, const char *s
 		close(fd);
 		return 0; /* a device file or an empty one: the plugin says what it thinks */
 	}
+	if ((uint64_t)sb.st_size > SNAPMEM_MAX_SIZE) {
+		close(fd);
+		return err_set(e, -EFBIG, "%s: its disk %s has %llu bytes; a bundle carries disks of "
+			       "at most %llu GiB", d->name, path, (unsigned long long)sb.st_size,
+			       SNAPMEM_MAX_SIZE >> 30);
+	}
 	db = calloc(1, sizeof(*db));
 	if (!db) {
 		close(fd);

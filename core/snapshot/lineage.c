@@ -102,6 +102,16 @@ static int find_parent(const struct bundle *child, const struct parent_ref *ref,
 	char beside[4400], cached[4200], hex[2 * BUNDLE_HASH_SIZE + 1];
 	int got, in_cache;
 
+	/* A bundle read from memory (bundle_open_mem: fuzzing, tests) is in
+	 * no directory: its path "(memory)" would make the name the bytes
+	 * chose be opened in the working directory, and the cache directory
+	 * be created, on behalf of input that is not a file at all. */
+	if (child->fd < 0) {
+		hex_of(ref->id, hex);
+		return err_set(e, -ENOENT, "%s: its parent %s (identity %.16s...) cannot be looked "
+			       "for: this bundle was not read from a file", child->path, ref->name,
+			       hex);
+	}
 	snprintf(beside, sizeof(beside), "%.*s%s", slash ? (int)(slash - child->path + 1) : 0,
 		 child->path, ref->name);
 	got = try_open(beside, ref->id, out);
@@ -213,7 +223,7 @@ int lineage_view_of(const struct bundle *b, const struct lineage *l, const struc
 	if (which != b)
 		first++;
 	s = bundle_find(which, name);
-	if (!s || (s->type != SEC_MEMORY && s->type != SEC_DISK))
+	if (!s || !bundle_chunked(s->type))
 		return -ENOENT;
 	return view_from(which, l, first, s, c, e);
 }
@@ -341,7 +351,7 @@ int lineage_flatten(const char *in, const char *out, size_t *generations,
 		const struct bundle_section *s = &b.secs[i];
 		if (s->type == SEC_PARENT)
 			continue;
-		if (s->type == SEC_MEMORY || s->type == SEC_DISK)
+		if (bundle_chunked(s->type))
 			rc = flatten_chunked(&w, &b, &l, s, st, e);
 		else if (!(rc = bundle_section_data(&b, s, &data, e)))
 			rc = bundle_add(&w, s->name, s->type, data, (size_t)s->size, e);

@@ -2,6 +2,7 @@
 #include "snapshot/snapshot.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,7 +57,7 @@ int snapshot_open(const char *path, struct restore_plan *p, struct err *e)
 	 * are read. */
 	for (size_t i = 0; i < p->b.n; i++) {
 		const struct bundle_section *s = &p->b.secs[i];
-		if (s->type == SEC_MEMORY || s->type == SEC_DISK)
+		if (bundle_chunked(s->type))
 			continue;
 		rc = bundle_section_data(&p->b, s, &data, e);
 		if (rc)
@@ -186,6 +187,39 @@ static int dev_restore_fn(void *obj, struct smolvm_state_reader *r, uint32_t v)
 	return d->plugin->ops.dev.restore(d->dev, r, v);
 }
 
+/* open_image (ABI 1.4) during a device's restore: its image section,
+ * unpacked into the cache (named by what it holds) or a memory file; the
+ * device gets it read-only. */
+static int image_open(void *opaque, const char *sec, int *fd, uint64_t *size, struct err *e)
+{
+	const struct restore_plan *p = opaque;
+	const struct bundle_section *s = bundle_find(&p->b, sec);
+	struct cache_result r;
+	struct chunked *c;
+	char path[4200];
+	int rc;
+
+	if (!s)
+		return -ENOENT;
+	if (s->type != SEC_IMAGE)
+		return err_set(e, -EBADMSG, "%s: section %s is not an image", p->b.path, sec);
+	c = malloc(sizeof(*c));
+	rc = c ? lineage_view(&p->b, &p->up, s, c, e) : err_set(e, -ENOMEM, "out of memory");
+	if (!rc)
+		rc = cache_image(&p->b, s, &c->v[0], "image", c->v[0].mem_size, &r, path,
+				 sizeof(path), e);
+	if (!rc) {
+		*size = c->v[0].mem_size;
+		*fd = path[0] ? open(path, O_RDONLY | O_CLOEXEC) : r.fd;
+		if (*fd < 0)
+			rc = err_set(e, -errno, "%s: %s", path, strerror(errno));
+		if (path[0])
+			close(r.fd);
+	}
+	free(c);
+	return rc;
+}
+
 static int apply_all(struct vm *vm, const struct restore_plan *p, struct err *e)
 {
 	char name[80];
@@ -212,11 +246,15 @@ static int apply_all(struct vm *vm, const struct restore_plan *p, struct err *e)
 		snprintf(name, sizeof(name), "cpu.%u", i);
 		rc = apply_state(p, name, vcpu_restore_fn, &vm->vcpus[i], &vm->be_ctx, 0, 0, e);
 	}
+	vm->image_open = image_open;
+	vm->image_opaque = (void *)p;
 	for (size_t i = 0; !rc && i < vm->ndevs; i++) {
 		snprintf(name, sizeof(name), "dev.%s", vm->devs[i].ctx.name);
 		rc = apply_state(p, name, dev_restore_fn, &vm->devs[i], &vm->devs[i].ctx, 1,
 				 p->m.devs[i].state_version, e);
 	}
+	vm->image_open = NULL;
+	vm->image_opaque = NULL;
 	return rc;
 }
 

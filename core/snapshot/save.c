@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -157,6 +158,67 @@ static uint8_t *clean_chunks(struct vm *vm, struct err *e, int *rc)
 	return d;
 }
 
+/* save_image (ABI 1.4) during a device's save: a chunked section,
+ * deduplicated against the parent's section of that name. */
+struct image_saver {
+	struct bundle_writer *bw;
+	const struct restore_plan *plan; /* NULL after a boot */
+	const struct bundle *parent;
+	struct snapmem_stats st;
+};
+
+static int image_save(void *opaque, const char *sec, int fd, uint64_t offset, uint64_t size,
+		      struct err *e)
+{
+	struct image_saver *is = opaque;
+	uint64_t pg = (uint64_t)sysconf(_SC_PAGESIZE), lead = offset % pg, file_part = 0;
+	struct snapmem_base base = { 0 };
+	struct snapmem_stats one;
+	struct chunked *pc = NULL;
+	struct stat st;
+	uint8_t *map = NULL;
+	int rc = 0;
+
+	if (fstat(fd, &st) < 0)
+		return err_set(e, -errno, "image %s: %s", sec, strerror(errno));
+	if (size > SNAPMEM_MAX_SIZE || offset > UINT64_MAX - size - pg)
+		return err_set(e, -EINVAL, "image %s: %llu bytes at %llu: out of range", sec,
+			       (unsigned long long)size, (unsigned long long)offset);
+	/* Zero pages for all of it, the file's bytes over them: what lies
+	 * past the file's end reads as zero instead of faulting. */
+	if (size) {
+		map = mmap(NULL, size + lead, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (map == MAP_FAILED)
+			return err_set(e, -errno, "image %s: %s", sec, strerror(errno));
+		if ((uint64_t)st.st_size > offset - lead)
+			file_part = (uint64_t)st.st_size - (offset - lead);
+		file_part = file_part > size + lead ? size + lead : (file_part + pg - 1) / pg * pg;
+		if (file_part && mmap(map, file_part, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd,
+				      (off_t)(offset - lead)) == MAP_FAILED)
+			rc = err_set(e, -errno, "image %s: %s", sec, strerror(errno));
+	}
+	if (!rc && is->parent) {
+		pc = malloc(sizeof(*pc));
+		rc = pc ? lineage_view_of(&is->plan->b, &is->plan->up, is->parent, sec, pc, e)
+			: err_set(e, -ENOMEM, "out of memory");
+		base.parent = rc ? NULL : &pc->v[0];
+		rc = rc == -ENOENT ? 0 : rc;
+	}
+	if (!rc)
+		rc = snapmem_write_bytes(is->bw, sec, SEC_IMAGE, map ? map + lead : NULL, size, &base,
+					 &one, e);
+	if (!rc) {
+		is->st.chunks += one.chunks;
+		is->st.zero_chunks += one.zero_chunks;
+		is->st.parent_chunks += one.parent_chunks;
+		is->st.stored_bytes += one.stored_bytes;
+	}
+	if (map)
+		munmap(map, size + lead);
+	free(pc);
+	return rc;
+}
+
 /* 1 when path names the file b was opened from: a save over it must not
  * name it as its parent (the rename replaces it). */
 static int same_file(const char *path, const struct bundle *b)
@@ -183,7 +245,8 @@ static const struct bundle *parent_of_save(const struct vm *vm, const char *path
 
 static int write_bundle(struct vm *vm, const char *path, const void *kept, size_t kept_len,
 			struct snapmem_stats *st, struct snapmem_stats *disks,
-			const struct bundle **parent_out, struct err *e)
+			struct snapmem_stats *images, const struct bundle **parent_out,
+			struct err *e)
 {
 	const struct origin *o = vm->mem_origin;
 	const struct bundle *parent = parent_of_save(vm, path);
@@ -226,11 +289,17 @@ static int write_bundle(struct vm *vm, const char *path, const void *kept, size_
 		rc = bundle_add(&bw, "kept", SEC_KEPT, kept, kept_len, e);
 	if (!rc)
 		rc = add_state(&bw, "vm", SEC_VM, vm_save_fn, vm, &vm->be_ctx, 0, e);
+	struct image_saver is = { &bw, o ? o->plan : NULL, parent, { 0 } };
+	vm->image_save = image_save;
+	vm->image_opaque = &is;
 	for (size_t i = 0; !rc && i < vm->ndevs; i++) {
 		snprintf(name, sizeof(name), "dev.%s", vm->devs[i].ctx.name);
 		rc = add_state(&bw, name, SEC_DEVICE, dev_save_fn, &vm->devs[i], &vm->devs[i].ctx, 1,
 			       e);
 	}
+	vm->image_save = NULL;
+	vm->image_opaque = NULL;
+	*images = is.st;
 	for (uint32_t i = 0; !rc && i < vm->ncpus; i++) {
 		snprintf(name, sizeof(name), "cpu.%u", i);
 		rc = add_state(&bw, name, SEC_CPU, vcpu_save_fn, &vm->vcpus[i], &vm->be_ctx, 0, e);
@@ -263,9 +332,9 @@ static int write_bundle(struct vm *vm, const char *path, const void *kept, size_
 int snapshot_save(struct vm *vm, const char *path, int then_stop, const void *kept,
 		  size_t kept_len, struct err *e)
 {
-	struct snapmem_stats st = { 0 }, disks = { 0 };
+	struct snapmem_stats st = { 0 }, disks = { 0 }, images = { 0 };
 	const struct bundle *parent = NULL;
-	char disk_text[160] = "", parent_text[600] = "";
+	char disk_text[160] = "", parent_text[600] = "", image_text[160] = "";
 	double t0 = clock_ms(), t1;
 	int rc;
 
@@ -276,7 +345,12 @@ int snapshot_save(struct vm *vm, const char *path, int then_stop, const void *ke
 	if (rc)
 		return rc;
 	t1 = clock_ms();
-	rc = write_bundle(vm, path, kept, kept_len, &st, &disks, &parent, e);
+	rc = write_bundle(vm, path, kept, kept_len, &st, &disks, &images, &parent, e);
+	if (images.chunks)
+		snprintf(image_text, sizeof(image_text), "; device images: %llu chunks (%llu zero, "
+			 "%llu in the parent), %.1f MiB stored", (unsigned long long)images.chunks,
+			 (unsigned long long)images.zero_chunks,
+			 (unsigned long long)images.parent_chunks, images.stored_bytes / 1048576.0);
 	if (disks.chunks)
 		snprintf(disk_text, sizeof(disk_text), "; disks: %llu chunks of 1 MiB (%llu zero, "
 			 "%llu in the parent), %.1f MiB stored", (unsigned long long)disks.chunks,
@@ -290,10 +364,10 @@ int snapshot_save(struct vm *vm, const char *path, int then_stop, const void *ke
 	if (!rc)
 		fprintf(stderr,
 			"\r\nsmolvm: saved %s: %llu MiB RAM in %llu chunks (%llu zero, %llu unchanged), "
-			"%.1f MiB stored%s%s; paused %.1f ms, wrote in %.1f ms\r\n",
+			"%.1f MiB stored%s%s%s; paused %.1f ms, wrote in %.1f ms\r\n",
 			path, (unsigned long long)(vm->mem.size >> 20), (unsigned long long)st.chunks,
 			(unsigned long long)st.zero_chunks, (unsigned long long)st.reused_chunks,
-			st.stored_bytes / 1048576.0, parent_text, disk_text,
+			st.stored_bytes / 1048576.0, parent_text, disk_text, image_text,
 			clock_ms() - t0, clock_ms() - t1);
 	if (!rc && then_stop)
 		vm_request_stop(vm, VM_STOP_PACKED, NULL);

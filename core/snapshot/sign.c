@@ -27,7 +27,7 @@ int snapshot_verify(const struct bundle *b, struct err *e)
 	}
 	for (size_t i = 0; !rc && i < b->n; i++) {
 		const struct bundle_section *s = &b->secs[i];
-		if (s->type != SEC_MEMORY && s->type != SEC_DISK)
+		if (!bundle_chunked(s->type))
 			continue;
 		rc = lineage_view(b, &l, s, c, e);
 		if (!rc)

@@ -274,7 +274,7 @@ static int check_table(const uint8_t *sec, uint64_t sec_size, uint64_t covered,
 	es = version == 1 ? SNAPMEM_ENTRY_V1 : SNAPMEM_ENTRY;
 	size = get_u64(sec + 8);
 	n = get_u32(sec + 20);
-	if (size > MEM_MAX_SIZE || (size + SNAPMEM_CHUNK - 1) / SNAPMEM_CHUNK != n)
+	if (size > SNAPMEM_MAX_SIZE || (size + SNAPMEM_CHUNK - 1) / SNAPMEM_CHUNK != n)
 		return err_set(e, -EBADMSG, "memory section: %llu bytes in %u chunks is inconsistent",
 			       (unsigned long long)size, n);
 	table_len = SNAPMEM_HDR + (uint64_t)n * es;

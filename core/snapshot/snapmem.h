@@ -34,6 +34,9 @@
 #define SNAPMEM_IN_PARENT 1u
 #define SNAPMEM_ENTRY 48
 #define SNAPMEM_ENTRY_V1 16
+/* The most a chunked section holds: guest memory is bounded by the board
+ * (the manifest's size must match), a disk or a device image by this. */
+#define SNAPMEM_MAX_SIZE (1ull << 40)
 
 struct snapmem_stats {
 	uint64_t chunks, zero_chunks, stored_bytes;

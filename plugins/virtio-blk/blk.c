@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <linux/virtio_blk.h>
 #include <linux/virtio_ids.h>
@@ -162,8 +163,13 @@ static void fill_state(const struct blk *b, struct blk_state *s)
  *   kind (u8)        DISK_IMAGE: a read-only image, only identified;
  *                    DISK_OVERLAY: a base and the overlay's content
  *   base_size, base_hash (u64)  the image / base: size, cow_image_hash()
- *   cluster_size (u32), map (bytes), c<i> (bytes, one per allocated
- *   cluster i, cow_cluster_len() long)        DISK_OVERLAY only
+ *   cluster_size (u32), map (bytes)           DISK_OVERLAY only, then
+ *   either image (u8, 1): the clusters are in the bundle's image
+ *     "overlay" (ABI 1.4 save_image: cluster i at i * cluster_size, the
+ *     rest holes; chunked, compressed, and in a child bundle only what
+ *     changed since the parent) - state version 3;
+ *   or c<i> (bytes, one per allocated cluster i, cow_cluster_len() long),
+ *     from a host without save_image, and state version 2.
  * A writable disk without an overlay has no content we could keep. */
 enum { DISK_IMAGE = 1, DISK_OVERLAY = 2 };
 
@@ -204,6 +210,15 @@ static int save_disk(struct blk *b, struct smolvm_state_out *o)
 						     (unsigned long long)map_len);
 		smolvm_state_put_u32(o, "cluster_size", cs);
 		smolvm_state_put_bytes(o, "map", map, (uint32_t)map_len);
+		if (SMOLVM_HAS(b->api, save_image)) {
+			rc = b->api->save_image(b->ctx, "overlay", cow_fd(d->cow),
+						cow_data_offset(d->cow), d->size);
+			if (rc)
+				return smolvm_state_out_fail(o, rc, "saving the overlay's clusters");
+			smolvm_state_put_u8(o, "image", 1);
+			smolvm_state_end(o);
+			return o->rc;
+		}
 		/* One cluster at a time through one buffer. */
 		buf = malloc(cs);
 		if (!buf)
@@ -238,8 +253,9 @@ static int restore_disk(struct blk *b, struct smolvm_state_in *in)
 	struct blk_disk *d = &b->disk;
 	const char *path = api->config_path(b->ctx, "path");
 	struct disk_id id;
-	uint8_t *map = NULL, *buf = NULL;
-	uint64_t have_hash = 0, clusters, map_len;
+	uint8_t *map = NULL, *buf = NULL, in_image = 0;
+	uint64_t have_hash = 0, clusters, map_len, img_size = 0;
+	int img = -1;
 	struct cow *priv = NULL, *old;
 	uint32_t cs = 0;
 	int missing, rc;
@@ -298,6 +314,17 @@ static int restore_disk(struct blk *b, struct smolvm_state_in *in)
 		rc = cow_open_private(api, b->ctx, path, cs, &priv);
 	if (!rc && (cow_size(priv) != id.base_size || cow_base_hash(priv) != id.base_hash))
 		rc = smolvm_state_in_fail(in, -EINVAL, "%s changed while it was opened", path);
+	if (!rc && !smolvm_state_get_opt(in, "image", SMOLVM_STATE_U8, &in_image, 1) && in_image) {
+		rc = SMOLVM_HAS(api, open_image) ? api->open_image(b->ctx, "overlay", &img, &img_size)
+						 : -ENOTSUP;
+		if (!rc && img_size != id.base_size)
+			rc = -EINVAL;
+		if (rc)
+			smolvm_state_in_fail(in, rc, "snapshot: the overlay's clusters (image "
+					     "\"overlay\" of %llu bytes for a disk of %llu)",
+					     (unsigned long long)img_size,
+					     (unsigned long long)id.base_size);
+	}
 	if (rc)
 		goto out;
 	for (uint64_t i = 0; i < clusters; i++) {
@@ -307,12 +334,20 @@ static int restore_disk(struct blk *b, struct smolvm_state_in *in)
 		if (!(map[i / 8] >> (i % 8) & 1))
 			continue;
 		snprintf(name, sizeof(name), "c%llu", (unsigned long long)i);
-		rc = smolvm_state_get_opt(in, name, SMOLVM_STATE_BYTES, buf, len);
-		if (rc == -ENOENT || rc == -EBADMSG)
-			smolvm_state_in_fail(in, rc, "snapshot: overlay cluster %llu %s",
-					     (unsigned long long)i,
-					     rc == -ENOENT ? "is allocated but has no data"
-							   : "has not the expected length");
+		if (img >= 0) {
+			ssize_t n = pread(img, buf, len, (off_t)(i * cs));
+			rc = n == (ssize_t)len ? 0 : n < 0 ? -errno : -EIO;
+			if (rc)
+				smolvm_state_in_fail(in, rc, "reading overlay cluster %llu from its "
+						     "image: %s", (unsigned long long)i, strerror(-rc));
+		} else {
+			rc = smolvm_state_get_opt(in, name, SMOLVM_STATE_BYTES, buf, len);
+			if (rc == -ENOENT || rc == -EBADMSG)
+				smolvm_state_in_fail(in, rc, "snapshot: overlay cluster %llu %s",
+						     (unsigned long long)i,
+						     rc == -ENOENT ? "is allocated but has no data"
+								   : "has not the expected length");
+		}
 		if (rc)
 			goto out;
 		rc = cow_import_cluster(priv, i, buf, len);
@@ -338,6 +373,8 @@ static int restore_disk(struct blk *b, struct smolvm_state_in *in)
 out:
 	if (priv)
 		(void)cow_close(priv);
+	if (img >= 0)
+		close(img);
 	free(map);
 	free(buf);
 	return rc;
@@ -500,7 +537,7 @@ static const struct smolvm_option blk_options[] = {
 };
 
 static const struct smolvm_device_ops blk_ops =
-	SMOLVM_VIRTIO_DEVICE_OPS_OPTIONS(struct blk, blk_create, 2, 1, blk_options);
+	SMOLVM_VIRTIO_DEVICE_OPS_OPTIONS(struct blk, blk_create, 3, 1, blk_options);
 
 SMOLVM_DEVICE_PLUGIN("virtio-blk", "1.0.0",
 		     "virtio block device over a raw image, with an optional copy-on-write overlay",

@@ -562,6 +562,8 @@ int cow_close(struct cow *c)
 
 uint64_t cow_size(const struct cow *c) { return c->size; }
 uint64_t cow_base_hash(const struct cow *c) { return c->base_hash; }
+int cow_fd(const struct cow *c) { return c->fd; }
+uint64_t cow_data_offset(const struct cow *c) { return c->data_offset; }
 const uint8_t *cow_map(const struct cow *c, uint64_t *len)
 {
 	*len = c->map_size;

@@ -80,6 +80,11 @@ int cow_image_hash(int fd, uint64_t size, uint64_t *out);
 /* pwrite() until all of buf is written: 0 or -errno (-EIO on a zero write). */
 int cow_pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
 uint64_t cow_base_hash(const struct cow *c);
+/* The overlay file and where cluster 0 is in it (cluster i at
+ * cow_data_offset() + i * cluster size; unwritten ones are holes, or past
+ * the end of the file): for saving its content as an image. */
+int cow_fd(const struct cow *c);
+uint64_t cow_data_offset(const struct cow *c);
 /* The in-memory allocation map (current, flushed or not). */
 const uint8_t *cow_map(const struct cow *c, uint64_t *len);
 /* Checks a map from a snapshot for a disk of `size` bytes: cluster size

@@ -77,6 +77,8 @@ static void layout(void)
 	F(smolvm_host_api, restoring, 200), /* ABI 1.1 */
 	F(smolvm_host_api, irq_claim, 208), /* ABI 1.2 */
 	F(smolvm_host_api, instance_name, 216), /* ABI 1.3 */
+	F(smolvm_host_api, save_image, 224), /* ABI 1.4 */
+	F(smolvm_host_api, open_image, 232),
 	F(smolvm_device_ops, struct_size, 0),
 	F(smolvm_device_ops, state_version, 4),
 	F(smolvm_device_ops, min_state_version, 8),

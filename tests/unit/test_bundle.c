@@ -1899,7 +1899,7 @@ static void s_magic(void) { smem[0] = 'Z'; }
 static void s_version0(void) { put32(smem + 4, 0); }
 static void s_version4(void) { put32(smem + 4, 4); }
 static void s_chunk_size(void) { put32(smem + 16, 4096); }
-static void s_too_big(void) { put64(smem + 8, MEM_MAX_SIZE + MIB); put32(smem + 20, (MEM_MAX_SIZE + MIB) / MIB); }
+static void s_too_big(void) { put64(smem + 8, SNAPMEM_MAX_SIZE + MIB); put32(smem + 20, (SNAPMEM_MAX_SIZE + MIB) / MIB); }
 static void s_more_chunks(void) { put32(smem + 20, 4); }
 static void s_fewer_chunks(void) { put32(smem + 20, 2); }
 static void s_size_grown(void) { put64(smem + 8, SMEM_SIZE + MIB); }
@@ -1946,7 +1946,7 @@ static const struct smem_breakage smem_breakages[] = {
 	{ "version 0", s_version0, "memory section: bad header (version 0)", ALL },
 	{ "version 4", s_version4, "memory section: bad header (version 4)", ALL },
 	{ "4 KiB chunks", s_chunk_size, "memory section: bad header", ALL },
-	{ "over MEM_MAX_SIZE", s_too_big, "chunks is inconsistent", ALL },
+	{ "over SNAPMEM_MAX_SIZE", s_too_big, "chunks is inconsistent", ALL },
 	{ "4 chunks", s_more_chunks, "memory section: 2621440 bytes in 4 chunks is inconsistent", ALL },
 	{ "2 chunks", s_fewer_chunks, "memory section: 2621440 bytes in 2 chunks is inconsistent", ALL },
 	{ "size beyond the chunks", s_size_grown, "3670016 bytes in 3 chunks is inconsistent", ALL },

@@ -63,6 +63,83 @@ START_TEST(test_instance_name_old_host)
 }
 END_TEST
 
+/* ---- save_image / open_image (ABI 1.4) --------------------------------------- */
+
+struct image_seen {
+	char sec[64];
+	uint64_t offset, size;
+	int fd;
+};
+
+static int fake_save(void *opaque, const char *sec, int fd, uint64_t offset, uint64_t size,
+		     struct err *why)
+{
+	struct image_seen *s = opaque;
+
+	(void)why;
+	snprintf(s->sec, sizeof(s->sec), "%s", sec);
+	s->fd = fd;
+	s->offset = offset;
+	s->size = size;
+	return 0;
+}
+
+static int fake_open(void *opaque, const char *sec, int *fd, uint64_t *size, struct err *why)
+{
+	(void)opaque;
+	if (strcmp(sec, "image.tally0.log"))
+		return -ENOENT;
+	*fd = 42;
+	*size = 4096;
+	(void)why;
+	return 0;
+}
+
+/* Outside a save or a restore the core has nowhere to put an image. */
+START_TEST(test_image_outside_save)
+{
+	int fd = 7;
+	uint64_t size = 9;
+
+	ck_assert_int_eq(host_api.save_image(&tally0, "log", 3, 0, 10), -ENOTSUP);
+	ck_assert_int_eq(host_api.open_image(&tally0, "log", &fd, &size), -ENOTSUP);
+	ck_assert_int_eq(fd, -1);
+	ck_assert_uint_eq(size, 0);
+}
+END_TEST
+
+START_TEST(test_image_names)
+{
+	static const char *const bad[] = { "", "Log", "a/b", "..", "a.b", "a b",
+					   "abcdefghijklmnopqrstuvwxyz012345" /* 32 */ };
+	struct image_seen seen = { "", 0, 0, -1 };
+	int fd;
+	uint64_t size;
+
+	vm.image_save = fake_save;
+	vm.image_open = fake_open;
+	vm.image_opaque = &seen;
+	ck_assert_int_eq(host_api.save_image(&tally0, "log", 5, 4096, 1 << 20), 0);
+	ck_assert_str_eq(seen.sec, "image.tally0.log");
+	ck_assert_int_eq(seen.fd, 5);
+	ck_assert_uint_eq(seen.offset, 4096);
+	ck_assert_uint_eq(seen.size, 1 << 20);
+	ck_assert_int_eq(host_api.save_image(&tally0, "abcdefghijklmnopqrstuvwxyz01234", 5, 0, 1),
+			 0); /* 31 */
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		ck_assert_int_eq(host_api.save_image(&tally0, bad[i], 5, 0, 1), -EINVAL);
+	ck_assert_int_eq(host_api.save_image(&tally0, NULL, 5, 0, 1), -EINVAL);
+	ck_assert_int_eq(host_api.open_image(&tally0, "log", &fd, &size), 0);
+	ck_assert_int_eq(fd, 42);
+	ck_assert_uint_eq(size, 4096);
+	ck_assert_int_eq(host_api.open_image(&uart0, "log", &fd, &size), -ENOENT);
+	ck_assert_int_eq(fd, -1);
+	vm.image_save = NULL;
+	vm.image_open = NULL;
+	vm.image_opaque = NULL;
+}
+END_TEST
+
 /* ---- set_error precedence --------------------------------------------------- */
 
 /* A restore that refuses a value with its own message. */
@@ -253,6 +330,12 @@ Suite *host_api_suite(void)
 	tcase_add_checked_fixture(tc, setup, NULL);
 	tcase_add_test(tc, test_instance_name);
 	tcase_add_test(tc, test_instance_name_old_host);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("images");
+	tcase_add_checked_fixture(tc, setup, NULL);
+	tcase_add_test(tc, test_image_outside_save);
+	tcase_add_test(tc, test_image_names);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("errors");

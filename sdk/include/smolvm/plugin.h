@@ -24,7 +24,7 @@ extern "C" {
 #endif
 
 #define SMOLVM_ABI_MAJOR 1
-#define SMOLVM_ABI_MINOR 3
+#define SMOLVM_ABI_MINOR 4
 
 #define SMOLVM_EXPORT __attribute__((visibility("default")))
 #define SMOLVM_PRINTF(f, a) __attribute__((format(printf, f, a)))
@@ -174,6 +174,19 @@ struct smolvm_host_api {
 	 * backend's is its plugin's), the one log() lines and the core's
 	 * messages use; valid until destroy. */
 	const char *(*instance_name)(smolvm_ctx *ctx);
+
+	/* ABI 1.4: bulk data in the bundle, for what is too big for the
+	 * typed state (a disk overlay's clusters). In save(): store `size`
+	 * bytes of `fd` from `offset` as this instance's image `name` (1-31
+	 * of [a-z0-9_-]): in 1 MiB chunks, compressed, all-zero chunks (holes)
+	 * left out, and in a bundle saved from a restored machine only the
+	 * chunks that differ from the parent bundle's image of that name. In
+	 * restore(): a read-only fd of image `name` as saved, and its size
+	 * (close it when done); -ENOENT when the bundle has none. Elsewhere,
+	 * or with a host that cannot, -ENOTSUP: keep a state-only fallback. */
+	int (*save_image)(smolvm_ctx *ctx, const char *name, int fd, uint64_t offset,
+			  uint64_t size);
+	int (*open_image)(smolvm_ctx *ctx, const char *name, int *fd, uint64_t *size);
 };
 
 /* ---- devices ---------------------------------------------------------- */
