@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "lib/clock.h"
+#include "lib/holes.h"
 #include "snapshot/cache.h"
 
 static int is_disk(const struct dev_config *d)
@@ -69,6 +70,7 @@ static int save_one(struct bundle_writer *w, struct dev_config *d, const char *s
 	char name[80];
 	struct snapmem_stats one;
 	struct disk_base *db;
+	uint8_t *holes = NULL;
 	struct stat sb;
 	void *map = NULL;
 	int fd, rc;
@@ -95,8 +97,11 @@ static int save_one(struct bundle_writer *w, struct dev_config *d, const char *s
 		return err_set(e, -ENOMEM, "out of memory");
 	}
 	rc = disk_base(plan, parent, d, name, db, e);
-	/* (a disk taken whole from the bundle is not read at all) */
+	/* (a disk taken whole from the bundle is not read at all; of
+	 * another, not its holes) */
 	if (!rc && !db->clean) {
+		db->base.known_zero = holes = holes_by_chunk(fd, 0, (uint64_t)sb.st_size,
+							      SNAPMEM_CHUNK);
 		map = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
 		if (map == MAP_FAILED)
 			rc = err_set(e, -errno, "%s: its disk %s: %s", d->name, path, strerror(errno));
@@ -111,6 +116,7 @@ static int save_one(struct bundle_writer *w, struct dev_config *d, const char *s
 		munmap(map, (size_t)sb.st_size);
 	free(db->clean);
 	free(db);
+	free(holes);
 	if (rc)
 		return err_wrap(e, rc, "%s: its disk %s", d->name, path);
 	st->chunks += one.chunks;

@@ -13,6 +13,7 @@
 #include <zstd.h>
 
 #include "lib/clock.h"
+#include "lib/holes.h"
 #include "machine/host_api.h"
 #include "machine/state.h"
 #include "machine/vm.h"
@@ -176,7 +177,7 @@ static int image_save(void *opaque, const char *sec, int fd, uint64_t offset, ui
 	struct snapmem_stats one;
 	struct chunked *pc = NULL;
 	struct stat st;
-	uint8_t *map = NULL;
+	uint8_t *map = NULL, *holes = NULL;
 	int rc = 0;
 
 	if (fstat(fd, &st) < 0)
@@ -197,6 +198,9 @@ static int image_save(void *opaque, const char *sec, int fd, uint64_t offset, ui
 				      (off_t)(offset - lead)) == MAP_FAILED)
 			rc = err_set(e, -errno, "image %s: %s", sec, strerror(errno));
 	}
+	/* (the overlay of a 2 GiB disk is mostly holes: not read) */
+	if (!rc)
+		base.known_zero = holes = holes_by_chunk(fd, offset, size, SNAPMEM_CHUNK);
 	if (!rc && is->parent) {
 		pc = malloc(sizeof(*pc));
 		rc = pc ? lineage_view_of(&is->plan->b, &is->plan->up, is->parent, sec, pc, e)
@@ -216,6 +220,7 @@ static int image_save(void *opaque, const char *sec, int fd, uint64_t offset, ui
 	if (map)
 		munmap(map, size + lead);
 	free(pc);
+	free(holes);
 	return rc;
 }
 

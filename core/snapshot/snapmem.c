@@ -125,6 +125,8 @@ static void *compress_worker(void *arg)
 			take_clean(j, i);
 			continue;
 		}
+		if (j->base && j->base->known_zero && j->base->known_zero[i])
+			continue;
 		uint64_t off = (uint64_t)i * SNAPMEM_CHUNK;
 		size_t len = j->size - off < SNAPMEM_CHUNK ? (size_t)(j->size - off) : SNAPMEM_CHUNK;
 		const uint8_t *src = j->data + off;
@@ -190,7 +192,7 @@ int snapmem_write_bytes(struct bundle_writer *w, const char *name, uint32_t type
 		b.clean = NULL;
 	if (b.parent && (b.parent->mem_size != size || b.parent->entry != SNAPMEM_ENTRY))
 		b.parent = NULL;
-	j.base = b.v || b.parent ? &b : NULL;
+	j.base = b.v || b.parent || b.known_zero ? &b : NULL;
 	if (!j.out || !j.out_len || !j.kind || !j.digest || !table || sodium_init() < 0) {
 		rc = err_set(e, -ENOMEM, "out of memory");
 		goto out;

@@ -56,6 +56,7 @@ struct snapmem_base {
 	const struct snapmem_view *v;
 	const uint8_t *clean; /* per chunk, or NULL */
 	const struct snapmem_view *parent;
+	const uint8_t *known_zero; /* per chunk: 1 = all zero, not read (a hole) */
 };
 
 /* Compresses `m` into a memory section named "memory"; base may be NULL. */
