@@ -18,7 +18,7 @@ FUZZ_SRCS_kernel := core/arch/x86/boot.c core/arch/x86/mptable.c core/lib/err.c
 FUZZ_SRCS_script := core/script/script.c core/script/sandbox.c core/script/declare.c \
 	core/machine/config.c core/lib/size.c core/lib/src_lines.c core/lib/err.c
 FUZZ_SRCS_bundle := core/snapshot/bundle.c core/snapshot/manifest.c core/snapshot/snapmem.c \
-	core/snapshot/sign.c core/lib/dirs.c core/lib/err.c
+	core/snapshot/lineage.c core/snapshot/sign.c core/lib/dirs.c core/lib/err.c
 # ...and the libraries beyond those every target gets.
 FUZZ_LIBS_bundle := $(shell $(PKG_CONFIG) --libs libsodium)
 FUZZ_SRCS_manifest := core/snapshot/manifest.c core/lib/err.c
