@@ -455,7 +455,9 @@ int bundle_open(struct bundle *b, const char *path, struct err *e)
 	int rc;
 
 	memset(b, 0, sizeof(*b));
-	b->fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* (non-blocking: a FIFO under a bundle's name must not hang us;
+	 * anything but a regular file is refused below) */
+	b->fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	b->path = strdup(path);
 	if (sodium_init() < 0)
 		errno = EIO, close(b->fd), b->fd = -1;

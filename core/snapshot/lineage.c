@@ -184,6 +184,7 @@ static int view_from(const struct bundle *b, const struct lineage *l, size_t fir
 		if (rc)
 			return err_wrap(e, rc, "%s: section %s", cur->path, cs->name);
 		c->v[k].name = cs->name;
+		c->v[k].path = cur->path;
 		if (!c->v[k].in_parent)
 			break;
 		if (first + k >= l->n)

@@ -358,7 +358,13 @@ int snapmem_chunk_in_parent(const struct snapmem_view *v, uint32_t i)
 
 int snapmem_link(struct snapmem_view *v, const struct snapmem_view *parent, struct err *e)
 {
-	if (parent->mem_size != v->mem_size || parent->entry != SNAPMEM_ENTRY)
+	/* (a loop would make holder() go round forever) */
+	for (const struct snapmem_view *p = parent; p; p = p->parent)
+		if (p == v)
+			return err_set(e, -ELOOP, "a section cannot be its own parent");
+	if (parent->entry != SNAPMEM_ENTRY)
+		return err_set(e, -EBADMSG, "the parent's chunk table has no chunk hashes (format 1)");
+	if (parent->mem_size != v->mem_size)
 		return err_set(e, -EBADMSG, "%llu bytes here, %llu in the parent",
 			       (unsigned long long)v->mem_size,
 			       (unsigned long long)parent->mem_size);
@@ -440,13 +446,16 @@ int snapmem_chunk_read(const struct snapmem_view *v, uint32_t i, void *dctx, voi
 		return 0;
 	}
 	rc = check_frame(h, i, e);
-	if (rc)
-		return rc;
-	n = ZSTD_decompressDCtx(dctx, dst, want, h->sec + off, get_u32(ent + 8));
-	if (ZSTD_isError(n) || n != want)
-		return err_set(e, -EBADMSG, "%s section: chunk %u does not decompress", sec_name(v),
-			       i);
-	return 0;
+	n = rc ? 0 : ZSTD_decompressDCtx(dctx, dst, want, h->sec + off, get_u32(ent + 8));
+	if (!rc && (ZSTD_isError(n) || n != want))
+		rc = err_set(e, -EBADMSG, "%s section: chunk %u does not decompress", sec_name(v),
+			     i);
+	/* say which bundle holds the bad frame when it is not this one */
+	if (rc && h != v && h->path) {
+		size_t len = strlen(e->msg);
+		snprintf(e->msg + len, sizeof(e->msg) - len, ", in the parent %s", h->path);
+	}
+	return rc;
 }
 
 struct djob {

@@ -84,6 +84,7 @@ struct snapmem_view {
 	uint32_t version;
 	uint32_t in_parent; /* chunks flagged SNAPMEM_IN_PARENT */
 	const char *name;   /* for messages (NULL: "memory") */
+	const char *path;   /* the bundle's, for messages (may be NULL) */
 	const struct snapmem_view *parent; /* snapmem_link */
 };
 

@@ -317,13 +317,14 @@ static int restore_disk(struct blk *b, struct smolvm_state_in *in)
 	if (!rc && !smolvm_state_get_opt(in, "image", SMOLVM_STATE_U8, &in_image, 1) && in_image) {
 		rc = SMOLVM_HAS(api, open_image) ? api->open_image(b->ctx, "overlay", &img, &img_size)
 						 : -ENOTSUP;
-		if (!rc && img_size != id.base_size)
-			rc = -EINVAL;
 		if (rc)
-			smolvm_state_in_fail(in, rc, "snapshot: the overlay's clusters (image "
-					     "\"overlay\" of %llu bytes for a disk of %llu)",
-					     (unsigned long long)img_size,
-					     (unsigned long long)id.base_size);
+			smolvm_state_in_fail(in, rc, "snapshot: cannot read the overlay's clusters "
+					     "(its image \"overlay\")");
+		else if (img_size != id.base_size)
+			rc = smolvm_state_in_fail(in, -EINVAL, "snapshot: the overlay's image holds "
+						  "%llu bytes for a disk of %llu",
+						  (unsigned long long)img_size,
+						  (unsigned long long)id.base_size);
 	}
 	if (rc)
 		goto out;
