@@ -33,6 +33,14 @@ int reg_client_init(struct reg_client *c, const struct oci_ref *r, int push, int
 	if (rc < 0)
 		return rc;
 	c->have_creds = rc;
+	const char *rate = getenv("SMOLVM_REGISTRY_LIMIT_RATE");
+	if (rate && *rate) {
+		char *end;
+		c->rate = strtoll(rate, &end, 10);
+		if (*end || c->rate < 1024)
+			return err_set(e, -EINVAL, "SMOLVM_REGISTRY_LIMIT_RATE=%s: not a number of "
+				       "bytes per second (1024 or more)", rate);
+	}
 	pthread_mutex_init(&c->lock, NULL);
 	return 0;
 }
@@ -368,6 +376,10 @@ static int reg_do_h(struct reg_client *c, CURL *h, const char *method, const cha
 		curl_easy_setopt(h, CURLOPT_WRITEDATA, &s);
 		curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
 		curl_easy_setopt(h, CURLOPT_HEADERDATA, &hd);
+		if (c->rate) {
+			curl_easy_setopt(h, CURLOPT_MAX_RECV_SPEED_LARGE, (curl_off_t)c->rate);
+			curl_easy_setopt(h, CURLOPT_MAX_SEND_SPEED_LARGE, (curl_off_t)c->rate);
+		}
 		if (!strcmp(method, "HEAD")) {
 			curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
 		} else if (!strcmp(method, "GET")) {

@@ -18,6 +18,7 @@ struct reg_client {
 	char base[300]; /* scheme://host */
 	struct oci_ref ref;
 	int push, insecure;
+	long long rate; /* $SMOLVM_REGISTRY_LIMIT_RATE: bytes/s per transfer, 0: none */
 	int have_creds;
 	char creds[1024], creds_src[4200];
 	pthread_mutex_t lock; /* authz, gen */
@@ -44,8 +45,8 @@ struct reg_resp {
 	uint64_t got; /* bytes of a 2xx body received (into fd or body) */
 };
 
-/* method on path (curl: the thread's handle, or NULL for a fresh one) (under base; or an absolute URL of the same registry, as
- * a Location). With fd >= 0 a 2xx body goes to fd, through sha (when not
+/* method on path (under base; or an absolute URL of the same registry, as
+ * a Location), on curl (the thread's handle; NULL: a fresh one). With fd >= 0 a 2xx body goes to fd, through sha (when not
  * NULL), and at most `limit` bytes of it; else into r->body (limit).
  * 0 with r->status filled whatever the status, or -errno (e says why)
  * when no answer came or the registry refused the credentials. */

@@ -231,6 +231,8 @@ static int pull(const char *refstr, const char *out, const struct registry_opts 
 			     "refused", refstr);
 		goto out;
 	}
+	p.got = 1; /* the config, on the wire like the blobs */
+	p.got_bytes = r.len;
 	rc = oci_index_parse((const char *)r.body, r.len, &x, e);
 	if (!rc)
 		rc = oci_plan_check(&a, &x, e);
