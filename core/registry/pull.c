@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lib/dirs.h"
@@ -109,6 +111,26 @@ static int fetch(void *ctx, void *curl, size_t i, uint64_t *bytes, struct err *e
 		err_set(e, rc, "%s: %s", path, strerror(-rc));
 	}
 	return rc;
+}
+
+/* Temporary files of pulls killed more than a day ago (a running pull's
+ * are younger). */
+static void sweep(const char *store)
+{
+	DIR *d = opendir(store);
+	struct dirent *de;
+	time_t now = time(NULL);
+
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		struct stat sb;
+		if (strstr(de->d_name, ".tmp-") && !fstatat(dirfd(d), de->d_name, &sb,
+							     AT_SYMLINK_NOFOLLOW) &&
+		    S_ISREG(sb.st_mode) && sb.st_mtime < now - 86400)
+			unlinkat(dirfd(d), de->d_name, 0);
+	}
+	closedir(d);
 }
 
 static int desc_cmp(const void *a, const void *b)
@@ -271,6 +293,7 @@ static int pull(const char *refstr, const char *out, const struct registry_opts 
 		err_set(e, rc, "%s: %s", p.store, strerror(-rc));
 		goto out;
 	}
+	sweep(p.store);
 	p.want = calloc(a.nlayers, sizeof(*p.want));
 	if (!p.want) {
 		rc = err_set(e, -ENOMEM, "out of memory");
