@@ -186,6 +186,13 @@ static int curl_fail(struct reg_client *c, CURLcode cc, const char *errbuf, stru
 		       c->ref.host, errbuf[0] ? errbuf : curl_easy_strerror(cc), hint);
 }
 
+/* localhost or a loopback address: where plain HTTP may carry a password */
+static int loopback(const char *host)
+{
+	return !strncmp(host, "localhost", 9) || !strncmp(host, "127.", 4) ||
+	       !strncmp(host, "[::1]", 5);
+}
+
 /* A token for the Bearer challenge ch, into c->authz. */
 static int fetch_token(struct reg_client *c, const struct auth_challenge *ch, struct err *e)
 {
@@ -203,6 +210,11 @@ static int fetch_token(struct reg_client *c, const struct auth_challenge *ch, st
 		curl_easy_cleanup(h);
 		return err_set(e, -EACCES, "%s: its token service %s is not HTTPS: refused "
 			       "(--insecure allows it)", c->ref.host, ch->realm);
+	}
+	if (!strncmp(ch->realm, "http://", 7) && c->have_creds && !loopback(ch->realm + 7)) {
+		curl_easy_cleanup(h);
+		return err_set(e, -EACCES, "%s: its token service %s would get your password over "
+			       "plain HTTP: refused", c->ref.host, ch->realm);
 	}
 	snprintf(scope, sizeof(scope), "repository:%s:%s", c->ref.repo, c->push ? "pull,push" : "pull");
 	char *sv = curl_easy_escape(h, ch->service, 0), *sc = curl_easy_escape(h, scope, 0);
@@ -295,8 +307,7 @@ static int answer_challenge(struct reg_client *c, const char *www, unsigned gen,
 				     c->creds_src);
 			goto out;
 		}
-		if (!c->insecure || !strncmp(c->ref.host, "localhost", 9) ||
-		    !strncmp(c->ref.host, "127.", 4) || !strncmp(c->ref.host, "[::1]", 5)) {
+		if (!c->insecure || loopback(c->ref.host)) {
 			sodium_bin2base64(b64, sizeof(b64), (const unsigned char *)c->creds,
 					  strlen(c->creds), sodium_base64_VARIANT_ORIGINAL);
 			snprintf(c->authz, sizeof(c->authz), "Authorization: Basic %s", b64);
