@@ -7,7 +7,7 @@
 # that wants credentials says so; an interrupted pull resumes. Sourced by
 # run.sh; the ticker and virtio test guests, and the signed golden bundle.
 
-REG= REG_DIR= REG_PID=
+REG= REG_DIR= REG_PID= PROXY= PROXY_PID= PROXY_PIDS=
 
 # reg_start NAME [USER PASSWORD]: a registry (htpasswd auth with a user)
 # on a free port; sets REG (HOST:PORT), REG_DIR; stopped when the test ends
@@ -271,4 +271,65 @@ t_registry_resume() {
 	[ "$(reg_after "$log" "from the cache")" = "$n" ] &&
 		[ "$(reg_num "$log" fetched)" = $((total - n)) ] ||
 		{ echo "fetched again what it had"; return 1; }
+}
+
+# proxy_start MODE [USER:PASSWORD]: tests/integration/registry_proxy.py in
+# front of $REG; sets PROXY (HOST:PORT) and PROXY_PID; stopped with the
+# registry when the test ends.
+proxy_start() {
+	local port
+	port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+	python3 tests/integration/registry_proxy.py "$port" "$REG" "$@" > "$REG_DIR/proxy.log" 2>&1 < /dev/null &
+	PROXY_PID=$!
+	PROXY_PIDS="$PROXY_PIDS $PROXY_PID"
+	trap 'kill $REG_PID $PROXY_PIDS 2> /dev/null; wait 2> /dev/null' EXIT
+	PROXY=127.0.0.1:$port
+	for _ in $(seq 50); do
+		grep -q ready "$REG_DIR/proxy.log" && return 0
+		sleep 0.1
+	done
+	echo "the proxy did not start:"; show "$REG_DIR/proxy.log"; return 1
+}
+
+# The Bearer token flow (the registry's challenge names a token service):
+# a token got with the credentials, refused without them.
+t_registry_bearer_token() {
+	reg_start bearer || return
+	local g=tests/golden/ticker-v2.smolmachine log=$WORK/reg-bearer.log
+	sm bra push "$g" "$REG/golden/ticker:v2" --insecure > "$log" 2>&1 || { show "$log"; return 1; }
+	proxy_start bearer smolvm:s3cret || return 1
+	sm brb pull "$PROXY/golden/ticker:v2" --insecure -o "$WORK/reg-bearer.smolmachine" > "$log" 2>&1 &&
+		{ echo "pulled without credentials"; return 1; }
+	cat "$log"
+	grep -q "requires credentials for repository:golden/ticker:pull and none were found" "$log" ||
+		{ show "$log"; return 1; }
+	SMOLVM_REGISTRY_AUTH=smolvm:s3cret sm_env_auth brb pull "$PROXY/golden/ticker:v2" --insecure \
+		-o "$WORK/reg-bearer.smolmachine" > "$log" 2>&1 && cmp "$g" "$WORK/reg-bearer.smolmachine" ||
+		{ show "$log"; return 1; }
+	# a push through the token flow (scope pull,push)
+	SMOLVM_REGISTRY_AUTH=smolvm:s3cret sm_env_auth bra push "$g" "$PROXY/golden/other:v1" --insecure \
+		> "$log" 2>&1 || { show "$log"; return 1; }
+	grep -q "^uploaded [0-9]* blobs" "$log" || { show "$log"; return 1; }
+}
+
+# A hostile registry: sizes that do not add up, a manifest too large, a
+# blob longer than its manifest says: each refused, nothing written.
+t_registry_hostile() {
+	reg_start hostile || return
+	local g=tests/golden/ticker-v2.smolmachine log=$WORK/reg-hostile.log mode want
+	sm hoa push "$g" "$REG/golden/ticker:v2" --insecure > "$log" 2>&1 || { show "$log"; return 1; }
+	for mode in bigsize hugemanifest longblob; do
+		case $mode in
+		bigsize) want="frame 0: 3145728 bytes (1 to 2097152)" ;;
+		hugemanifest) want="more than the 8388608 bytes expected" ;;
+		longblob) want="more than the [0-9]* bytes expected" ;;
+		esac
+		proxy_start "$mode" || return 1
+		sm "ho$mode" pull "$PROXY/golden/ticker:v2" --insecure -o "$WORK/reg-hostile.smolmachine" \
+			> "$log" 2>&1 && { echo "$mode: pulled"; return 1; }
+		cat "$log"
+		grep -q "$want" "$log" || { echo "$mode: not \"$want\""; return 1; }
+		[ ! -e "$WORK/reg-hostile.smolmachine" ] || { echo "$mode: wrote the bundle"; return 1; }
+		kill "$PROXY_PID" 2> /dev/null
+	done
 }
