@@ -12,6 +12,7 @@
 #include <smolvm/plugin.h>
 
 #include "lib/cache_size.h"
+#include "lib/dirs.h"
 #include "machine/config.h"
 #include "machine/loader.h"
 #include "machine/options.h"
@@ -752,8 +753,10 @@ static void usage_cache(FILE *f)
 		"\n"
 		"The cache ($SMOLVM_CACHE_DIR, else $XDG_CACHE_HOME/smolvm, else\n"
 		"~/.cache/smolvm, private to you) holds memory and disk images of restored\n"
-		"bundles, root filesystem images, and links to the parents of child bundles\n"
-		"saved here (kind \"parent\"). It is kept within $SMOLVM_CACHE_MAX (default 20G)\n"
+		"bundles, root filesystem images, links to the parents of child bundles\n"
+		"saved here (kind \"parent\"), bundles pulled for run and exec (\"pulled\") and\n"
+		"the blobs pulls fetched (\"blob\", listed as one line). It is kept within\n"
+		"$SMOLVM_CACHE_MAX (default 20G)\n"
 		"by removing the least recently used entries whenever one is added.\n"
 		"  list                   every entry, least recently used first: kind, size\n"
 		"                         on disk, last use, path; then the total\n"
@@ -763,7 +766,7 @@ static void usage_cache(FILE *f)
 		"A bundle whose root filesystem image was removed is refused until the image\n"
 		"is built again (smolvm build SCRIPT); a memory or disk image is made again\n"
 		"by the next restore; a child bundle whose parent's link was removed needs\n"
-		"its parent next to it.\n");
+		"its parent next to it; a pulled bundle or blob is fetched again.\n");
 }
 
 static int cmd_cache(int argc, char **argv)
@@ -783,13 +786,28 @@ static int cmd_cache(int argc, char **argv)
 			fprintf(stderr, "smolvm cache: %s\n", e.msg);
 			return 1;
 		}
+		uint64_t blobs = 0, blob_bytes = 0;
+		time_t blob_used = 0;
+		char when[64];
+		struct tm tm;
 		for (size_t i = 0; i < n; i++) {
-			char when[64];
-			struct tm tm;
 			time_t t = v[i].used.tv_sec;
+			if (!strcmp(v[i].kind, "blob")) { /* many: one line for them all */
+				blobs++;
+				blob_bytes += v[i].bytes;
+				blob_used = t > blob_used ? t : blob_used;
+				continue;
+			}
 			strftime(when, sizeof(when), "%Y-%m-%d %H:%M", localtime_r(&t, &tm));
 			printf("%-7s %9.1f MiB  %s  %s\n", v[i].kind, v[i].bytes / 1048576.0, when,
 			       v[i].path);
+		}
+		if (blobs) {
+			char dir[4096];
+			strftime(when, sizeof(when), "%Y-%m-%d %H:%M", localtime_r(&blob_used, &tm));
+			printf("blobs   %9.1f MiB  %s  %s/blobs/sha256/ (%llu pulled from registries)\n",
+			       blob_bytes / 1048576.0, when, cache_dir(dir, sizeof(dir)) ? "?" : dir,
+			       (unsigned long long)blobs);
 		}
 		printf("%zu entr%s, %.1f MiB of %.1f GiB (SMOLVM_CACHE_MAX)\n", n,
 		       n == 1 ? "y" : "ies", total / 1048576.0, max / 1073741824.0);

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lib/cache_size.h"
 #include "lib/dirs.h"
 #include "registry/http.h"
 #include "registry/oci.h"
@@ -72,6 +73,8 @@ static int fetch(void *ctx, void *curl, size_t i, uint64_t *bytes, struct err *e
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd >= 0) {
 		int ok = blob_matches(fd, d);
+		if (ok)
+			cache_touch(fd);
 		close(fd);
 		if (ok) {
 			pthread_mutex_lock(&p->lock);
@@ -274,6 +277,7 @@ static int pull(const char *refstr, const char *out, const struct registry_opts 
 			int same = b.size == x.size && !memcmp(b.id, x.id, sizeof(x.id));
 			bundle_close(&b);
 			if (same) {
+				cache_touch_path(target);
 				if (st) {
 					memset(st, 0, sizeof(*st));
 					strcpy(st->digest, mdigest);
@@ -334,6 +338,8 @@ static int pull(const char *refstr, const char *out, const struct registry_opts 
 	}
 	rc = tmp_finish(fd, tmp, out, rc, 1);
 	fd = -1;
+	if (!rc) /* what this pull added, within the quota */
+		cache_added(out);
 	if (rc && !e->msg[0])
 		err_set(e, rc, "%s: %s", out, strerror(-rc));
 	if (!rc && st) {
