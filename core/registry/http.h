@@ -45,11 +45,13 @@ struct reg_resp {
 	uint64_t got; /* bytes of a 2xx body received (into fd or body) */
 };
 
-/* method on path (under base; or an absolute URL of the same registry, as
- * a Location), on curl (the thread's handle; NULL: a fresh one). With fd >= 0 a 2xx body goes to fd, through sha (when not
- * NULL), and at most `limit` bytes of it; else into r->body (limit).
- * 0 with r->status filled whatever the status, or -errno (e says why)
- * when no answer came or the registry refused the credentials. */
+/* method on path (under base, or an absolute URL of the same registry: a
+ * Location), on curl (the thread's handle; NULL: a fresh one). With
+ * fd >= 0 a 2xx body goes to fd, through sha (when not NULL), at most
+ * `limit` bytes of it; else into r->body (at most limit). Answers a 401
+ * with the registry's challenge and tries again. 0 with r->status filled,
+ * whatever the status, or -errno (e says why) when no answer came or the
+ * registry refused the credentials. */
 int reg_do(struct reg_client *c, void *curl, const char *method, const char *path,
 	   const char *accept, const struct reg_body *body, int fd,
 	   crypto_hash_sha256_state *sha, uint64_t limit, struct reg_resp *r,

@@ -236,7 +236,6 @@ int registry_push(const char *path, const char *refstr, const struct registry_op
 	    (mtext = malloc(ms->size + 1))) {
 		memcpy(mtext, md, ms->size);
 		mtext[ms->size] = 0;
-		mtext[strlen(mtext)] = 0;
 	}
 	x.size = b.size;
 	memcpy(x.id, b.id, sizeof(x.id));
