@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "lib/dirs.h"
 #include "registry/http.h"
 #include "registry/oci.h"
 #include "registry/pool.h"
@@ -147,8 +148,8 @@ static int find_cuts(const struct bundle *b, struct cut **out, size_t *n, struct
 	return 0;
 }
 
-int registry_push(const char *path, const char *refstr, const struct registry_opts *o,
-		  struct registry_stats *st, struct err *e)
+static int push_file(const char *path, const char *title, const struct oci_ref *refp,
+		     const struct registry_opts *o, struct registry_stats *st, struct err *e)
 {
 	struct oci_ref ref;
 	struct bundle b;
@@ -164,11 +165,7 @@ int registry_push(const char *path, const char *refstr, const struct registry_op
 	size_t n = 0, nb = 0;
 	int rc, client = 0;
 
-	rc = oci_ref_parse(refstr, &ref, e);
-	if (rc)
-		return rc;
-	if (!ref.tag[0])
-		return err_set(e, -EINVAL, "%s: push to a tag (HOST/NAME:TAG), not a digest", refstr);
+	ref = *refp;
 	rc = bundle_open(&b, path, e);
 	if (rc)
 		return err_wrap(e, rc, "%s", path);
@@ -179,9 +176,7 @@ int registry_push(const char *path, const char *refstr, const struct registry_op
 	}
 	rc = lineage_parent(&b, &pr, e);
 	if (rc == 1)
-		rc = err_set(e, -ENOTSUP, "%s is a child bundle (its parent: %s): push it as "
-			     "one bundle, smolvm flatten %s -o FLAT first (and sign FLAT if it "
-			     "should be trusted)", path, pr.name, path);
+		rc = err_set(e, -ENOTSUP, "%s is a child bundle (its parent: %s)", path, pr.name);
 	if (!rc)
 		rc = snapshot_verify(&b, e);
 	if (!rc)
@@ -269,8 +264,7 @@ int registry_push(const char *path, const char *refstr, const struct registry_op
 	pthread_mutex_destroy(&ps.lock);
 	if (rc)
 		goto out;
-	const char *slash = strrchr(path, '/');
-	manifest = oci_manifest_build(&a, slash ? slash + 1 : path);
+	manifest = oci_manifest_build(&a, title);
 	if (!manifest) {
 		rc = err_set(e, -ENOMEM, "out of memory");
 		goto out;
@@ -290,6 +284,7 @@ int registry_push(const char *path, const char *refstr, const struct registry_op
 		st->had = ps.had;
 		st->had_bytes = ps.had_bytes;
 		oci_digest_of(manifest, strlen(manifest), st->digest);
+		memcpy(st->id, b.id, sizeof(st->id));
 	}
 out:
 	if (client)
@@ -303,5 +298,54 @@ out:
 	oci_artifact_free(&a);
 	oci_index_free(&x);
 	bundle_close(&b);
+	return rc;
+}
+
+int registry_push(const char *path, const char *refstr, const struct registry_opts *o,
+		  struct registry_stats *st, struct err *e)
+{
+	const char *slash = strrchr(path, '/'), *title = slash ? slash + 1 : path;
+	char dir[4096], flat[4300], id[65];
+	struct parent_ref pr;
+	struct snapmem_stats ms;
+	struct oci_ref ref;
+	struct bundle b;
+	size_t gens;
+	int rc, child;
+
+	rc = oci_ref_parse(refstr, &ref, e);
+	if (rc)
+		return rc;
+	if (!ref.tag[0])
+		return err_set(e, -EINVAL, "%s: push to a tag (HOST/NAME:TAG), not a digest", refstr);
+	rc = bundle_open(&b, path, e);
+	if (rc)
+		return err_wrap(e, rc, "%s", path);
+	child = lineage_parent(&b, &pr, e);
+	sodium_bin2hex(id, sizeof(id), b.id, sizeof(b.id));
+	if (child == 1 && b.nsigs)
+		child = err_set(e, -ENOTSUP, "%s is a signed child bundle: its signatures cannot "
+				"travel with it flattened (another identity); smolvm flatten %s -o "
+				"FLAT, sign FLAT and push that", path, path);
+	bundle_close(&b);
+	if (child < 0)
+		return child;
+	if (!child)
+		return push_file(path, title, &ref, o, st, e);
+	/* A child's chunks in its parents are not in its file: what goes is
+	 * the one bundle smolvm flatten writes (frames as they are, so those
+	 * of the parents the registry holds are not uploaded again). */
+	rc = cache_dir_private(dir, sizeof(dir), "push", e);
+	if (rc)
+		return rc;
+	snprintf(flat, sizeof(flat), "%s/%s.smolmachine", dir, id);
+	rc = lineage_flatten(path, flat, &gens, &ms, e);
+	if (rc)
+		return err_wrap(e, rc, "%s: flattening the child bundle", path);
+	if (!o->quiet)
+		printf("%s is a child bundle (%zu generation%s): pushing it flattened, as smolvm "
+		       "flatten writes it\n", path, gens, gens == 1 ? "" : "s");
+	rc = push_file(flat, title, &ref, o, st, e);
+	unlink(flat);
 	return rc;
 }

@@ -363,3 +363,33 @@ t_registry_push_resume() {
 	sm prb pull "$REG/team/disk:v1" --insecure -o "$WORK/reg-presume.smolmachine" > "$log" 2>&1 &&
 		cmp "$d/v1.smolmachine" "$WORK/reg-presume.smolmachine" || { show "$log"; return 1; }
 }
+
+# A child bundle (run -o on SIGUSR1) is pushed flattened: only the chunks
+# it changed go up; a pull gives what smolvm flatten gives, and it runs.
+t_registry_child() {
+	need_kvm || return
+	reg_start child || return
+	local b log=$WORK/reg-child.log d=$WORK/reg-child pid
+	b=$(reg_ticker) || return 1
+	rm -rf "$d" && mkdir -p "$d" && cp "$b" "$d/p.smolmachine"
+	sm cha push "$d/p.smolmachine" "$REG/team/ticker:v1" --insecure > "$log" 2>&1 || { show "$log"; return 1; }
+	(cd "$d" && SMOLVM_CACHE_DIR=$WORK/host-cha/cache SMOLVM_DATA_DIR=$WORK/host-cha/data \
+		exec timeout -s TERM 4 "$(realpath "$OLDPWD/$SMOLVM")" run p.smolmachine -o c.smolmachine -v) \
+		< /dev/null > "$d/run.log" 2>&1 &
+	pid=$!
+	sleep 1.5
+	kill -USR1 "$(pgrep -P "$pid")"
+	wait "$pid"
+	grep -aq "saved c.smolmachine" "$d/run.log" || { echo "no child:"; show "$d/run.log"; return 1; }
+	sm cha push "$d/c.smolmachine" "$REG/team/ticker:v2" --insecure > "$log" 2>&1 ||
+		{ show "$log"; return 1; }
+	cat "$log"
+	grep -q "c.smolmachine is a child bundle (1 generation): pushing it flattened" "$log" &&
+		[ "$(reg_after "$log" "already there")" -ge 1 ] || { echo "not flattened, or all uploaded"; return 1; }
+	[ -z "$(ls "$WORK/host-cha/cache/push")" ] || { echo "the flattened copy stayed"; return 1; }
+	sm cha flatten "$d/c.smolmachine" -o "$d/flat.smolmachine" > /dev/null 2>&1 || return 1
+	sm chb pull "$REG/team/ticker:v2" --insecure -o "$d/pulled.smolmachine" > "$log" 2>&1 &&
+		cmp "$d/flat.smolmachine" "$d/pulled.smolmachine" || { echo "pull:"; show "$log"; return 1; }
+	SM_T=3 sm chb run "$d/pulled.smolmachine" --pristine > "$log" 2>&1
+	tr -d '\r' < "$log" | grep -aq '^tick' || { echo "the pulled child does not run:"; show "$log"; return 1; }
+}
