@@ -67,6 +67,7 @@ struct sink {
 	uint64_t limit;
 	size_t cap;
 	int over, werr;
+	int err_cut; /* an error body cut at ERR_BODY_MAX: the transfer ends */
 };
 
 static size_t on_body(char *p, size_t sz, size_t n, void *arg)
@@ -100,8 +101,9 @@ static size_t on_body(char *p, size_t sz, size_t n, void *arg)
 	uint64_t limit = ok ? s->limit : ERR_BODY_MAX;
 	if (len > limit - s->r->len) {
 		if (!ok)
-			return len; /* an error body: keep its head */
-		s->over = 1;
+			s->err_cut = 1; /* an error body: its head is enough */
+		else
+			s->over = 1;
 		return 0;
 	}
 	if (s->r->len + len + 1 > s->cap) {
@@ -171,7 +173,8 @@ static void common_opts(CURL *h, char *errbuf)
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 30L);
-	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+	/* a registry that trickles (under 512 bytes/s for a minute) is given up */
+	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 512L);
 	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 60L);
 	curl_easy_setopt(h, CURLOPT_USERAGENT, "smolvm");
 }
@@ -240,6 +243,8 @@ static int fetch_token(struct reg_client *c, const struct auth_challenge *ch, st
 	curl_easy_setopt(h, CURLOPT_HEADERDATA, &hd);
 	cc = curl_easy_perform(h);
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r.status);
+	if (cc == CURLE_WRITE_ERROR && s.err_cut)
+		cc = CURLE_OK;
 	if (cc != CURLE_OK) {
 		rc = s.over ? err_set(e, -EFBIG, "%s: a token larger than %u bytes", ch->realm, TOKEN_MAX)
 			    : curl_fail(c, cc, errbuf, e);
@@ -405,6 +410,8 @@ static int reg_do_h(struct reg_client *c, CURL *h, const char *method, const cha
 		cc = curl_easy_perform(h);
 		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
 		curl_slist_free_all(hl);
+		if (cc == CURLE_WRITE_ERROR && s.err_cut)
+			cc = CURLE_OK;
 		if (cc != CURLE_OK) {
 			if (s.over)
 				return err_set(e, -EFBIG, "%s: %s: more than the %llu bytes expected",

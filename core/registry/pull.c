@@ -246,7 +246,7 @@ static int pull(const char *refstr, const char *out, const struct registry_opts 
 	snprintf(path, sizeof(path), "/v2/%s/blobs/%s", ref.repo, a.config.digest);
 	rc = reg_do(&c, NULL, "GET", path, NULL, NULL, -1, NULL, a.config.size, &r, e);
 	if (!rc && r.status != 200)
-		rc = reg_status_err(&r, "the config", e);
+		rc = err_wrap(e, reg_status_err(&r, "the config", e), "%s", refstr);
 	if (rc)
 		goto out;
 	char cd[OCI_DIGEST_LEN + 1];

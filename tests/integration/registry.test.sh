@@ -316,16 +316,18 @@ t_registry_bearer_token() {
 }
 
 # A hostile registry: sizes that do not add up, a manifest too large, a
-# blob longer than its manifest says: each refused, nothing written.
+# blob longer than its manifest says, an endless error: each refused,
+# nothing written.
 t_registry_hostile() {
 	reg_start hostile || return
 	local g=tests/golden/ticker-v2.smolmachine log=$WORK/reg-hostile.log mode want
 	sm hoa push "$g" "$REG/golden/ticker:v2" --insecure > "$log" 2>&1 || { show "$log"; return 1; }
-	for mode in bigsize hugemanifest longblob; do
+	for mode in bigsize hugemanifest longblob errorbody; do
 		case $mode in
 		bigsize) want="frame 0: 3145728 bytes (1 to 2097152)" ;;
 		hugemanifest) want="more than the 8388608 bytes expected" ;;
 		longblob) want="more than the [0-9]* bytes expected" ;;
+		errorbody) want="the config: the registry answered 404" ;;
 		esac
 		proxy_start "$mode" || return 1
 		sm "ho$mode" pull "$PROXY/golden/ticker:v2" --insecure -o "$WORK/reg-hostile.smolmachine" \

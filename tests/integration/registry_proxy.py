@@ -8,6 +8,7 @@ forwards /v2/ requests to UPSTREAM (HOST:PORT) and plays:
   bigsize   a manifest whose first frame is said to be 3 MiB
   hugemanifest  a manifest of 9 MiB
   longblob  every blob with 1 MiB more than it has
+  errorbody every blob a 404 with a 64 MiB error body
 Prints "ready" once it listens."""
 import base64, http.client, http.server, json, sys
 
@@ -76,6 +77,8 @@ class H(http.server.BaseHTTPRequestHandler):
                 data = json.dumps(m).encode()
         if code == 200 and self.command == "GET" and "/blobs/" in self.path and MODE == "longblob":
             data += b"\0" * (1 << 20)
+        if self.command == "GET" and "/blobs/" in self.path and MODE == "errorbody":
+            return self.reply(404, b"x" * (64 << 20))
         self.reply(code, data, hdrs)
 
     do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = handle_any
