@@ -332,6 +332,10 @@ static int pull(const char *refstr, const char *out, const struct registry_opts 
 		if (!rc && b.nsigs != x.nsigs)
 			rc = err_set(e, -EBADMSG, "%zu signatures, its config says %llu", b.nsigs,
 				     (unsigned long long)x.nsigs);
+		for (size_t i = 0; !rc && i < b.nsigs; i++)
+			if (!bundle_signature_valid(&b, i))
+				rc = err_set(e, -EBADMSG, "signature %zu does not match the bundle "
+					     "(it was changed after it was signed)", i + 1);
 		bundle_close(&b);
 		if (rc)
 			err_wrap(e, rc, "%s: the bundle rebuilt is refused", refstr);

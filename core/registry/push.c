@@ -179,6 +179,10 @@ static int push_file(const char *path, const char *title, const struct oci_ref *
 		rc = err_set(e, -ENOTSUP, "%s is a child bundle (its parent: %s)", path, pr.name);
 	if (!rc)
 		rc = snapshot_verify(&b, e);
+	for (size_t i = 0; !rc && i < b.nsigs; i++)
+		if (!bundle_signature_valid(&b, i))
+			rc = err_set(e, -EBADMSG, "signature %zu does not match the bundle (it was "
+				     "changed after it was signed)", i + 1);
 	if (!rc)
 		rc = find_cuts(&b, &cuts, &n, e);
 	if (rc) {

@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include "registry/registry.h"
+#include "session/signing.h"
+#include "snapshot/bundle.h"
 
 static void summary(const char *verb, const char *ref, const struct registry_stats *st)
 {
@@ -51,6 +53,20 @@ int session_pull(const char *ref, const char *out, int insecure, unsigned jobs)
 		return 1;
 	}
 	summary("pulled", ref, &st);
+	/* who signed it: what a restore will make of it */
+	struct sig_verdict v;
+	struct bundle b;
+	if (bundle_open(&b, out, &e) || signatures_judge(&b, &v, 0, &e)) {
+		fprintf(stderr, "smolvm pull: %s: %s\n", out, e.msg);
+		return 1;
+	}
+	if (v.trusted)
+		printf("signed by %s, a key you trust\n", v.who);
+	else
+		printf("%s: untrusted (its hooks do not run, it gets no host resources "
+		       "unless you grant them; docs/security.md)\n",
+		       v.unknown ? "signed by no key you trust" : "not signed");
+	bundle_close(&b);
 	return 0;
 }
 

@@ -143,15 +143,24 @@ t_registry_signed() {
 	sm sigb pull "$REG/golden/ticker:v2" --insecure -o "$WORK/reg-sig.smolmachine" > "$log" 2>&1 ||
 		{ show "$log"; return 1; }
 	cmp "$g" "$WORK/reg-sig.smolmachine" || return 1
+	grep -q "^signed by no key you trust: untrusted" "$log" || { show "$log"; return 1; }
 	sm sigb verify "$WORK/reg-sig.smolmachine" > "$log" 2>&1
 	[ $? = 1 ] || { echo "a pulled bundle signed by an unknown key: not exit 1"; show "$log"; return 1; }
 	sm sigb key trust tests/golden/golden.pub > /dev/null 2>&1 || return 1
 	sm sigb verify "$WORK/reg-sig.smolmachine" > "$log" 2>&1 ||
 		{ echo "signed by a trusted key, yet:"; show "$log"; return 1; }
+	# a signature that does not match is not pushed
+	cp "$g" "$WORK/reg-sig-bad.smolmachine"
+	python3 -c "import sys; p = sys.argv[1]; b = bytearray(open(p, 'rb').read()); b[-1] ^= 1; open(p, 'wb').write(b)" \
+		"$WORK/reg-sig-bad.smolmachine"
+	sm siga push "$WORK/reg-sig-bad.smolmachine" "$REG/golden/bad:v1" --insecure > "$log" 2>&1 &&
+		{ echo "pushed a bundle whose signature does not match"; return 1; }
+	grep -q "signature 1 does not match the bundle" "$log" || { show "$log"; return 1; }
 	# a pull by digest gets the same
 	local dg
 	sm sigb pull "$REG/golden/ticker:v2" --insecure -o "$WORK/reg-sig.smolmachine" > "$log" 2>&1 ||
 		return 1
+	grep -q "^signed by golden, a key you trust" "$log" || { show "$log"; return 1; }
 	dg=$(grep -o 'sha256:[0-9a-f]*' "$log" | head -1)
 	sm sigc pull "$REG/golden/ticker@$dg" --insecure -o "$WORK/reg-sig2.smolmachine" > "$log" 2>&1 &&
 		cmp "$g" "$WORK/reg-sig2.smolmachine" || { echo "pull by digest:"; show "$log"; return 1; }
