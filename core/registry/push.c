@@ -139,9 +139,9 @@ static int find_cuts(const struct bundle *b, struct cut **out, size_t *n, struct
 		qsort(v, k, sizeof(*v), cut_cmp);
 	for (size_t i = 1; i < k; i++)
 		if (v[i].off < v[i - 1].off + v[i - 1].len) {
+			unsigned long long at = v[i].off;
 			free(v);
-			return err_set(e, -EBADMSG, "two chunks share bytes at %llu",
-				       (unsigned long long)v[i].off);
+			return err_set(e, -EBADMSG, "two chunks share bytes at %llu", at);
 		}
 	*out = v;
 	*n = k;

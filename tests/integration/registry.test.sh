@@ -95,7 +95,7 @@ machine { memory = "64M", kernel = "$(realpath "$k")", cmdline = "blkseed=3",
   devices = { { type = "uart" }, { type = "virtio-blk", path = "base.img", overlay = "base.cow" } } }
 LUA
 		(cd "$d/m$v" && SMOLVM_CACHE_DIR=$d/cache SMOLVM_DATA_DIR=$d/data-dir timeout -k 5 60 \
-			"$(realpath "$OLDPWD/$SMOLVM")" pack m.lua -o "$d/v$v.smolmachine" \
+			"$(cd "$OLDPWD" && realpath "$SMOLVM")" pack m.lua -o "$d/v$v.smolmachine" \
 			--ready "PASS: blk write/read/flush") < /dev/null > "$d/pack$v.log" 2>&1 ||
 			{ echo "pack v$v:"; show "$d/pack$v.log"; return 1; }
 	done
@@ -385,7 +385,7 @@ t_registry_child() {
 	rm -rf "$d" && mkdir -p "$d" && cp "$b" "$d/p.smolmachine"
 	sm cha push "$d/p.smolmachine" "$REG/team/ticker:v1" --insecure > "$log" 2>&1 || { show "$log"; return 1; }
 	(cd "$d" && SMOLVM_CACHE_DIR=$WORK/host-cha/cache SMOLVM_DATA_DIR=$WORK/host-cha/data \
-		exec timeout -s TERM 4 "$(realpath "$OLDPWD/$SMOLVM")" run p.smolmachine -o c.smolmachine -v) \
+		exec timeout -s TERM 4 "$(cd "$OLDPWD" && realpath "$SMOLVM")" run p.smolmachine -o c.smolmachine -v) \
 		< /dev/null > "$d/run.log" 2>&1 &
 	pid=$!
 	sleep 1.5
