@@ -38,6 +38,7 @@ INIH_LIBS := $(shell $(PKG_CONFIG) --libs inih)
 SNAP_LIBS := $(shell $(PKG_CONFIG) --libs libzstd libxxhash)
 SECURITY_LIBS := $(shell $(PKG_CONFIG) --libs libsodium libseccomp)
 JSON_LIBS := $(shell $(PKG_CONFIG) --libs jansson)
+CURL_LIBS := $(shell $(PKG_CONFIG) --libs libcurl)
 CHECK_CFLAGS := $(shell $(PKG_CONFIG) --cflags check)
 CHECK_LIBS := $(shell $(PKG_CONFIG) --libs check)
 
@@ -47,7 +48,7 @@ CORE_SRCS := $(shell find core -name '*.c' | sort)
 CORE_LIB_SRCS := $(filter-out core/main.c,$(CORE_SRCS))
 CORE_CFLAGS := $(BASE_CFLAGS) $(SDK_CFLAGS) -iquote core $(LUA_CFLAGS) \
 	-DSMOLVM_LIBDIR='"$(LIBDIR)"' -DSMOLVM_VERSION='"$(SMOLVM_VERSION)"' -pthread
-CORE_LIBS := $(LUA_LIBS) $(INIH_LIBS) $(SNAP_LIBS) $(SECURITY_LIBS) $(JSON_LIBS) -ldl -pthread
+CORE_LIBS := $(LUA_LIBS) $(INIH_LIBS) $(SNAP_LIBS) $(SECURITY_LIBS) $(JSON_LIBS) $(CURL_LIBS) -ldl -pthread
 
 SMOLVM := $(BUILD)/smolvm
 

@@ -12,9 +12,11 @@
 #include <smolvm/plugin.h>
 
 #include "lib/cache_size.h"
+#include "lib/dirs.h"
 #include "machine/config.h"
 #include "machine/loader.h"
 #include "machine/options.h"
+#include "session/distribute.h"
 #include "session/host_config.h"
 #include "session/session.h"
 #include "session/signing.h"
@@ -35,6 +37,8 @@ static void usage(FILE *f)
 		"  sign BUNDLE                sign a bundle with your key (Ed25519)\n"
 		"  verify BUNDLE              check a bundle's hashes and signatures\n"
 		"  flatten BUNDLE -o OUT      one self-contained bundle from a child and its parents\n"
+		"  push BUNDLE REF            put a bundle in an OCI registry (HOST/NAME:TAG)\n"
+		"  pull REF -o BUNDLE         get a bundle from an OCI registry, verified\n"
 		"  key generate|list|export|trust|untrust   your signing keys, keys you trust\n"
 		"  plugins                    list the backend and device plugins found, and refusals\n"
 		"  plugins --options NAME     the options a device plugin takes\n"
@@ -43,7 +47,7 @@ static void usage(FILE *f)
 		"  version                    print the version\n"
 		"\n"
 		"Machine scripts: docs/machine-scripts.md; root filesystems: docs/rootfs.md;\n"
-		"bundles: docs/bundle-format.md;\n"
+		"bundles: docs/bundle-format.md; registries: docs/registry.md;\n"
 		"host configuration and plugin search path: docs/configuration.md.\n");
 }
 
@@ -86,7 +90,12 @@ static void usage(FILE *f)
 	"                         (the default), or also the host's loopback\n"        \
 	"      --trust            run its hooks and use the host resources its script\n" \
 	"                         names, as for a bundle you packed (only for bundles\n" \
-	"                         you would run as a program)\n"
+	"                         you would run as a program)\n" \
+	"BUNDLE may be a registry reference (HOST/NAME:TAG, docs/registry.md): what\n" \
+	"the cache lacks is pulled and verified first; a pulled bundle is trusted\n" \
+	"only when a key you trust signed it, and is never written (SIGUSR1 and\n" \
+	"--keep need -o).\n" \
+	"      --insecure         reach the registry over plain HTTP (a local one)\n"
 
 #define CONSOLE_HELP                                                                 \
 	"On a terminal the console is raw: every key goes to the guest.\n"            \
@@ -208,7 +217,8 @@ static void usage_inspect(FILE *f)
 #define GRANT_LONG_OPTIONS                                                                \
 	{ "trust", no_argument, NULL, 'T' }, { "disk", required_argument, NULL, 'D' },  \
 	{ "publish", required_argument, NULL, 'P' }, { "net", required_argument, NULL, 'N' }, \
-	{ "bind", required_argument, NULL, 'B' }, { "flat", no_argument, NULL, 'F' }
+	{ "bind", required_argument, NULL, 'B' }, { "flat", no_argument, NULL, 'F' },   \
+	{ "insecure", no_argument, NULL, 'X' }
 
 struct strv {
 	char **v;
@@ -217,6 +227,8 @@ struct strv {
 
 /* --disk, --publish and --bind values (the process's lifetime). */
 static struct strv disks, publish, binds;
+/* --insecure: a registry reference is reached over plain HTTP */
+static int insecure_registry;
 
 static int strv_add(struct strv *s, char *x)
 {
@@ -248,6 +260,7 @@ static int session_option(int c, struct session_opts *o, struct strv *vars)
 	case 'H': o->hooks_path = optarg; return 1;
 	case 'T': o->trust = 1; return 1;
 	case 'F': o->flat = 1; return 1;
+	case 'X': insecure_registry = 1; return 1;
 	case 'D':
 	case 'P':
 	case 'B': {
@@ -541,7 +554,14 @@ static int cmd_run(int argc, char **argv)
 		usage_run(stderr);
 		goto out;
 	}
-	status = session_run(argv[optind], pristine, out, &so);
+	char pulled[4200];
+	int is_ref = session_bundle_arg(argv[optind], insecure_registry, pulled, sizeof(pulled));
+	if (is_ref < 0) {
+		status = 1;
+		goto out;
+	}
+	/* a pulled bundle in the cache is never written */
+	status = session_run(pulled, pristine || is_ref, out, &so);
 out:
 	free(vars.v);
 	return status;
@@ -653,7 +673,12 @@ static int cmd_exec(int argc, char **argv)
 	job.argv = argv + dd + 1;
 	job.env = env.v;
 	job.verbose = so.verbose;
-	status = session_exec(bundle, &job, &so);
+	char pulled[4200];
+	if (session_bundle_arg(bundle, insecure_registry, pulled, sizeof(pulled)) < 0) {
+		status = 1;
+		goto out;
+	}
+	status = session_exec(pulled, &job, &so);
 out:
 	free(job.copy_in);
 	free(job.copy_out);
@@ -728,8 +753,10 @@ static void usage_cache(FILE *f)
 		"\n"
 		"The cache ($SMOLVM_CACHE_DIR, else $XDG_CACHE_HOME/smolvm, else\n"
 		"~/.cache/smolvm, private to you) holds memory and disk images of restored\n"
-		"bundles, root filesystem images, and links to the parents of child bundles\n"
-		"saved here (kind \"parent\"). It is kept within $SMOLVM_CACHE_MAX (default 20G)\n"
+		"bundles, root filesystem images, links to the parents of child bundles\n"
+		"saved here (kind \"parent\"), bundles pulled for run and exec (\"pulled\") and\n"
+		"the blobs pulls fetched (\"blob\", listed as one line). It is kept within\n"
+		"$SMOLVM_CACHE_MAX (default 20G)\n"
 		"by removing the least recently used entries whenever one is added.\n"
 		"  list                   every entry, least recently used first: kind, size\n"
 		"                         on disk, last use, path; then the total\n"
@@ -739,7 +766,7 @@ static void usage_cache(FILE *f)
 		"A bundle whose root filesystem image was removed is refused until the image\n"
 		"is built again (smolvm build SCRIPT); a memory or disk image is made again\n"
 		"by the next restore; a child bundle whose parent's link was removed needs\n"
-		"its parent next to it.\n");
+		"its parent next to it; a pulled bundle or blob is fetched again.\n");
 }
 
 static int cmd_cache(int argc, char **argv)
@@ -759,13 +786,28 @@ static int cmd_cache(int argc, char **argv)
 			fprintf(stderr, "smolvm cache: %s\n", e.msg);
 			return 1;
 		}
+		uint64_t blobs = 0, blob_bytes = 0;
+		time_t blob_used = 0;
+		char when[64];
+		struct tm tm;
 		for (size_t i = 0; i < n; i++) {
-			char when[64];
-			struct tm tm;
 			time_t t = v[i].used.tv_sec;
+			if (!strcmp(v[i].kind, "blob")) { /* many: one line for them all */
+				blobs++;
+				blob_bytes += v[i].bytes;
+				blob_used = t > blob_used ? t : blob_used;
+				continue;
+			}
 			strftime(when, sizeof(when), "%Y-%m-%d %H:%M", localtime_r(&t, &tm));
 			printf("%-7s %9.1f MiB  %s  %s\n", v[i].kind, v[i].bytes / 1048576.0, when,
 			       v[i].path);
+		}
+		if (blobs) {
+			char dir[4096];
+			strftime(when, sizeof(when), "%Y-%m-%d %H:%M", localtime_r(&blob_used, &tm));
+			printf("blobs   %9.1f MiB  %s  %s/blobs/sha256/ (%llu pulled from registries)\n",
+			       blob_bytes / 1048576.0, when, cache_dir(dir, sizeof(dir)) ? "?" : dir,
+			       (unsigned long long)blobs);
 		}
 		printf("%zu entr%s, %.1f MiB of %.1f GiB (SMOLVM_CACHE_MAX)\n", n,
 		       n == 1 ? "y" : "ies", total / 1048576.0, max / 1073741824.0);
@@ -889,6 +931,100 @@ static int cmd_verify(int argc, char **argv)
 	return session_verify(argv[1]);
 }
 
+static void usage_push(FILE *f)
+{
+	fprintf(f,
+		"usage: smolvm push BUNDLE HOST/NAME:TAG [--insecure] [--jobs N]\n"
+		"\n"
+		"Puts BUNDLE in an OCI registry as an artifact (docs/registry.md): one blob\n"
+		"per stored memory or disk chunk, so a registry keeps a chunk once across\n"
+		"versions and bundles, and only the chunks it lacks are uploaded; a blob of\n"
+		"everything else; its signatures travel with it. BUNDLE is checked whole\n"
+		"first. A child bundle (saved from a restored machine) is pushed flattened,\n"
+		"as smolvm flatten writes it (a signed one is refused: flatten, sign, push).\n"
+		"Credentials: $SMOLVM_REGISTRY_AUTH (USER:PASSWORD), else ~/.docker/config.json\n"
+		"(docker login; $DOCKER_CONFIG). TLS is verified.\n"
+		"  --insecure             plain HTTP (a registry on localhost without TLS)\n"
+		"  -j, --jobs N           blobs transferred at once (1-16, default 4)\n");
+}
+
+static void usage_pull(FILE *f)
+{
+	fprintf(f,
+		"usage: smolvm pull HOST/NAME[:TAG|@sha256:HEX] -o BUNDLE [--insecure] [--jobs N]\n"
+		"\n"
+		"Gets a bundle pushed with smolvm push: fetches the blobs the local blob store\n"
+		"($SMOLVM_CACHE_DIR/blobs) lacks, each checked against its digest, rebuilds the\n"
+		"bundle byte for byte, verifies it whole (every hash, and the identity its\n"
+		"signatures sign) and writes it to BUNDLE atomically. An interrupted pull\n"
+		"resumes: what it had fetched stays in the store. A pulled bundle is untrusted\n"
+		"(its hooks do not run) unless a key you trust signed it (smolvm verify).\n"
+		"  --insecure             plain HTTP (a registry on localhost without TLS)\n"
+		"  -j, --jobs N           blobs transferred at once (1-16, default 4)\n");
+}
+
+/* push and pull: their options. */
+static int transfer_opts(int argc, char **argv, int pull, const char **out, int *insecure,
+			 unsigned *jobs)
+{
+	static const struct option opts[] = {
+		{ "output", required_argument, NULL, 'o' }, { "insecure", no_argument, NULL, 'X' },
+		{ "jobs", required_argument, NULL, 'j' },   { "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	void (*help)(FILE *) = pull ? usage_pull : usage_push;
+	int c;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, pull ? "o:j:h" : "j:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'o': *out = optarg; break;
+		case 'X': *insecure = 1; break;
+		case 'j': {
+			char *end;
+			long n = strtol(optarg, &end, 10);
+			if (*end || n < 1 || n > 16) {
+				fprintf(stderr, "smolvm: --jobs: \"%s\" is not 1 to 16\n", optarg);
+				return 2;
+			}
+			*jobs = (unsigned)n;
+			break;
+		}
+		case 'h': help(stdout); return -1;
+		default: help(stderr); return 2;
+		}
+	}
+	if (argc - optind != (pull ? 1 : 2) || (pull && !*out)) {
+		help(stderr);
+		return 2;
+	}
+	return 0;
+}
+
+static int cmd_push(int argc, char **argv)
+{
+	const char *out = NULL;
+	int insecure = 0, rc;
+	unsigned jobs = 0;
+
+	rc = transfer_opts(argc, argv, 0, &out, &insecure, &jobs);
+	if (rc)
+		return rc < 0 ? 0 : rc;
+	return session_push(argv[optind], argv[optind + 1], insecure, jobs);
+}
+
+static int cmd_pull(int argc, char **argv)
+{
+	const char *out = NULL;
+	int insecure = 0, rc;
+	unsigned jobs = 0;
+
+	rc = transfer_opts(argc, argv, 1, &out, &insecure, &jobs);
+	if (rc)
+		return rc < 0 ? 0 : rc;
+	return session_pull(argv[optind], out, insecure, jobs);
+}
+
 static void usage_key(FILE *f)
 {
 	fprintf(f,
@@ -959,6 +1095,8 @@ int main(int argc, char **argv)
 		{ "sign", cmd_sign, usage_sign },
 		{ "verify", cmd_verify, usage_verify },
 		{ "flatten", cmd_flatten, usage_flatten },
+		{ "push", cmd_push, usage_push },
+		{ "pull", cmd_pull, usage_pull },
 		{ "key", cmd_key, usage_key },
 	};
 	const char *cmd = argc > 1 ? argv[1] : NULL;

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The core's dependency rule, checked on its #include lines:
 #
-#   main.c -> session -> {script, snapshot, agent, rootfs} -> machine -> arch -> lib
+#   main.c -> session -> registry -> {script, snapshot, agent, rootfs} -> machine -> arch -> lib
+#
+# (registry: bundles through OCI registries, on top of snapshot)
 #
 # A file in core/ may include a header of its own folder or of a layer below
 # its own, named by folder ("machine/vm.h"); never one of a layer above, nor
@@ -17,7 +19,7 @@ set -u
 core=${1:-core}
 rank() { # folder -> level (higher may include lower)
 	case $1 in
-	main) echo 6 ;; session) echo 5 ;; script | snapshot | agent | rootfs) echo 4 ;;
+	main) echo 7 ;; session) echo 6 ;; registry) echo 5 ;; script | snapshot | agent | rootfs) echo 4 ;;
 	machine) echo 3 ;; arch) echo 2 ;; lib) echo 1 ;; *) echo 0 ;;
 	esac
 }
@@ -33,7 +35,7 @@ for f in $files; do
 	*) err "$core/$f: only main.c lives at the top of core/; put it in a layer's folder"; continue ;;
 	esac
 	r=$(rank "$own")
-	[ "$r" -gt 0 ] || { err "$core/$f: in no layer (folders: session script snapshot agent rootfs machine arch lib)"; continue; }
+	[ "$r" -gt 0 ] || { err "$core/$f: in no layer (folders: session registry script snapshot agent rootfs machine arch lib)"; continue; }
 	case $f in
 	*.c | *.h) ;;
 	*) err "$core/$f: only .c and .h files belong in core/"; continue ;;
@@ -67,7 +69,7 @@ for f in $files; do
 			if [ "$t" -eq "$r" ]; then
 				err "$core/$f:$n: #include \"$inc\": $own/ and $to/ are on the same level and do not know each other"
 			else
-				err "$core/$f:$n: #include \"$inc\": points up ($own/ is below $to/; the rule: main -> session -> {script, snapshot, agent} -> machine -> arch -> lib)"
+				err "$core/$f:$n: #include \"$inc\": points up ($own/ is below $to/; the rule: main -> session -> registry -> {script, snapshot, agent, rootfs} -> machine -> arch -> lib)"
 			fi
 		fi
 	done < <(grep -n '^[[:space:]]*#[[:space:]]*include' "$core/$f")

@@ -57,7 +57,8 @@ static int scan(const char *dir, const char *prefix, const char *suffix, const c
 	if (!d)
 		return errno == ENOENT ? 0 : err_set(e, -errno, "%s: %s", dir, strerror(errno));
 	while (!rc && (de = readdir(d)))
-		if (!strncmp(de->d_name, prefix, strlen(prefix)) && ends_with(de->d_name, suffix))
+		if (!strncmp(de->d_name, prefix, strlen(prefix)) && ends_with(de->d_name, suffix) &&
+		    de->d_name[0] != '.' && (*suffix || strlen(de->d_name) == 64))
 			rc = add(v, n, cap, dir, de->d_name, kind, total, e);
 	closedir(d);
 	return rc;
@@ -95,6 +96,14 @@ int cache_list(struct cache_entry **out, size_t *n, uint64_t *total, struct err 
 		rc = scan(dir, "bundle-", ".smolmachine", "parent", out, n, &cap, total, e);
 	if (!rc)
 		rc = scan(sub, "", ".ext4", "rootfs", out, n, &cap, total, e);
+	/* bundles pulled for run/exec, and the blobs pulls fetched
+	 * (registry/registry.h): named by a 64-digit sha256 */
+	snprintf(sub, sizeof(sub), "%s/pulled", dir);
+	if (!rc)
+		rc = scan(sub, "", ".smolmachine", "pulled", out, n, &cap, total, e);
+	snprintf(sub, sizeof(sub), "%s/blobs/sha256", dir);
+	if (!rc)
+		rc = scan(sub, "", "", "blob", out, n, &cap, total, e);
 	if (rc) {
 		cache_list_free(*out, *n);
 		*out = NULL;

@@ -2,7 +2,8 @@
  * quota ($SMOLVM_CACHE_MAX, default CACHE_MAX_DEFAULT) kept by removing
  * the least recently used entries when a new one is added. Entries are
  * memory images (mem-HASH-SIZE.raw) and root filesystem images (rootfs/ID.ext4,
- * with their .log and .lock); "used" is the access time, which a cache hit
+ * with their .log and .lock), bundles pulled for run and exec
+ * (pulled/DIGEST.smolmachine) and the blobs pulls fetched (blobs/sha256/HEX); "used" is the access time, which a cache hit
  * sets (cache_touch), so it holds whatever the mount options say. */
 #ifndef SMOLVM_CACHE_SIZE_H
 #define SMOLVM_CACHE_SIZE_H
@@ -17,7 +18,7 @@
 
 struct cache_entry {
 	char *path;
-	const char *kind; /* "memory" or "rootfs" */
+	const char *kind; /* "memory", "disk", "parent", "rootfs", "pulled", "blob" */
 	uint64_t bytes;   /* on disk (allocated blocks: images are sparse) */
 	struct timespec used;
 };

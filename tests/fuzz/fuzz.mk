@@ -8,7 +8,7 @@ FUZZ_TIME ?= 10
 FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
 	-fno-sanitize-recover=undefined -Icore $(SDK_CFLAGS) $(LUA_CFLAGS) \
 	$(shell $(PKG_CONFIG) --cflags libsodium)
-FUZZ_TARGETS := state kernel script bundle manifest virtq agent vsock
+FUZZ_TARGETS := state kernel script bundle manifest virtq agent vsock oci
 FUZZ_BINS := $(FUZZ_TARGETS:%=$(BUILD)/tests/fuzz/fuzz_%)
 
 # Each target links the core sources it exercises.
@@ -22,6 +22,8 @@ FUZZ_SRCS_bundle := core/snapshot/bundle.c core/snapshot/manifest.c core/snapsho
 # ...and the libraries beyond those every target gets.
 FUZZ_LIBS_bundle := $(shell $(PKG_CONFIG) --libs libsodium)
 FUZZ_SRCS_manifest := core/snapshot/manifest.c core/lib/err.c
+FUZZ_SRCS_oci := core/registry/oci.c core/registry/auth.c core/lib/err.c
+FUZZ_LIBS_oci := $(shell $(PKG_CONFIG) --libs libsodium jansson)
 FUZZ_SRCS_virtq := sdk/src/virtio_mmio.c
 FUZZ_SRCS_agent := sdk/src/agent_proto.c
 # fuzz_vsock.c #includes the plugin (to run its thread's work itself).
