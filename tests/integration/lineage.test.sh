@@ -242,3 +242,28 @@ t_lineage_disk_cache_full() {
 		grep -q 'smolvm cache prune' "$log" && ! grep -q '^virtio:' "$log" && [ "$left" = 0 ] ||
 		{ echo "a disk larger than the cache's room: exit $rc, $left images"; show "$log"; return 1; }
 }
+
+# Two bundles packed apart from one base image (different machines) keep
+# one copy of it in the cache: images are named by what they hold.
+t_lineage_two_bundles_one_base() {
+	need_kvm || return
+	local d=$WORK/lin-two log=$WORK/lin-two.log bin n
+	bin=$(realpath "$SMOLVM")
+	lin_disk_machine "$d" 3 4 || return 1
+	sed 's/blkseed=3/blkseed=9/' "$d/m.lua" > "$d/other.lua"
+	(cd "$d" && SMOLVM_CACHE_DIR=$d/cache SMOLVM_DATA_DIR=$d/data timeout -k 5 60 "$bin" pack other.lua \
+		-o other.smolmachine --ready "PASS: blk write/read/flush") < /dev/null > "$log" 2>&1 ||
+		{ echo "pack:"; show "$log"; return 1; }
+	cmp -s "$d/m.smolmachine" "$d/other.smolmachine" && { echo "the two bundles are one"; return 1; }
+	rm -rf "$d/cache"
+	for b in m other; do
+		(cd "$d" && SMOLVM_CACHE_DIR=$d/cache SMOLVM_DATA_DIR=$d/data timeout -k 5 60 "$bin" run -p -v \
+			$b.smolmachine) < /dev/null > "$log" 2>&1 && grep -q '^virtio: done' "$log" ||
+			{ echo "$b:"; show "$log"; return 1; }
+	done
+	n=$(ls "$d/cache" | grep -c '^disk-')
+	# the second found the first's image: nothing unpacked
+	[ "$n" = 1 ] && ! grep -q 'unpacked' "$log" ||
+		{ echo "$n disk images in the cache for one base"; ls -la "$d/cache"; show "$log"; return 1; }
+	[ "$(du -k "$d"/cache/disk-* | cut -f1)" -lt 6000 ] || { du -k "$d"/cache/disk-*; return 1; }
+}
