@@ -341,7 +341,10 @@ int lineage_flatten(const char *in, const char *out, size_t *generations,
 	rc = bundle_open(&b, in, e);
 	if (rc)
 		return rc;
-	rc = lineage_open(&b, &l, e);
+	/* (format 1 has no chunk hashes: its sections' checksums, whole) */
+	rc = b.version < 2 ? bundle_verify_all(&b, e) : 0;
+	if (!rc)
+		rc = lineage_open(&b, &l, e);
 	if (rc) {
 		bundle_close(&b);
 		return rc;
