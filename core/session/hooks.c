@@ -354,7 +354,8 @@ static void sync_agent(struct hooks *h)
 		rc = agent_sync(&a, timeout, &e);
 	/* the volumes before after_restore and the job: both may use them */
 	if (!rc && h->o.volumes) {
-		rc = volumes_mount(h->o.vsock, h->o.volumes, AGENT_TIMEOUT_MS, h->cancel_fd, &e);
+		rc = volumes_mount(h->o.vsock, h->o.volumes, VOLUMES_MOUNT_TIMEOUT_MS, h->cancel_fd,
+				   &e);
 		if (rc) {
 			agent_close(&a);
 			fail(h, e.msg);

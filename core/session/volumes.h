@@ -26,6 +26,9 @@
 #define VOLUME_SLOTS 4
 #define VOLUME_TYPE "virtio-9p"
 #define VOLUME_KEPT_PREFIX "smolvm.volume."
+/* Binding a slot and mounting it runs guest kernel code: seconds on
+ * hardware KVM, tens of seconds where the guest kernel is emulated. */
+#define VOLUMES_MOUNT_TIMEOUT_MS 300000
 
 /* boot, pack: the slots, when the machine has a guest agent and the
  * virtio-9p plugin is installed (else nothing). */

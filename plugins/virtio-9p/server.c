@@ -490,7 +490,7 @@ static int do_lcreate(struct ctx *c)
 	}
 	/* one name under the parent: RESOLVE_* also holds for the last one */
 	fd = open_under(dfd, path + strlen(path) - q->name.len,
-			(int)(q->flags & OPEN_KEEP) | O_CREAT, q->mode & 07777);
+			(int)(q->flags & (OPEN_KEEP | O_EXCL)) | O_CREAT, q->mode & 07777);
 	close(dfd);
 	if (fd < 0) {
 		free(path);

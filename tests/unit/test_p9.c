@@ -387,6 +387,17 @@ START_TEST(read_write_create)
 }
 END_TEST
 
+START_TEST(create_exclusive)
+{
+	version_attach();
+	ck_assert_int_eq(WALK(2, "dir"), P9_RWALK);
+	ck_assert_int_eq(lcreate(2, "x", O_RDWR | O_EXCL), P9_RLCREATE);
+	ck_assert_int_eq(WALK(3, "dir"), P9_RWALK);
+	ck_assert_int_eq(lcreate(3, "x", O_RDWR | O_EXCL), -EEXIST);
+	ck_assert_int_eq(lcreate(3, "x", O_RDWR), P9_RLCREATE);
+}
+END_TEST
+
 START_TEST(rename_moves_fids)
 {
 	char buf[64];
@@ -643,6 +654,7 @@ Suite *p9_suite(void)
 	tcase_add_checked_fixture(t, setup_rw, teardown);
 	tcase_add_test(t, read_write_create);
 	tcase_add_test(t, rename_moves_fids);
+	tcase_add_test(t, create_exclusive);
 	tcase_add_test(t, fids_reopen_elsewhere);
 	suite_add_tcase(s, t);
 	t = tcase_create("escapes");
