@@ -1,6 +1,8 @@
 /* session/volumes.c: --volume values, the slots they fill (the snapshot's
  * guest paths back into their own slots) and the guest's mount commands. */
 #include <check.h>
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
