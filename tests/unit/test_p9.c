@@ -27,7 +27,7 @@ struct msg {
 static void m_le(struct msg *m, uint64_t v, unsigned n)
 {
 	for (unsigned i = 0; i < n; i++)
-		m->b[m->n++] = (uint8_t)(v >> (8 * i));
+		m->b[m->n++] = i < 8 ? (uint8_t)(v >> (8 * i)) : 0; /* n > 8: zeros after v */
 }
 
 static void m_begin(struct msg *m, uint8_t type)
