@@ -120,3 +120,19 @@ t_volumes_4_restore_without_grant() {
 	vx "$k" --volume "$WORK:relative" -- true < /dev/null > "$WORK/v4b.out" 2>&1
 	[ $? -ne 0 ] && grep -q "expected HOSTDIR:GUESTDIR" "$WORK/v4b.out" || { show "$WORK/v4b.out"; return 1; }
 }
+
+# smolvm run: the same mount before the console's input is read by the
+# guest's shell (which waits for it, the agent mounts it meanwhile).
+t_volumes_5_run() {
+	need_kvm || return
+	local b s=$WORK/share-run rc
+	b=$(vol_bundle) || return 1
+	rm -rf "$s" && mkdir -p "$s" && echo "seen by run" > "$s/r.txt"
+	printf '%s\n' 'i=0; while ! grep -q " /work 9p " /proc/mounts && [ $i -lt 300 ]; do sleep 1; i=$((i+1)); done' \
+		'cat /work/r.txt; echo ran > /work/back.txt; reboot -f' |
+		SMOLVM_CACHE_DIR=$WORK/cache timeout -k 5 400 "$SMOLVM" run "$b" --pristine --volume "$s:/work" \
+		> "$WORK/v5.out" 2>&1
+	rc=$?
+	[ $rc -eq 0 ] && grep -q "seen by run" "$WORK/v5.out" && [ "$(cat "$s/back.txt" 2>/dev/null)" = ran ] ||
+		{ echo "exit $rc"; show "$WORK/v5.out"; return 1; }
+}
