@@ -6,6 +6,7 @@
  * must be a well-formed message no longer than the room it was given. */
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static struct p9_server srv;
 static int ready;
+static char dir[] = "/tmp/smolvm-fuzz9p-XXXXXX";
 static uint8_t out[P9_MAX_MSIZE];
 
 static void check(int cond)
@@ -34,12 +36,29 @@ static void inside(const uint8_t *buf, size_t len, const struct p9_str *s)
 	check(!memchr(s->s, 0, s->len));
 }
 
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	if (flag == FTW_DP)
+		rmdir(path);
+	else
+		unlink(path);
+	return 0;
+}
+
+/* What the fuzzed requests made goes with the share at exit. */
+static void cleanup(void)
+{
+	nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 static void setup(void)
 {
-	char dir[] = "/tmp/smolvm-fuzz9p-XXXXXX";
 	int root;
 
 	check(mkdtemp(dir) != NULL);
+	atexit(cleanup);
 	root = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	check(root >= 0);
 	check(p9_server_init(&srv, root, 0) == 0);
