@@ -374,11 +374,12 @@ static int do_walk(struct ctx *c)
 	}
 	if (n == q->nwname) {
 		if (!n) {
-			/* a clone: the same file, a fd of its own */
-			fd = open_under(c->s->root, path, O_PATH, 0);
+			/* a clone: the same file, a fd of its own (the client clones
+			 * before every create: a dup, not a lookup) */
+			fd = fcntl(f->fd, F_DUPFD_CLOEXEC, 0);
 			if (fd < 0) {
 				free(path);
-				return fd;
+				return -errno;
 			}
 		}
 		if (q->newfid == q->fid) {
@@ -501,7 +502,10 @@ static int do_lcreate(struct ctx *c)
 		free(path);
 		return -EACCES;
 	}
-	pfd = open_under(c->s->root, path, O_PATH, 0);
+	/* the fid's own fd: the file just made (a dup: no second lookup) */
+	pfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (pfd < 0)
+		pfd = -errno;
 	if (pfd < 0) {
 		close(fd);
 		free(path);

@@ -116,6 +116,13 @@ t_volumes_4_restore_without_grant() {
 	[ $rc -ne 0 ] && grep -q "host directory mounted at /work" "$WORK/v4.out" &&
 		grep -q -- "--volume HOSTDIR:/work" "$WORK/v4.out" ||
 		{ echo "exit $rc"; show "$WORK/v4.out"; return 1; }
+	# inspect says so before anything runs; the packed bundle has free slots
+	SMOLVM_CACHE_DIR=$WORK/cache "$SMOLVM" inspect "$k" > "$WORK/v4i.out" 2>&1
+	grep -q "at /work in the guest, mounted when saved (required: --volume HOSTDIR:/work)" \
+		"$WORK/v4i.out" && grep -q "3 volume slots free" "$WORK/v4i.out" ||
+		{ show "$WORK/v4i.out" 40; return 1; }
+	SMOLVM_CACHE_DIR=$WORK/cache "$SMOLVM" inspect "$(vol_bundle)" 2>&1 | grep -q "4 volume slots free" ||
+		{ echo "no free slots in the packed bundle"; return 1; }
 	# and a bad value is refused before anything starts
 	vx "$k" --volume "$WORK:relative" -- true < /dev/null > "$WORK/v4b.out" 2>&1
 	[ $? -ne 0 ] && grep -q "expected HOSTDIR:GUESTDIR" "$WORK/v4b.out" || { show "$WORK/v4b.out"; return 1; }
