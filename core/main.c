@@ -80,6 +80,9 @@ static void usage(FILE *f)
 	"      --var KEY=VALUE    seen by hooks as vm.vars.KEY (repeatable)\n"
 
 #define TRUST_OPTIONS                                                                \
+	"      --volume HOSTDIR:GUESTDIR[:ro]  share HOSTDIR with the guest at GUESTDIR\n" \
+	"                         (9p, mounted by the guest agent; :ro read-only;\n"  \
+	"                         repeatable; a machine saved with one needs it again)\n" \
 	"Host resources of a bundle you did not pack here (docs/security.md):\n"      \
 	"      --disk NAME=PATH[:ro]  the host file behind its disk NAME (repeatable)\n" \
 	"      --bind DEV.OPTION=PATH  the host file behind a file option of device\n"  \
@@ -218,15 +221,15 @@ static void usage_inspect(FILE *f)
 	{ "trust", no_argument, NULL, 'T' }, { "disk", required_argument, NULL, 'D' },  \
 	{ "publish", required_argument, NULL, 'P' }, { "net", required_argument, NULL, 'N' }, \
 	{ "bind", required_argument, NULL, 'B' }, { "flat", no_argument, NULL, 'F' },   \
-	{ "insecure", no_argument, NULL, 'X' }
+	{ "insecure", no_argument, NULL, 'X' }, { "volume", required_argument, NULL, 'W' }
 
 struct strv {
 	char **v;
 	size_t n;
 };
 
-/* --disk, --publish and --bind values (the process's lifetime). */
-static struct strv disks, publish, binds;
+/* --disk, --publish, --bind and --volume values (the process's lifetime). */
+static struct strv disks, publish, binds, volumes;
 /* --insecure: a registry reference is reached over plain HTTP */
 static int insecure_registry;
 
@@ -284,6 +287,18 @@ static int session_option(int c, struct session_opts *o, struct strv *vars)
 			o->grants.binds = (const char **)l->v;
 			o->grants.nbinds = l->n;
 		}
+		return 1;
+	}
+	case 'W': {
+		struct err e;
+		if (grant_check_volume(optarg, &e)) {
+			fprintf(stderr, "smolvm: %s\n", e.msg);
+			return -1;
+		}
+		if (strv_add(&volumes, optarg))
+			return -1;
+		o->grants.volumes = (const char **)volumes.v;
+		o->grants.nvolumes = volumes.n;
 		return 1;
 	}
 	case 'N': {

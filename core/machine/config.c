@@ -122,6 +122,31 @@ int dev_config_set(struct dev_config *d, const char *key, const char *val)
 	return 0;
 }
 
+struct dev_config *machine_config_add_device(struct machine_config *c, const char *type)
+{
+	struct dev_config *nd = realloc(c->devices, (c->ndevices + 1) * sizeof(*nd)), *d;
+	size_t same = 0;
+	char name[96];
+
+	if (!nd)
+		return NULL;
+	c->devices = nd;
+	for (size_t i = 0; i < c->ndevices; i++)
+		same += !strcmp(c->devices[i].type, type);
+	snprintf(name, sizeof(name), "%s%zu", type, same);
+	d = &c->devices[c->ndevices];
+	memset(d, 0, sizeof(*d));
+	d->type = strdup(type);
+	d->name = strdup(name);
+	if (!d->type || !d->name) {
+		free(d->type);
+		free(d->name);
+		return NULL;
+	}
+	c->ndevices++;
+	return d;
+}
+
 const char *dev_config_path(struct dev_config *d, const char *key, const char *script)
 {
 	const char *slash = script ? strrchr(script, '/') : NULL;

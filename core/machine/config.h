@@ -81,6 +81,10 @@ void rootfs_spec_free(struct rootfs_spec *r);
 const char *dev_config_get(const struct dev_config *d, const char *key);
 /* Adds or replaces an option (a host resource re-bound at run time). */
 int dev_config_set(struct dev_config *d, const char *key, const char *val);
+/* Appends a device of `type` with no options, named as the script's are
+ * (type plus its index among devices of that type); NULL when out of
+ * memory. Pointers to cfg->devices may move. */
+struct dev_config *machine_config_add_device(struct machine_config *c, const char *type);
 /* Removes an option (nothing when it is not there). */
 void dev_config_unset(struct dev_config *d, const char *key);
 /* The value of `key` as a path, relative ones taken from `base_dir`. */

@@ -7,6 +7,7 @@
 #include "machine/loader.h"
 #include "machine/vm.h"
 #include "rootfs/rootfs.h"
+#include "session/volumes.h"
 #include "session/syscalls.h"
 #include "session/control.h"
 #include "session/host_config.h"
@@ -137,7 +138,7 @@ static int boot_or_pack(const char *script, const struct machine_overrides *ov,
 		goto out;
 	plugins_scan(&set, hc.plugin_dirs, hc.nplugin_dirs, session_refusal, (void *)&o->verbose);
 	/* A misspelt option fails now, not after a root filesystem build. */
-	if (vm_check_devices(&cfg, &set, &e) || bind_vsock(&cfg, 0, &ss.rt, &e) ||
+	if (volumes_add_slots(&cfg, &set, &e) || vm_check_devices(&cfg, &set, &e) || bind_vsock(&cfg, 0, &ss.rt, &e) ||
 	    complete_machine(&ss, &cfg, &hc, &e)) {
 		fprintf(stderr, "smolvm: %s\n", e.msg);
 		goto out;

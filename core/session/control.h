@@ -36,6 +36,7 @@ struct session {
 	atomic_int snapshot_req; /* SIGUSR1 */
 	int trusted;            /* its script is this user's: saves are recorded */
 	struct kept kept;       /* vm:keep's values, from the bundle and the hooks */
+	char *volume_script;    /* run, exec: what mounts the --volume ones (volumes.h) */
 };
 
 /* bringup's start commands begin (stage 1: the ready text counts from

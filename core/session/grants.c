@@ -10,7 +10,8 @@
 /* Device types whose options smolvm knows: any other plugin may name host
  * resources in ways only --trust can vouch for. */
 static const char *const known_types[] = { "uart", "virtio-rng", "virtio-console",
-					   "virtio-vsock", "virtio-net", "virtio-blk" };
+					   "virtio-vsock", "virtio-net", "virtio-blk",
+					   "virtio-9p" /* session/volumes.c */ };
 
 static int known(const char *type)
 {

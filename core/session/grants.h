@@ -29,6 +29,8 @@ struct grants {
 	const char *net;      /* "none", "nat", "nat+host" or NULL */
 	const char **binds;   /* "DEV.OPTION=PATH": a device's file option */
 	size_t nbinds;
+	const char **volumes; /* "HOSTDIR:GUESTDIR[:ro]" (session/volumes.h) */
+	size_t nvolumes;
 };
 
 /* Checks one option's value, naming it in e. */
@@ -36,6 +38,8 @@ int grant_check_disk(const char *arg, struct err *e) WARN_UNUSED;
 int grant_check_publish(const char *arg, struct err *e) WARN_UNUSED;
 int grant_check_net(const char *arg, struct err *e) WARN_UNUSED;
 int grant_check_bind(const char *arg, struct err *e) WARN_UNUSED;
+/* --volume HOSTDIR:GUESTDIR[:ro] (session/volumes.c) */
+int grant_check_volume(const char *arg, struct err *e) WARN_UNUSED;
 
 /* Applies the rules above to the devices of a machine restored from
  * `bundle`; e names what is missing and the option that gives it. */

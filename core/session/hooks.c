@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "agent/client.h"
+#include "session/volumes.h"
 #include "lib/clock.h"
 #include "machine/vm.h"
 #include "script/vm_object.h"
@@ -351,6 +352,18 @@ static void sync_agent(struct hooks *h)
 
 	if (!rc)
 		rc = agent_sync(&a, timeout, &e);
+	/* the volumes before after_restore and the job: both may use them */
+	if (!rc && h->o.volumes) {
+		rc = volumes_mount(h->o.vsock, h->o.volumes, VOLUMES_MOUNT_TIMEOUT_MS, h->cancel_fd,
+				   &e);
+		if (rc) {
+			agent_close(&a);
+			fail(h, e.msg);
+			return;
+		}
+		if (h->o.verbose)
+			fprintf(stderr, "smolvm: volumes mounted in the guest\r\n");
+	}
 	if (!rc && h->o.job) {
 		h->conn = a;
 		h->have_conn = 1;

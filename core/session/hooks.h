@@ -31,6 +31,7 @@ struct hooks_opts {
 	int verbose;
 	int trusted;         /* saves are recorded as this user's (trust.h) */
 	struct kept *kept;   /* vm:keep's values (kept.h) */
+	const char *volumes; /* after the sync: mounts --volume's (volumes.h), or NULL */
 };
 
 /* s: the machine script's state, user: the --hooks file's (its hooks

@@ -10,6 +10,7 @@
 #include "session/control.h"
 #include "session/host_config.h"
 #include "session/kept.h"
+#include "session/volumes.h"
 #include "session/session.h"
 #include "session/signing.h"
 #include "session/trust.h"
@@ -17,6 +18,34 @@
 #include "snapshot/snapshot.h"
 
 /* What the bundle asks of the host, and whether this user trusts it. */
+/* The volume slots after the script's devices, and the host directories
+ * its snapshot had mounted (volumes.h): lines of "asks of the host". */
+static int volumes_asks(const struct restore_plan *plan, size_t script_devs)
+{
+	size_t slots = 0, mounted = 0;
+	struct kept k;
+	struct err e;
+
+	for (size_t i = script_devs; i < plan->m.ndevs; i++)
+		slots += !strcmp(plan->m.devs[i].type, VOLUME_TYPE);
+	kept_init(&k);
+	if (plan->kept && !kept_decode(&k, plan->kept, plan->kept_len, &e))
+		for (size_t i = 0; i < k.n; i++) {
+			size_t pl = strlen(VOLUME_KEPT_PREFIX);
+			if (strncmp(k.v[i].key, VOLUME_KEPT_PREFIX, pl))
+				continue;
+			printf("  %-14s a host directory at %.*s in the guest, mounted when saved "
+			       "(required: --volume HOSTDIR:%.*s)\n", k.v[i].key + pl,
+			       (int)k.v[i].len, k.v[i].val, (int)k.v[i].len, k.v[i].val);
+			mounted++;
+		}
+	kept_free(&k);
+	if (slots > mounted)
+		printf("  %-14s %zu volume slot%s free for --volume HOSTDIR:GUESTDIR\n", "virtio-9p",
+		       slots - mounted, slots - mounted == 1 ? "" : "s");
+	return slots > 0;
+}
+
 static void print_asks(const char *path, const struct restore_plan *plan)
 {
 	static const char *const hooks[] = { SCRIPT_HOOKS };
@@ -78,6 +107,10 @@ static void print_asks(const char *path, const struct restore_plan *plan)
 					printf("  %-14s the host port of forward %s (--publish)\n", d->name,
 					       d->vals[k]);
 			any++;
+		} else if (!strcmp(d->type, VOLUME_TYPE) && dev_config_get(d, "path")) {
+			printf("  %-14s the host directory %s (--volume HOSTDIR:GUESTDIR)\n", d->name,
+			       dev_config_path(d, "path", cfg.script));
+			any++;
 		} else if (!strcmp(d->type, "virtio-vsock") && (v = dev_config_get(d, "socket"))) {
 			printf("  %-14s the socket path %s\n", d->name,
 			       dev_config_path(d, "socket", cfg.script));
@@ -87,6 +120,7 @@ static void print_asks(const char *path, const struct restore_plan *plan)
 	if (cfg.rootfs)
 		printf("  %-14s its root filesystem, from your cache: %s\n", "virtio-blk0",
 		       plan->m.rootfs);
+	any += volumes_asks(plan, cfg.ndevices);
 	printf("%s\n", any || cfg.rootfs ? "" : "  nothing\n");
 	script_close(sc);
 	machine_config_free(&cfg);

@@ -20,6 +20,7 @@
 #include "session/syscalls.h"
 #include "session/signing.h"
 #include "session/trust.h"
+#include "session/volumes.h"
 #include "snapshot/disks.h"
 #include "snapshot/snapshot.h"
 
@@ -171,6 +172,10 @@ static int restore(const char *path, struct restored *r, struct session *ss, int
 		fprintf(stderr, "smolvm: %s: its script: %s\n", path, e.msg);
 		return -1;
 	}
+	if (volumes_restore_slots(&r->cfg, &r->plan.m, &e)) {
+		fprintf(stderr, "smolvm: %s: %s\n", path, e.msg);
+		return -1;
+	}
 	char packed_from[4200];
 	e.msg[0] = 0;
 	if (trust_bundle(path, &r->plan.b, r->plan.m.script, ss, packed_from,
@@ -193,6 +198,11 @@ static int restore(const char *path, struct restored *r, struct session *ss, int
 			unpacked, unpacked == 1 ? "" : "s", disk_ms);
 	if (grants_apply(&r->cfg, &ss->o->grants, ss->trusted || ss->o->trust, path, &ss->rt,
 			 &e)) {
+		fprintf(stderr, "smolvm: %s\n", e.msg);
+		return -1;
+	}
+	if (volumes_apply(&r->cfg, ss->o->grants.volumes, ss->o->grants.nvolumes,
+			  ss->trusted || ss->o->trust, path, &ss->kept, &ss->volume_script, &e)) {
 		fprintf(stderr, "smolvm: %s\n", e.msg);
 		return -1;
 	}

@@ -4,6 +4,7 @@
 #include "session/control.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 
 void session_refusal(void *opaque, const char *path, const char *why)
 {
@@ -25,12 +26,13 @@ int session_load_hooks(struct session *ss)
 int session_drive(struct session *ss, struct vm *vm, int restored)
 {
 	int verbose = ss->o->verbose;
-	struct hooks_opts ho = { .restored = restored, .sync_required = ss->job != NULL,
+	struct hooks_opts ho = { .restored = restored, .sync_required = ss->job || ss->volume_script,
 				 .vsock = ss->rt.vsock, .vars = ss->o->vars,
 				 .name = vm->cfg->name, .save_to = ss->save_to, .job = ss->job,
 				 .bringup = ss->has_bringup ? &ss->bringup : NULL,
 				 .armed = session_ready_armed, .armed_opaque = ss, .verbose = verbose,
-				 .trusted = ss->trusted, .kept = &ss->kept };
+				 .trusted = ss->trusted, .kept = &ss->kept,
+				 .volumes = ss->volume_script };
 	struct hooks *h = NULL;
 	struct err e;
 	int status;
@@ -77,4 +79,6 @@ void session_free(struct session *ss)
 	ss->script = ss->user_script = NULL;
 	runtime_cleanup(&ss->rt);
 	kept_free(&ss->kept);
+	free(ss->volume_script);
+	ss->volume_script = NULL;
 }

@@ -8,7 +8,7 @@ FUZZ_TIME ?= 10
 FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
 	-fno-sanitize-recover=undefined -Icore $(SDK_CFLAGS) $(LUA_CFLAGS) \
 	$(shell $(PKG_CONFIG) --cflags libsodium)
-FUZZ_TARGETS := state kernel script bundle manifest virtq agent vsock oci
+FUZZ_TARGETS := state kernel script bundle manifest virtq agent vsock oci 9p
 FUZZ_BINS := $(FUZZ_TARGETS:%=$(BUILD)/tests/fuzz/fuzz_%)
 
 # Each target links the core sources it exercises.
@@ -26,6 +26,8 @@ FUZZ_SRCS_oci := core/registry/oci.c core/registry/auth.c core/lib/err.c
 FUZZ_LIBS_oci := $(shell $(PKG_CONFIG) --libs libsodium jansson)
 FUZZ_SRCS_virtq := sdk/src/virtio_mmio.c
 FUZZ_SRCS_agent := sdk/src/agent_proto.c
+# virtio-9p: the decoder and the server over an empty temporary share
+FUZZ_SRCS_9p := plugins/virtio-9p/proto.c plugins/virtio-9p/server.c
 # fuzz_vsock.c #includes the plugin (to run its thread's work itself).
 FUZZ_SRCS_vsock := sdk/src/virtio_mmio.c
 $(BUILD)/tests/fuzz/fuzz_vsock: plugins/virtio-vsock/vsock.c

@@ -28,6 +28,8 @@
  *                echo.
  *   rng (4)      64 random bytes.
  *   console (3)  a line on port 0's transmitq.
+ *   9p (9)       the mount tag, Tversion and Tattach; `p9bench=M` and
+ *                `p9files=K`: see test_9p().
  *
  * Then one check that every device interrupted at least once (IOAPIC pin =
  * the IRQ; completions themselves are polled), "virtio: done", and a reset.
@@ -862,6 +864,306 @@ static void test_console(struct vdev *d)
 	PASS("console tx\n");
 }
 
+/* ---- 9p ---------------------------------------------------------------------- */
+
+/* A 9P2000.L client just big enough to check the device and to time it:
+ * Tversion, Tattach, then with `p9bench=M` M MiB written in 64 KiB Twrites
+ * to a new file (and a Tfsync), read back in 64 KiB Treads, and with
+ * `p9files=K` (default 10000) K empty files created (walk, lcreate, clunk),
+ * stat'ed (walk, getattr, clunk) and removed (unlinkat), one request at a
+ * time, from user mode. Prints "p9bench: ..." lines. */
+
+#define P9_F_MOUNT_TAG 1ull
+#define P9_MSIZE (128 * 1024)
+#define P9_CHUNK (64 * 1024)
+
+struct p9c {
+	struct virtq *q;
+	uint8_t *tx, *rx;
+	uint32_t txlen;
+	uint64_t timeout;
+	int err;    /* 0; -1 timeout, -2 bad id; >0: Rlerror's errno, or 9999: bad reply */
+	uint32_t ecode;
+	/* bench parameters and results */
+	uint64_t mib, files;
+	uint64_t c_write, c_read, c_create, c_stat, c_remove;
+	char tag[40];
+};
+
+static uint8_t p9_tx[P9_MSIZE] USER_BSS __attribute__((aligned(4096)));
+static uint8_t p9_rx[P9_MSIZE] USER_BSS __attribute__((aligned(4096)));
+static uint8_t p9_data[P9_CHUNK] USER_BSS __attribute__((aligned(4096)));
+static struct p9c p9 USER_BSS;
+/* the strings the user-mode client sends (kernel .rodata is not mapped there) */
+static const char s_version[] USER_DATA = "9P2000.L", s_root[] USER_DATA = "root",
+		  s_empty[] USER_DATA = "", s_dat[] USER_DATA = "p9bench.dat",
+		  s_dir[] USER_DATA = "p9files";
+
+USER_TEXT static void p9_le(struct p9c *c, uint64_t v, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		c->tx[c->txlen++] = (uint8_t)(v >> (8 * i));
+}
+
+USER_TEXT static void p9_hdr(struct p9c *c, uint8_t type)
+{
+	c->txlen = 0;
+	p9_le(c, 0, 4);
+	p9_le(c, type, 1);
+	p9_le(c, 1, 2);
+}
+
+USER_TEXT static void p9_s(struct p9c *c, const char *s)
+{
+	unsigned n = 0;
+	while (s[n])
+		n++;
+	p9_le(c, n, 2);
+	for (unsigned i = 0; i < n; i++)
+		c->tx[c->txlen++] = (uint8_t)s[i];
+}
+
+USER_TEXT static uint32_t p9_get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* Sends the message in tx (plus `data` of `dlen` bytes after it), waits for
+ * the reply of type `want`. 0 or sets c->err. */
+USER_TEXT static int p9_rpc(struct p9c *c, const uint8_t *data, uint32_t dlen, uint8_t want)
+{
+	struct vbuf b[3];
+	unsigned n = 0;
+	uint32_t len, total = c->txlen + dlen;
+
+	for (unsigned i = 0; i < 4; i++)
+		c->tx[i] = (uint8_t)(total >> (8 * i));
+	b[n].addr = (uintptr_t)c->tx;
+	b[n].len = c->txlen;
+	b[n++].write = 0;
+	if (dlen) {
+		b[n].addr = (uintptr_t)data;
+		b[n].len = dlen;
+		b[n++].write = 0;
+	}
+	b[n].addr = (uintptr_t)c->rx;
+	b[n].len = P9_MSIZE;
+	b[n++].write = 1;
+	int head = virtq_add(c->q, b, n);
+	if (head < 0)
+		return c->err = -2;
+	virtq_kick(c->q);
+	int id = virtq_wait(c->q, &len, rdtsc() + c->timeout);
+	if (id < 0)
+		return c->err = id;
+	if (id != head)
+		return c->err = -2;
+	if (c->rx[4] == 7) { /* Rlerror */
+		c->ecode = p9_get32(c->rx + 7);
+		return c->err = (int)c->ecode;
+	}
+	if (c->rx[4] != want || p9_get32(c->rx) > len)
+		return c->err = 9999;
+	return 0;
+}
+
+USER_TEXT static int p9_walk(struct p9c *c, uint32_t fid, uint32_t newfid, const char *name)
+{
+	p9_hdr(c, 110);
+	p9_le(c, fid, 4);
+	p9_le(c, newfid, 4);
+	p9_le(c, name ? 1 : 0, 2);
+	if (name)
+		p9_s(c, name);
+	return p9_rpc(c, 0, 0, 111);
+}
+
+USER_TEXT static int p9_clunk(struct p9c *c, uint32_t fid)
+{
+	p9_hdr(c, 120);
+	p9_le(c, fid, 4);
+	return p9_rpc(c, 0, 0, 121);
+}
+
+USER_TEXT static int p9_lcreate(struct p9c *c, uint32_t fid, const char *name, uint32_t flags)
+{
+	p9_hdr(c, 14);
+	p9_le(c, fid, 4);
+	p9_s(c, name);
+	p9_le(c, flags, 4);
+	p9_le(c, 0644, 4);
+	p9_le(c, 0, 4);
+	return p9_rpc(c, 0, 0, 15);
+}
+
+USER_TEXT static void p9_name(char *buf, uint64_t i)
+{
+	buf[0] = 'f';
+	for (int k = 6; k >= 1; k--, i /= 10)
+		buf[k] = (char)('0' + i % 10);
+	buf[7] = 0;
+}
+
+/* The whole session, at CPL3. */
+USER_TEXT static uint64_t p9_session(void *arg)
+{
+	struct p9c *c = arg;
+	char name[8];
+	uint64_t t;
+
+	c->err = 0;
+	p9_hdr(c, 100);
+	p9_le(c, P9_MSIZE, 4);
+	p9_s(c, s_version);
+	if (p9_rpc(c, 0, 0, 101))
+		return 1;
+	p9_hdr(c, 104);
+	p9_le(c, 0, 4);
+	p9_le(c, 0xffffffffu, 4);
+	p9_s(c, s_root);
+	p9_s(c, s_empty);
+	p9_le(c, 0, 4);
+	if (p9_rpc(c, 0, 0, 105))
+		return 2;
+	if (!c->mib && !c->files)
+		return 0;
+	/* sequential write and read of one file */
+	if (c->mib) {
+		uint64_t chunks = c->mib * (1024 * 1024 / P9_CHUNK);
+		if (p9_walk(c, 0, 1, 0) || p9_lcreate(c, 1, s_dat, 02 | 01000 /* O_RDWR|O_TRUNC */))
+			return 3;
+		t = rdtsc();
+		for (uint64_t i = 0; i < chunks; i++) {
+			p9_hdr(c, 118);
+			p9_le(c, 1, 4);
+			p9_le(c, i * P9_CHUNK, 8);
+			p9_le(c, P9_CHUNK, 4);
+			if (p9_rpc(c, p9_data, P9_CHUNK, 119))
+				return 4;
+			if (p9_get32(c->rx + 7) != P9_CHUNK)
+				return c->err = 9998, 4;
+		}
+		p9_hdr(c, 50);
+		p9_le(c, 1, 4);
+		p9_le(c, 1, 4);
+		if (p9_rpc(c, 0, 0, 51))
+			return 5;
+		c->c_write = rdtsc() - t;
+		t = rdtsc();
+		for (uint64_t i = 0; i < chunks; i++) {
+			p9_hdr(c, 116);
+			p9_le(c, 1, 4);
+			p9_le(c, i * P9_CHUNK, 8);
+			p9_le(c, P9_CHUNK, 4);
+			if (p9_rpc(c, 0, 0, 117))
+				return 6;
+			if (p9_get32(c->rx + 7) != P9_CHUNK)
+				return c->err = 9998, 6;
+		}
+		c->c_read = rdtsc() - t;
+		if (p9_clunk(c, 1))
+			return 7;
+		p9_hdr(c, 76);
+		p9_le(c, 0, 4);
+		p9_s(c, s_dat);
+		p9_le(c, 0, 4);
+		if (p9_rpc(c, 0, 0, 77))
+			return 8;
+	}
+	if (c->files) {
+		p9_hdr(c, 72); /* mkdir p9files */
+		p9_le(c, 0, 4);
+		p9_s(c, s_dir);
+		p9_le(c, 0755, 4);
+		p9_le(c, 0, 4);
+		if (p9_rpc(c, 0, 0, 73) || p9_walk(c, 0, 2, s_dir))
+			return 9;
+		t = rdtsc();
+		for (uint64_t i = 0; i < c->files; i++) {
+			p9_name(name, i);
+			if (p9_walk(c, 2, 3, 0) || p9_lcreate(c, 3, name, 01 | 0100) || p9_clunk(c, 3))
+				return 10;
+		}
+		c->c_create = rdtsc() - t;
+		t = rdtsc();
+		for (uint64_t i = 0; i < c->files; i++) {
+			p9_name(name, i);
+			if (p9_walk(c, 2, 3, name))
+				return 11;
+			p9_hdr(c, 24);
+			p9_le(c, 3, 4);
+			p9_le(c, 0x7ff, 8);
+			if (p9_rpc(c, 0, 0, 25) || p9_clunk(c, 3))
+				return 11;
+		}
+		c->c_stat = rdtsc() - t;
+		t = rdtsc();
+		for (uint64_t i = 0; i < c->files; i++) {
+			p9_name(name, i);
+			p9_hdr(c, 76);
+			p9_le(c, 2, 4);
+			p9_s(c, name);
+			p9_le(c, 0, 4);
+			if (p9_rpc(c, 0, 0, 77))
+				return 12;
+		}
+		c->c_remove = rdtsc() - t;
+		p9_hdr(c, 76);
+		p9_le(c, 0, 4);
+		p9_s(c, s_dir);
+		p9_le(c, 0x200, 4);
+		if (p9_rpc(c, 0, 0, 77) || p9_clunk(c, 2))
+			return 13;
+	}
+	return 0;
+}
+
+static void test_9p(struct vdev *d, const char *cmdline)
+{
+	const char *err;
+	struct virtq *q;
+	unsigned long mib = 0, files = 10000;
+
+	if ((err = virtio_start(d, FEATS(P9_F_MOUNT_TAG | VIRTIO_RING_F_EVENT_IDX))) ||
+	    !(q = virtio_queue(d, 0, vqsize, &err)) || (err = virtio_driver_ok(d))) {
+		FAILED("9p: setup: %s\n", err);
+		return;
+	}
+	unsigned tl = virtio_cfg16(d, 0);
+	char tag[40];
+	for (unsigned i = 0; i < tl && i < sizeof(tag) - 1; i++)
+		tag[i] = (char)virtio_cfg8(d, 2 + i);
+	tag[tl < sizeof(tag) - 1 ? tl : sizeof(tag) - 1] = 0;
+	kprintf("9p: tag \"%s\", queue size %u\n", tag, q->num);
+	cmdline_uint(cmdline, "p9bench", &mib);
+	if (!cmdline_uint(cmdline, "p9files", &files) && !mib)
+		files = 0;
+	virtio_user_map(d);
+	q->no_irq = 1;
+	p9 = (struct p9c){ .q = q, .tx = p9_tx, .rx = p9_rx, .timeout = tsc_hz / 1000 * TIMEOUT_MS,
+			   .mib = mib, .files = files };
+	uint64_t step = user_call(p9_session, &p9);
+	q->no_irq = 0;
+	if (step) {
+		FAILED("9p: step %lu: %s %d\n", (unsigned long)step,
+		       p9.err > 0 && p9.err < 9000 ? "Rlerror" : "error", p9.err);
+		return;
+	}
+	PASS("9p version and attach%s\n", mib || files ? " and the bench" : "");
+	if (mib) {
+		uint64_t w = rate10((uint64_t)mib << 20, p9.c_write) / 1000000,
+			 r = rate10((uint64_t)mib << 20, p9.c_read) / 1000000;
+		kprintf("p9bench: write %lu.%lu MB/s read %lu.%lu MB/s (%lu MiB, 64 KiB requests)\n",
+			(unsigned long)(w / 10), (unsigned long)(w % 10), (unsigned long)(r / 10),
+			(unsigned long)(r % 10), mib);
+	}
+	if (files)
+		kprintf("p9bench: create %lu/s stat %lu/s remove %lu/s (%lu files)\n",
+			(unsigned long)(rate10(files, p9.c_create) / 10),
+			(unsigned long)(rate10(files, p9.c_stat) / 10),
+			(unsigned long)(rate10(files, p9.c_remove) / 10), files);
+}
+
 /* ---- main ------------------------------------------------------------------- */
 
 void guest_main(const char *cmdline)
@@ -892,6 +1194,7 @@ void guest_main(const char *cmdline)
 		case VIRTIO_ID_NET: test_net(d, cmdline); break;
 		case VIRTIO_ID_RNG: test_rng(d); break;
 		case VIRTIO_ID_CONSOLE: test_console(d); break;
+		case 9: test_9p(d, cmdline); break;
 		case 0: continue; /* empty slot */
 		default:
 			SKIP("virtio device %u: id %u (no test)\n", i, d->id);

@@ -116,7 +116,7 @@ int main(void)
 		state_suite,  uart_suite,   console_suite,  machine_suite,
 		blk_suite,    agent_suite,    bundle_suite,   snapshot_suite,
 		rootfs_suite,   bringup_suite,  dirs_suite,     options_suite,
-		host_api_suite, lineage_suite,
+		host_api_suite, lineage_suite, p9_suite, volumes_suite,
 	};
 	SRunner *sr = srunner_create(NULL);
 	int failed;

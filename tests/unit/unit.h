@@ -24,6 +24,8 @@ Suite *dirs_suite(void);
 Suite *options_suite(void);
 Suite *host_api_suite(void);
 Suite *lineage_suite(void);
+Suite *p9_suite(void);
+Suite *volumes_suite(void);
 
 /* A fresh directory under $TMPDIR (or /tmp); removed with its files. */
 char *unit_tmpdir(void);
