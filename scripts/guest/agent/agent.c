@@ -1044,7 +1044,10 @@ static void loop(void)
 			short ev = POLLRDHUP;
 			if (want_read(c))
 				ev |= POLLIN;
-			if (c->oq_len)
+			/* (a GET whose queue the last flush emptied has more to
+			 * read: the socket's room wakes us to read it; waiting
+			 * for input instead would wait forever) */
+			if (c->oq_len || (c->st == C_GET && c->oq_len < QHIGH))
 				ev |= POLLOUT;
 			c->pi = n;
 			pfd[n++] = (struct pollfd){ c->fd, ev, 0 };
