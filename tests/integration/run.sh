@@ -100,7 +100,7 @@ cost_of() {
 	case $(basename "$1" .test.sh) in
 	rootfs) echo 1000 ;; blk) echo 430 ;; console) echo 300 ;; net) echo 300 ;;
 	exec) echo 260 ;; linux) echo 250 ;; snapshot) echo 210 ;;
-	lineage) echo 60 ;; registry) echo 50 ;; guest_boundary) echo 55 ;; compute) echo 32 ;; *) echo 15 ;;
+	volumes) echo 330 ;; lineage) echo 45 ;; registry) echo 50 ;; guest_boundary) echo 55 ;; compute) echo 32 ;; *) echo 15 ;;
 	esac
 }
 follows() { # the file whose lane this one joins, if any
