@@ -191,9 +191,13 @@ static int image_save(void *opaque, const char *sec, int fd, uint64_t offset, ui
 		map = mmap(NULL, size + lead, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		if (map == MAP_FAILED)
 			return err_set(e, -errno, "image %s: %s", sec, strerror(errno));
+		/* whole pages of the file, never past the anonymous span (a
+		 * MAP_FIXED beyond it would replace another mapping) */
+		uint64_t span = (size + lead + pg - 1) / pg * pg;
 		if ((uint64_t)st.st_size > offset - lead)
-			file_part = (uint64_t)st.st_size - (offset - lead);
-		file_part = file_part > size + lead ? size + lead : (file_part + pg - 1) / pg * pg;
+			file_part = ((uint64_t)st.st_size - (offset - lead) + pg - 1) / pg * pg;
+		if (file_part > span)
+			file_part = span;
 		if (file_part && mmap(map, file_part, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd,
 				      (off_t)(offset - lead)) == MAP_FAILED)
 			rc = err_set(e, -errno, "image %s: %s", sec, strerror(errno));
