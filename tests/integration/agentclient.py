@@ -162,6 +162,7 @@ class AgentError(Exception):
 
 failures = []
 AGENT_PID = 0
+BUSYBOX = os.environ.get("BUSYBOX", "/bin/busybox")
 
 
 def check(name):
@@ -272,6 +273,32 @@ def t_exec_errors(sock, work):
     # still usable
     out, err, st, pid = c.run(["echo", "after"])
     assert out == b"after\n"
+    c.close()
+
+
+@check("applets not on PATH")
+def t_applets(sock, work):
+    c = Conn(sock)
+    nopath = ["PATH=/nowhere"]
+    # not on PATH, in the list: busybox runs it by argv[0]'s name
+    out, err, st, pid = c.run(["seq", "3"], env=nopath)
+    assert (out, st) == (b"1\n2\n3\n", ("exited", 0)), (out, err, st)
+    out, err, st, pid = c.run(["basename", "/a/b"], env=nopath)
+    assert out == b"b\n", (out, err, st)
+    # a busybox applet the list does not name, a name in no list
+    expect_error(errno.ENOENT, c.exec_start, ["echo", "x"], nopath)
+    e = expect_error(errno.ENOENT, c.exec_start, ["no-such-command-anywhere"])
+    assert "no-such-command-anywhere" in e.msg, e.msg
+    # what PATH has wins over the applet
+    tool = os.path.join(work, "bin", "seq")
+    os.makedirs(os.path.dirname(tool), exist_ok=True)
+    with open(tool, "w") as f:
+        f.write("#!/bin/sh\necho not-the-applet\n")
+    os.chmod(tool, 0o755)
+    out, err, st, pid = c.run(["seq", "3"], env=["PATH=" + os.path.dirname(tool)])
+    assert out == b"not-the-applet\n", (out, err, st)
+    # a path is never an applet
+    expect_error(errno.ENOENT, c.exec_start, ["/nowhere/seq", "3"])
     c.close()
 
 
@@ -540,7 +567,13 @@ def main():
     def ignore_int():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     global AGENT_PID
-    proc = subprocess.Popen([agent, "--listen-unix", sock, "--dry-sync"], stdin=subprocess.DEVNULL,
+    # applets as the guest's /init gives them: a list naming two of this
+    # host's busybox applets (t_applets)
+    applets = os.path.join(work, "applets")
+    with open(applets, "w") as f:
+        f.write("basename\nseq\n")
+    proc = subprocess.Popen([agent, "--listen-unix", sock, "--dry-sync", "--busybox", BUSYBOX,
+                             "--applets", applets], stdin=subprocess.DEVNULL,
                             stdout=log, stderr=log, preexec_fn=ignore_int)
     AGENT_PID = proc.pid
     try:
@@ -550,7 +583,7 @@ def main():
             time.sleep(0.02)
         order = ["hello", "exec", "signals", "env", "session", "exec_errors", "cat",
                  "stdin_epipe", "files", "file_errors", "sync", "concurrent", "malformed",
-                 "hangup", "bounded", "limit", "slow"]
+                 "applets", "hangup", "bounded", "limit", "slow"]
         checks = [globals()["t_" + n] for n in order]
         for fn in checks:
             if proc.poll() is not None:

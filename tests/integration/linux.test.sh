@@ -32,7 +32,7 @@ echo "pipe: $(echo a b c | wc -w)"
 sleep 1 &
 bg=$!
 wait $bg && echo "bg: done $?"
-i=0; while [ $i -lt 25 ]; do /bin/true || echo fork-failed; i=$((i+1)); done
+i=0; while [ $i -lt 25 ]; do /bin/busybox true || echo fork-failed; i=$((i+1)); done
 echo "forks: $i"
 ls /proc | wc -l > /tmp/n && echo "procs: ok"
 echo "hwrng: $(cat /sys/class/misc/hw_random/rng_current) $(head -c 16 /dev/hwrng | wc -c)"

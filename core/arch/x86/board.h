@@ -20,9 +20,11 @@
 #define BOARD_MAX_CPUS 64
 
 /* Keeps a Linux guest off the instructions a soft-emulated host cannot run
- * (PLATFORM.md) and tells its init (smolvm.quirks=1). */
+ * (PLATFORM.md) and tells its init (smolvm.quirks=1). rodata=off: there,
+ * write-protecting the kernel's read-only data costs each boot ~5-7 s of
+ * emulated page-table work (never passed on hardware KVM). */
 #define BOARD_SOFT_EMULATION_CMDLINE                                           \
 	"noxsave nopku clearcpuid=cx16,umip,smap,smep,rdrand,rdseed,fsgsbase,"  \
-	"popcnt,movbe,abm,bmi1,bmi2,avx,avx2 smolvm.quirks=1"
+	"popcnt,movbe,abm,bmi1,bmi2,avx,avx2 rodata=off smolvm.quirks=1"
 
 #endif

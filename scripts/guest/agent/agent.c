@@ -102,6 +102,11 @@ static int lfd = -1, sfd = -1, urandom_fd = -1;
 static int dry_sync;
 static int background; /* --background: fork once listening */
 static const char *unix_path;
+/* --busybox and --applets: a command not found on PATH that busybox
+ * provides runs as that applet, so the initramfs needs no link per applet
+ * (each costs the emulated guest kernel ~35 ms at boot on slow hosts) */
+static const char *busybox_exe;
+static char *applets; /* "\nname\nname\n...", from the --applets file */
 static const char *tunables; /* "GLIBC_TUNABLES=..." from our environment */
 static mode_t our_umask;
 static unsigned put_seq;
@@ -341,6 +346,7 @@ struct spawn {
 	char *const *envp;
 	const char *cwd;  /* NULL: stay in / */
 	const char *path; /* the child's PATH, for a file without '/' */
+	const char *applet_exe; /* run this with argv when PATH has no file */
 	int fds[3];       /* become the child's 0, 1, 2 */
 	volatile int err;
 	volatile int chdir_failed;
@@ -402,6 +408,11 @@ static int child_main(void *arg)
 		p = colon ? colon + 1 : NULL;
 	}
 	err = saw_eacces ? EACCES : ENOENT;
+	if (err == ENOENT && s->applet_exe) {
+		/* busybox picks the applet by argv[0]'s name */
+		execve(s->applet_exe, s->argv, s->envp);
+		err = errno;
+	}
 report:
 	s->err = err;
 	_exit(127);
@@ -487,6 +498,57 @@ static const char **child_env(const struct smolvm_agent_exec *ex, const char **p
 	return env;
 }
 
+/* Reads the --applets file (one name a line) into `applets`. */
+static int load_applets(const char *file)
+{
+	FILE *f = fopen(file, "re");
+	size_t cap = 4096, len = 1;
+	char line[256];
+
+	if (!f)
+		return -errno;
+	applets = malloc(cap);
+	if (!applets) {
+		fclose(f);
+		return -ENOMEM;
+	}
+	applets[0] = '\n';
+	while (fgets(line, sizeof(line), f)) {
+		size_t n = strcspn(line, "\n");
+		if (!n)
+			continue;
+		if (len + n + 2 > cap) {
+			char *p = realloc(applets, cap * 2);
+			if (!p) {
+				fclose(f);
+				return -ENOMEM;
+			}
+			applets = p;
+			cap *= 2;
+		}
+		memcpy(applets + len, line, n);
+		len += n;
+		applets[len++] = '\n';
+	}
+	applets[len] = '\0';
+	fclose(f);
+	return 0;
+}
+
+static int is_applet(const char *name)
+{
+	char key[258];
+	size_t n = strlen(name);
+
+	if (!applets || !n || n > 255 || strchr(name, '/') || strchr(name, '\n'))
+		return 0;
+	key[0] = '\n';
+	memcpy(key + 1, name, n);
+	key[n + 1] = '\n';
+	key[n + 2] = '\0';
+	return strstr(applets, key) != NULL;
+}
+
 static void do_exec(struct conn *c, const struct smolvm_agent_msg *m)
 {
 	static struct smolvm_agent_exec ex;
@@ -506,6 +568,7 @@ static void do_exec(struct conn *c, const struct smolvm_agent_msg *m)
 	s.argv = (char *const *)ex.argv;
 	s.envp = (char *const *)child_env(&ex, &s.path);
 	s.cwd = ex.cwd[0] && strcmp(ex.cwd, "/") ? ex.cwd : NULL;
+	s.applet_exe = busybox_exe && is_applet(s.file) ? busybox_exe : NULL;
 	rc = spawn(c, &s, &chdir_failed);
 	if (rc == 0) {
 		c->st = C_EXEC;
@@ -1216,13 +1279,15 @@ static void loopback_up(void)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: " AGENT_NAME " [--listen-unix PATH] [--dry-sync] [--background]\n");
+	fprintf(stderr, "usage: " AGENT_NAME " [--listen-unix PATH] [--dry-sync] [--background]\n"
+		"       [--busybox PATH --applets FILE]\n");
 	exit(2);
 }
 
 int main(int argc, char **argv)
 {
 	extern char **environ;
+	const char *applets_file = NULL;
 	sigset_t set;
 	int fd;
 
@@ -1233,8 +1298,20 @@ int main(int argc, char **argv)
 			dry_sync = 1;
 		else if (!strcmp(argv[i], "--background"))
 			background = 1;
+		else if (!strcmp(argv[i], "--busybox") && i + 1 < argc)
+			busybox_exe = argv[++i];
+		else if (!strcmp(argv[i], "--applets") && i + 1 < argc)
+			applets_file = argv[++i];
 		else
 			usage();
+	}
+	if (!busybox_exe != !applets_file)
+		usage();
+	/* without the list every command runs as it would without busybox */
+	if (applets_file && (fd = load_applets(applets_file)) < 0) {
+		logx("%s: %s (commands not on PATH will not run as applets)", applets_file,
+		     strerror(-fd));
+		busybox_exe = NULL;
 	}
 	/* 0, 1 and 2 open, so that no pipe of ours lands there */
 	while ((fd = open("/dev/null", O_RDWR | O_CLOEXEC)) >= 0 && fd < 3)
