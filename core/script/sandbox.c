@@ -78,17 +78,27 @@ int sandbox_pcall(lua_State *L, int nargs, int nres, int with_traceback, struct 
 	return 0;
 }
 
+/* One write per line: stderr is unbuffered and the guest's console may
+ * write to the same terminal from a vCPU thread meanwhile. */
 static int l_print(lua_State *L)
 {
 	int n = lua_gettop(L);
-	fputs("script: ", stderr);
+	luaL_Buffer b;
+	size_t len;
+	const char *line;
+
+	luaL_buffinit(L, &b);
+	luaL_addstring(&b, "script: ");
 	for (int i = 1; i <= n; i++) {
 		if (i > 1)
-			fputc('\t', stderr);
-		fputs(luaL_tolstring(L, i, NULL), stderr);
-		lua_pop(L, 1);
+			luaL_addchar(&b, '\t');
+		luaL_tolstring(L, i, NULL);
+		luaL_addvalue(&b);
 	}
-	fputc('\n', stderr);
+	luaL_addchar(&b, '\n');
+	luaL_pushresult(&b);
+	line = lua_tolstring(L, -1, &len);
+	fwrite(line, 1, len, stderr);
 	return 0;
 }
 
