@@ -98,9 +98,10 @@ done
 
 cost_of() {
 	case $(basename "$1" .test.sh) in
-	rootfs) echo 1000 ;; blk) echo 430 ;; console) echo 300 ;; net) echo 300 ;;
-	exec) echo 260 ;; linux) echo 250 ;; snapshot) echo 210 ;;
-	volumes) echo 330 ;; lineage) echo 45 ;; registry) echo 50 ;; guest_boundary) echo 55 ;; compute) echo 32 ;; *) echo 15 ;;
+	rootfs) echo 1000 ;; blk) echo 450 ;; linux) echo 300 ;; console) echo 250 ;;
+	exec) echo 250 ;; net) echo 230 ;; volumes) echo 220 ;; guest_boundary) echo 190 ;;
+	snapshot) echo 170 ;; grants) echo 100 ;; compute) echo 60 ;; lineage) echo 40 ;;
+	sdk) echo 35 ;; registry) echo 25 ;; *) echo 15 ;;
 	esac
 }
 follows() { # the file whose lane this one joins, if any
