@@ -498,41 +498,29 @@ static const char **child_env(const struct smolvm_agent_exec *ex, const char **p
 	return env;
 }
 
-/* Reads the --applets file (one name a line) into `applets`. */
+/* Reads the --applets file (one name a line) into `applets`, between
+ * newlines, so that a lookup is one strstr of "\nNAME\n". */
 static int load_applets(const char *file)
 {
 	FILE *f = fopen(file, "re");
-	size_t cap = 4096, len = 1;
-	char line[256];
+	long size = 0;
+	size_t n;
+	int rc = 0;
 
 	if (!f)
 		return -errno;
-	applets = malloc(cap);
-	if (!applets) {
-		fclose(f);
-		return -ENOMEM;
+	if (fseek(f, 0, SEEK_END) || (size = ftell(f)) < 0 || fseek(f, 0, SEEK_SET))
+		rc = -errno;
+	else if (!(applets = malloc((size_t)size + 3)))
+		rc = -ENOMEM;
+	if (!rc) {
+		n = fread(applets + 1, 1, (size_t)size, f);
+		applets[0] = '\n';
+		applets[n + 1] = '\n';
+		applets[n + 2] = '\0';
 	}
-	applets[0] = '\n';
-	while (fgets(line, sizeof(line), f)) {
-		size_t n = strcspn(line, "\n");
-		if (!n)
-			continue;
-		if (len + n + 2 > cap) {
-			char *p = realloc(applets, cap * 2);
-			if (!p) {
-				fclose(f);
-				return -ENOMEM;
-			}
-			applets = p;
-			cap *= 2;
-		}
-		memcpy(applets + len, line, n);
-		len += n;
-		applets[len++] = '\n';
-	}
-	applets[len] = '\0';
 	fclose(f);
-	return 0;
+	return rc;
 }
 
 static int is_applet(const char *name)
